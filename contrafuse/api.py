@@ -1,0 +1,91 @@
+"""Python API: ``contrafuse.fuse(ir, vis, method=...)``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .errors import ContrafuseError
+from .io import luminance, merge_chroma, read_image, rgb_to_ycbcr, ycbcr_to_rgb
+from .methods import DEFAULT_METHOD, FusionMethod, create_method
+
+def as_unit_image(image, *, label: str = "image", high_bit_rule: str = "minmax") -> np.ndarray:
+    """Load a path, or validate an array, into float32 [0, 1] of shape (H, W) or (H, W, 3)."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image, high_bit_rule=high_bit_rule)
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ContrafuseError(label, f"expected an (H, W) or (H, W, 3) array, got shape {array.shape}")
+    if array.ndim == 3:
+        array = array[..., :3]
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535.0
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise ContrafuseError(label, "array holds NaN or infinite values")
+        if array.min() < 0.0 or array.max() > 1.0:
+            raise ContrafuseError(label, "float arrays must lie in [0, 1]")
+        return array.astype(np.float32)
+    raise ContrafuseError(label, f"unsupported array type {array.dtype}")
+
+
+def resize_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bicubic resize of a [0, 1] image to ``shape`` = (H, W), per channel."""
+    height, width = shape
+    if image.ndim == 2:
+        out = Image.fromarray(image.astype(np.float32), mode="F").resize((width, height), Image.BICUBIC)
+        return np.clip(np.asarray(out), 0.0, 1.0).astype(np.float32)
+    return np.stack([resize_to(image[..., c], shape) for c in range(image.shape[2])], axis=-1)
+
+
+def match_sizes(first: np.ndarray, second: np.ndarray, *, resize: str | None,
+                labels: tuple[str, str] = ("ir", "vis")) -> tuple[np.ndarray, np.ndarray]:
+    """Equal sizes pass; ``resize="ir"`` resamples the first to the second, ``"vis"`` the
+    second to the first; otherwise a size mismatch raises, naming both inputs."""
+    if first.shape[:2] == second.shape[:2]:
+        return first, second
+    if resize == "ir":
+        return resize_to(first, second.shape[:2]), second
+    if resize == "vis":
+        return first, resize_to(second, first.shape[:2])
+    if resize is not None:
+        raise ContrafuseError(None, f"--resize must be 'ir' or 'vis', not {resize!r}")
+    (h1, w1), (h2, w2) = first.shape[:2], second.shape[:2]
+    raise ContrafuseError(
+        labels[0], f"size {w1}x{h1} differs from {labels[1]} ({w2}x{h2}); "
+        "pass --resize ir or --resize vis to resample one")
+
+
+def fuse_images(first: np.ndarray, second: np.ndarray, method: FusionMethod) -> np.ndarray:
+    """Fuse two same-size [0, 1] images; colour sources are fused on Y and their CbCr re-attached."""
+    fused_y = method.fuse_grey(luminance(first), luminance(second))
+    colour = [rgb_to_ycbcr(img)[..., 1:] for img in (first, second) if img.ndim == 3]
+    if not colour:
+        return fused_y
+    return ycbcr_to_rgb(np.dstack([fused_y, merge_chroma(colour)]))
+
+
+def fuse(ir, vis, method: str | FusionMethod | None = None, *, resize: str | None = None,
+         high_bit_rule: str = "minmax", **options: Any) -> np.ndarray:
+    """Fuse an infrared (or functional / first) image with a visible (or structural / second) one.
+
+    ``ir`` and ``vis`` are file paths or arrays (uint8, uint16, or float in [0, 1]). Returns a
+    float32 array in [0, 1]: grey, or RGB when either input is colour. ``method`` is a registered
+    name (see ``contrafuse methods``) or a :class:`FusionMethod`; extra keyword ``options`` go
+    to the method's constructor.
+    """
+    labels = (str(ir) if isinstance(ir, (str, os.PathLike)) else "ir",
+              str(vis) if isinstance(vis, (str, os.PathLike)) else "vis")
+    first = as_unit_image(ir, label=labels[0], high_bit_rule=high_bit_rule)
+    second = as_unit_image(vis, label=labels[1], high_bit_rule=high_bit_rule)
+    first, second = match_sizes(first, second, resize=resize, labels=labels)
+    if not isinstance(method, FusionMethod):
+        method = create_method(method or DEFAULT_METHOD, **options)
+    return fuse_images(first, second, method)

@@ -1,0 +1,1 @@
+"""Benchmark helpers: timing, machine description, result files."""

@@ -1,0 +1,151 @@
+"""Command-line interface: ``contrafuse <command> ...`` (also ``python -m contrafuse``).
+
+Every problem with the user's input is printed as one line ``contrafuse: error: <file>: <problem>``
+with exit status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import __version__
+from .api import as_unit_image, fuse_images, match_sizes
+from .errors import ContrafuseError
+from .io import HIGH_BIT_RULES, pair_folders, write_image
+from .methods import DEFAULT_METHOD, METHODS, create_method
+
+EXIT_BAD_INPUT = 2
+
+COMMANDS: dict = {}
+
+
+def command(name: str):
+    def decorator(func):
+        COMMANDS[name] = func
+        return func
+    return decorator
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def _add_fusion_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", default=None, help=f"fusion method (default: {DEFAULT_METHOD}); see 'contrafuse methods'")
+    parser.add_argument("--resize", choices=["ir", "vis"], help="resample this input to the other's size when sizes differ")
+    parser.add_argument("--bits", type=int, choices=[8, 16], default=8, help="output depth (16-bit: grey PNG/TIFF)")
+    parser.add_argument("--high-bit-rule", choices=list(HIGH_BIT_RULES), default="minmax",
+                        help="how 16-bit/float inputs map to [0, 1]: " + "; ".join(f"{k}: {v}" for k, v in HIGH_BIT_RULES.items()))
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--device", default="cpu", help="torch device for learned methods (cpu, cuda, cuda:1, ...)")
+
+
+def _make_method(args):
+    name = args.method or DEFAULT_METHOD
+    options = {"device": args.device} if getattr(METHODS.get(name), "uses_torch", False) else {}
+    return create_method(name, **options)
+
+
+def _fuse_one(ir: Path, vis: Path, out: Path, method, args) -> None:
+    for source in (ir, vis):
+        if out.exists() and _same_file(out, source):
+            raise ContrafuseError(out, "output path is one of the inputs; refusing to overwrite an input")
+    if out.exists() and not args.overwrite:
+        raise ContrafuseError(out, "output exists (use --overwrite to replace it)")
+    first = as_unit_image(ir, high_bit_rule=args.high_bit_rule)
+    second = as_unit_image(vis, high_bit_rule=args.high_bit_rule)
+    first, second = match_sizes(first, second, resize=args.resize, labels=(str(ir), str(vis)))
+    write_image(out, fuse_images(first, second, method), bits=args.bits, overwrite=args.overwrite)
+
+
+@command("fuse")
+def cmd_fuse(args) -> int:
+    single = args.ir or args.vis or args.output
+    folder = args.ir_dir or args.vis_dir or args.out_dir
+    if single and folder:
+        raise ContrafuseError(None, "use either --ir/--vis/-o or --ir-dir/--vis-dir/--out-dir, not both")
+    if single:
+        missing = [flag for flag, val in (("--ir", args.ir), ("--vis", args.vis), ("-o", args.output)) if not val]
+        if missing:
+            raise ContrafuseError(None, f"missing {', '.join(missing)}")
+        ir, vis, out = Path(args.ir), Path(args.vis), Path(args.output)
+        for source in (ir, vis):
+            if not source.exists():
+                raise ContrafuseError(source, "file not found")
+        _fuse_one(ir, vis, out, _make_method(args), args)
+        print(f"wrote {out}")
+        return 0
+    missing = [flag for flag, val in (("--ir-dir", args.ir_dir), ("--vis-dir", args.vis_dir), ("--out-dir", args.out_dir)) if not val]
+    if missing:
+        raise ContrafuseError(None, "give --ir, --vis and -o, or --ir-dir, --vis-dir and --out-dir" if len(missing) == 3 else f"missing {', '.join(missing)}")
+    pairs = pair_folders(args.ir_dir, args.vis_dir)
+    out_dir = Path(args.out_dir)
+    method = _make_method(args)
+    fused = skipped = failed = 0
+    for pair in tqdm(pairs, desc=f"fusing ({method.name})", unit="pair", file=sys.stderr):
+        out = out_dir / f"{pair.name}.{args.format}"
+        try:
+            if out.exists() and not args.overwrite and not any(_same_file(out, s) for s in (pair.first, pair.second)):
+                skipped += 1
+                tqdm.write(f"skip {pair.name}: {out} exists (use --overwrite)", file=sys.stderr)
+                continue
+            _fuse_one(pair.first, pair.second, out, method, args)
+            fused += 1
+        except ContrafuseError as exc:
+            failed += 1
+            tqdm.write(f"fail {pair.name}: {exc}", file=sys.stderr)
+    print(f"{fused} fused, {skipped} skipped, {failed} failed -> {out_dir}")
+    return EXIT_BAD_INPUT if failed else 0
+
+
+@command("methods")
+def cmd_methods(args) -> int:
+    width = max(len(n) for n in METHODS.names())
+    for name in METHODS.names():
+        marker = " (default)" if name == DEFAULT_METHOD else ""
+        print(f"{name:<{width}}  {METHODS.get(name).description}{marker}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="contrafuse", description="Multi-modality image fusion toolkit.")
+    parser.add_argument("--version", action="version", version=f"contrafuse {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fuse", help="fuse one image pair, or two folders of pairs matched by base name")
+    p.add_argument("--ir", help="infrared (or functional / first) image")
+    p.add_argument("--vis", help="visible (or structural / second) image")
+    p.add_argument("-o", "--output", help="output image path (.png default; .tif, .jpg, .bmp)")
+    p.add_argument("--ir-dir", help="folder of infrared images")
+    p.add_argument("--vis-dir", help="folder of visible images")
+    p.add_argument("--out-dir", help="folder for fused images (created if needed)")
+    p.add_argument("--format", default="png", choices=["png", "tif", "jpg", "bmp"], help="output format in folder mode")
+    _add_fusion_options(p)
+
+    sub.add_parser("methods", help="list the fusion methods")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ContrafuseError as exc:
+        if args.debug:
+            raise
+        print(f"contrafuse: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("contrafuse: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

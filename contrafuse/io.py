@@ -1,0 +1,245 @@
+"""Image reading and writing, colour handling and folder pairing.
+
+Images are handed around as ``float32`` NumPy arrays in [0, 1]: ``(H, W)`` for grey,
+``(H, W, 3)`` for RGB. Readers never modify their input; writers are atomic
+(temporary file in the destination folder, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ContrafuseError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+#: Largest image (in pixels) accepted before we call it a decompression bomb.
+#: Override with the environment variable ``CONTRAFUSE_MAX_PIXELS``.
+DEFAULT_MAX_PIXELS = 200_000_000
+
+#: Rules for mapping images deeper than 8 bits (e.g. 16-bit radiometric thermal) to [0, 1].
+HIGH_BIT_RULES = {
+    "minmax": "stretch the image's own minimum..maximum to 0..1 (default)",
+    "percentile": "clip to the 0.5th..99.5th percentile, then stretch to 0..1 (robust to hot pixels)",
+    "full": "divide by the type's full range (65535 for 16-bit): keeps absolute radiometry",
+}
+
+
+def max_pixels() -> int:
+    return int(os.environ.get("CONTRAFUSE_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+
+
+def _high_bit_to_unit(values: np.ndarray, rule: str, full_range: float) -> np.ndarray:
+    values = values.astype(np.float64)
+    if rule == "full":
+        out = values / full_range
+    elif rule in ("minmax", "percentile"):
+        lo, hi = (
+            (values.min(), values.max())
+            if rule == "minmax"
+            else np.percentile(values, [0.5, 99.5])
+        )
+        out = (np.clip(values, lo, hi) - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    else:
+        raise ContrafuseError(None, f"unknown high-bit rule {rule!r}; choose from {', '.join(HIGH_BIT_RULES)}")
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def read_image(path: str | os.PathLike, *, high_bit_rule: str = "minmax") -> np.ndarray:
+    """Read an image file as float32 in [0, 1]: ``(H, W)`` if grey, ``(H, W, 3)`` if colour.
+
+    Palette images are expanded; RGB files whose three channels are identical are returned
+    as grey; an alpha channel is dropped. 16-bit and float images are mapped to [0, 1] with
+    ``high_bit_rule`` (see :data:`HIGH_BIT_RULES`).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ContrafuseError(path, "file not found")
+    if path.is_dir():
+        raise ContrafuseError(path, "is a folder, expected an image file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = None  # we apply our own limit below, before decoding
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > max_pixels():
+                    raise ContrafuseError(
+                        path, f"image is {width}x{height} pixels, over the {max_pixels()}-pixel limit "
+                        "(set CONTRAFUSE_MAX_PIXELS to allow it)")
+                if width == 0 or height == 0:
+                    raise ContrafuseError(path, "image has zero size")
+                img.load()
+                mode = img.mode
+                if mode == "P" or mode == "PA":
+                    img = img.convert("RGBA" if "transparency" in img.info or mode == "PA" else "RGB")
+                    mode = img.mode
+                if mode in ("RGBA", "LA"):
+                    img = img.convert(mode[:-1])
+                    mode = img.mode
+                if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                    img = img.convert("RGB")
+                    mode = img.mode
+                array = np.asarray(img)
+    except ContrafuseError:
+        raise
+    except UnidentifiedImageError:
+        raise ContrafuseError(path, "not a readable image (unknown or corrupt format)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ContrafuseError(path, f"cannot decode image ({exc})") from None
+
+    if mode == "1":
+        unit = array.astype(np.float32)
+    elif array.dtype == np.uint8:
+        unit = array.astype(np.float32) / 255.0
+    elif array.dtype in (np.uint16, np.int32, np.int16, np.uint32):
+        full = 65535.0 if array.max(initial=0) <= 65535 else float(np.iinfo(np.uint32).max)
+        unit = _high_bit_to_unit(array, high_bit_rule, full)
+    elif array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise ContrafuseError(path, "image holds NaN or infinite values")
+        unit = _high_bit_to_unit(array, "minmax" if high_bit_rule == "full" else high_bit_rule, 1.0)
+    else:
+        raise ContrafuseError(path, f"unsupported pixel type {array.dtype} (mode {mode})")
+
+    if unit.ndim == 3:
+        unit = unit[..., :3]
+        if np.array_equal(unit[..., 0], unit[..., 1]) and np.array_equal(unit[..., 0], unit[..., 2]):
+            unit = unit[..., 0]
+    return np.ascontiguousarray(unit, dtype=np.float32)
+
+
+def to_uint(image: np.ndarray, bits: int = 8) -> np.ndarray:
+    """Quantise a [0, 1] image to 8 or 16 bits with rounding."""
+    if bits not in (8, 16):
+        raise ContrafuseError(None, f"output depth must be 8 or 16 bits, not {bits}")
+    top = 255 if bits == 8 else 65535
+    dtype = np.uint8 if bits == 8 else np.uint16
+    return np.round(np.clip(image, 0.0, 1.0) * top).astype(dtype)
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, *, bits: int = 8,
+                overwrite: bool = False) -> Path:
+    """Write a [0, 1] grey or RGB image atomically. 16-bit output is grey PNG/TIFF only."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ContrafuseError(path, "output exists (use --overwrite to replace it)")
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ContrafuseError(path, f"unsupported output type {suffix or '(none)'}; use one of {', '.join(IMAGE_SUFFIXES)}")
+    data = to_uint(image, bits)
+    if bits == 16:
+        if data.ndim == 3:
+            raise ContrafuseError(path, "16-bit output is supported for grey images only")
+        if suffix not in (".png", ".tif", ".tiff"):
+            raise ContrafuseError(path, "16-bit output needs a .png or .tif file name")
+        pil = Image.fromarray(data)  # mode I;16
+    else:
+        pil = Image.fromarray(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            pil.save(handle, format=Image.registered_extensions()[suffix])
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Colour: full-range BT.601 YCbCr (JPEG / ITU-T T.871, as OpenCV's COLOR_RGB2YCrCb), on [0, 1].
+
+_RGB_TO_YCBCR = np.array([[0.299, 0.587, 0.114],
+                          [-0.168736, -0.331264, 0.5],
+                          [0.5, -0.418688, -0.081312]], dtype=np.float64)
+_YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR)
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """RGB in [0, 1] to Y, Cb, Cr in [0, 1] (chroma offset by 0.5)."""
+    ycc = rgb.astype(np.float64) @ _RGB_TO_YCBCR.T
+    ycc[..., 1:] += 0.5
+    return ycc.astype(np.float32)
+
+
+def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rgb_to_ycbcr`, clipped to [0, 1]."""
+    shifted = ycc.astype(np.float64).copy()
+    shifted[..., 1:] -= 0.5
+    return np.clip(shifted @ _YCBCR_TO_RGB.T, 0.0, 1.0).astype(np.float32)
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """The Y channel of a colour image, or the image itself if grey."""
+    return image if image.ndim == 2 else rgb_to_ycbcr(image)[..., 0]
+
+
+def merge_chroma(cb_cr: list[np.ndarray]) -> np.ndarray:
+    """Combine the chroma of several colour sources, each ``(H, W, 2)`` offset by 0.5.
+
+    One source: its chroma. Several: the per-pixel average weighted by each source's
+    distance from neutral grey, the usual rule for fusing two colour images (e.g. multi-focus).
+    """
+    if len(cb_cr) == 1:
+        return cb_cr[0]
+    stack = np.stack(cb_cr)
+    weight = np.abs(stack - 0.5)
+    total = weight.sum(axis=0)
+    merged = np.where(total > 0, (stack * weight).sum(axis=0) / np.maximum(total, 1e-12), 0.5)
+    return merged.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Folder pairing.
+
+@dataclass(frozen=True)
+class ImagePair:
+    name: str
+    first: Path
+    second: Path
+
+
+def list_images(folder: str | os.PathLike) -> dict[str, Path]:
+    """Map base name to path for every image file directly inside ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ContrafuseError(folder, "folder not found" if not folder.exists() else "not a folder")
+    found: dict[str, Path] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES and not entry.name.startswith("."):
+            if entry.stem in found:
+                raise ContrafuseError(entry, f"two images share the base name {entry.stem!r} ({found[entry.stem].name})")
+            found[entry.stem] = entry
+    return found
+
+
+def pair_folders(first: str | os.PathLike, second: str | os.PathLike) -> list[ImagePair]:
+    """Pair the images of two folders by base name (``ir/foo.png`` with ``vis/foo.jpg``).
+
+    Raises when a folder holds no images or when some names have no partner (listed).
+    """
+    a, b = list_images(first), list_images(second)
+    for folder, found in ((first, a), (second, b)):
+        if not found:
+            raise ContrafuseError(folder, "folder holds no images (" + ", ".join(IMAGE_SUFFIXES) + ")")
+    only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+    if only_a or only_b:
+        parts = []
+        if only_a:
+            parts.append(f"only in {first}: {', '.join(only_a)}")
+        if only_b:
+            parts.append(f"only in {second}: {', '.join(only_b)}")
+        raise ContrafuseError(None, "unmatched image names: " + "; ".join(parts))
+    return [ImagePair(name, a[name], b[name]) for name in sorted(a)]

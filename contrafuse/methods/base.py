@@ -1,0 +1,44 @@
+"""The one interface every fusion method implements, and the method registry."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from ..registry import Registry
+
+
+class FusionMethod(ABC):
+    """Fuse two registered grey images of equal size, float32 in [0, 1], into one.
+
+    ``first`` is the intensity/target modality (infrared, PET/SPECT luminance, or the first
+    focus image), ``second`` the detail modality (visible, MRI, second focus image). Colour is
+    handled outside the method (:func:`contrafuse.api.fuse` fuses luminance, re-attaches chroma).
+    """
+
+    #: registry name, set by :func:`register_method`
+    name: str = ""
+    #: one line shown by ``contrafuse methods``
+    description: str = ""
+
+    @abstractmethod
+    def fuse_grey(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Return the fused grey image, float32 in [0, 1], of the inputs' shape."""
+
+
+METHODS: Registry[type[FusionMethod]] = Registry("fusion method")
+
+
+def register_method(name: str):
+    """Class decorator: register a :class:`FusionMethod` subclass under ``name``."""
+    def decorator(cls: type[FusionMethod]) -> type[FusionMethod]:
+        cls.name = name
+        return METHODS.register(name)(cls)
+    return decorator
+
+
+def create_method(name: str, **options: Any) -> FusionMethod:
+    """Instantiate the registered method ``name`` with keyword ``options``."""
+    return METHODS.get(name)(**options)

@@ -1,0 +1,149 @@
+"""Every bad input gets a one-line error naming the file, exit status 2, and no traceback."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from contrafuse.cli import main
+from conftest import REPO, dataset, save
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("contrafuse: error:")
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_single_pair(capsys, grey_pair, tmp_path):
+    ir, vis = grey_pair
+    code, out, _ = run(capsys, "fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "f.png"), "--method", "dwt")
+    assert code == 0 and (tmp_path / "f.png").exists()
+    assert Image.open(tmp_path / "f.png").size == Image.open(ir).size
+
+
+def test_missing_file(capsys, grey_pair, tmp_path):
+    _, vis = grey_pair
+    code, _, err = run(capsys, "fuse", "--ir", str(tmp_path / "nope.png"), "--vis", str(vis), "-o", str(tmp_path / "f.png"))
+    assert_one_line_error(code, err, "nope.png", "not found")
+
+
+def test_not_an_image(capsys, grey_pair, tmp_path):
+    _, vis = grey_pair
+    bogus = tmp_path / "text.png"
+    bogus.write_text("hello, not a png")
+    code, _, err = run(capsys, "fuse", "--ir", str(bogus), "--vis", str(vis), "-o", str(tmp_path / "f.png"))
+    assert_one_line_error(code, err, "text.png", "not a readable image")
+
+
+def test_truncated_image(capsys, grey_pair, tmp_path, rng):
+    _, vis = grey_pair
+    full = save(tmp_path / "full.png", (rng.random((40, 56)) * 255).astype(np.uint8))
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    code, _, err = run(capsys, "fuse", "--ir", str(cut), "--vis", str(vis), "-o", str(tmp_path / "f.png"))
+    assert_one_line_error(code, err, "cut.png", "cannot decode")
+
+
+def test_size_mismatch_and_resize(capsys, grey_pair, tmp_path):
+    ir, _ = grey_pair
+    small = save(tmp_path / "small.png", np.zeros((20, 28), np.uint8))
+    code, _, err = run(capsys, "fuse", "--ir", str(ir), "--vis", str(small), "-o", str(tmp_path / "f.png"))
+    assert_one_line_error(code, err, str(ir), "56x40", "28x20", "--resize")
+    code, _, _ = run(capsys, "fuse", "--ir", str(ir), "--vis", str(small), "-o", str(tmp_path / "f.png"), "--resize", "vis")
+    assert code == 0 and Image.open(tmp_path / "f.png").size == (56, 40)
+
+
+def test_empty_folder(capsys, grey_pair, tmp_path):
+    ir, _ = grey_pair
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, "fuse", "--ir-dir", str(ir.parent), "--vis-dir", str(tmp_path / "empty"), "--out-dir", str(tmp_path / "o"))
+    assert_one_line_error(code, err, "empty", "no images")
+
+
+def test_unmatched_names_listed(capsys, grey_pair, tmp_path):
+    ir, vis = grey_pair
+    save(ir.parent / "lonely.png", np.zeros((4, 4), np.uint8))
+    code, _, err = run(capsys, "fuse", "--ir-dir", str(ir.parent), "--vis-dir", str(vis.parent), "--out-dir", str(tmp_path / "o"))
+    assert_one_line_error(code, err, "unmatched", "lonely")
+
+
+def test_decompression_bomb(capsys, grey_pair, tmp_path, monkeypatch):
+    ir, vis = grey_pair
+    monkeypatch.setenv("CONTRAFUSE_MAX_PIXELS", "1000")
+    code, _, err = run(capsys, "fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "f.png"))
+    assert_one_line_error(code, err, str(ir), "pixel limit")
+
+
+def test_output_equal_to_input(capsys, grey_pair):
+    ir, vis = grey_pair
+    before = ir.read_bytes()
+    code, _, err = run(capsys, "fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(ir), "--overwrite")
+    assert_one_line_error(code, err, str(ir), "one of the inputs")
+    assert ir.read_bytes() == before
+
+
+def test_existing_output_kept_unless_overwrite(capsys, grey_pair, tmp_path):
+    ir, vis = grey_pair
+    out = tmp_path / "f.png"
+    out.write_bytes(b"keep me")
+    code, _, err = run(capsys, "fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(out))
+    assert_one_line_error(code, err, str(out), "exists")
+    assert out.read_bytes() == b"keep me"
+    assert run(capsys, "fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(out), "--overwrite")[0] == 0
+    assert out.read_bytes() != b"keep me"
+
+
+def test_unknown_method(capsys, grey_pair, tmp_path):
+    ir, vis = grey_pair
+    code, _, err = run(capsys, "fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "f.png"), "--method", "magic")
+    assert_one_line_error(code, err, "magic", "gff")
+
+
+def test_folder_mode_reports_bad_pair_and_continues(capsys, tmp_path, rng):
+    for name in ("a", "b", "c"):
+        save(tmp_path / "ir" / f"{name}.png", (rng.random((16, 16)) * 255).astype(np.uint8))
+        save(tmp_path / "vis" / f"{name}.png", (rng.random((16, 16)) * 255).astype(np.uint8))
+    (tmp_path / "ir" / "b.png").write_bytes(b"garbage")
+    out = tmp_path / "out"
+    save(out / "c.png", np.zeros((16, 16), np.uint8))
+    code, stdout, err = run(capsys, "fuse", "--ir-dir", str(tmp_path / "ir"), "--vis-dir", str(tmp_path / "vis"), "--out-dir", str(out))
+    assert code == 2
+    assert "1 fused, 1 skipped, 1 failed" in stdout
+    assert "fail b:" in err and "b.png" in err
+    assert (out / "a.png").exists() and not (out / "b.png").exists()
+
+
+def test_methods_command(capsys):
+    code, out, _ = run(capsys, "methods")
+    assert code == 0
+    for name in ("average", "maximum", "laplacian", "dwt", "gff"):
+        assert name in out
+
+
+def test_module_entry_point_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "contrafuse", "fuse", "--ir", str(tmp_path / "x.png"), "--vis",
+                           str(tmp_path / "y.png"), "-o", str(tmp_path / "z.png")], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "x.png" in proc.stderr
+    debug = subprocess.run([sys.executable, "-m", "contrafuse", "--debug", "fuse", "--ir", str(tmp_path / "x.png"), "--vis",
+                            str(tmp_path / "y.png"), "-o", str(tmp_path / "z.png")], capture_output=True, text=True, cwd=REPO)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_real_colour_pair(capsys, tmp_path):
+    root = dataset("RoadScene")
+    out = tmp_path / "road.png"
+    code, _, _ = run(capsys, "fuse", "--ir", str(root / "ir" / "FLIR_00006.jpg"), "--vis", str(root / "vis" / "FLIR_00006.jpg"), "-o", str(out))
+    assert code == 0 and Image.open(out).mode == "RGB"
