@@ -102,6 +102,31 @@ def cmd_fuse(args) -> int:
     return EXIT_BAD_INPUT if failed else 0
 
 
+@command("train")
+def cmd_train(args) -> int:
+    from .train.loop import load_config, train
+    from .train.recipes import RECIPES
+
+    cfg = load_config(args.config)
+    if cfg["method"] != args.method:
+        raise ContrafuseError(args.config, f"config is for method {cfg['method']!r}, not {args.method!r}")
+    out = train(cfg, RECIPES.get(args.method)(), out_dir=args.out, resume=args.resume,
+                max_steps=args.max_steps, device=args.device)
+    print(f"training output in {out}")
+    return 0
+
+
+@command("weights")
+def cmd_weights(args) -> int:
+    from .weights import fetch_vgg19, home
+
+    if args.action == "fetch":
+        print(f"VGG-19 weights ready: {fetch_vgg19(args.source, force=args.force)}")
+    else:
+        print(home())
+    return 0
+
+
 @command("methods")
 def cmd_methods(args) -> int:
     width = max(len(n) for n in METHODS.names())
@@ -128,6 +153,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fusion_options(p)
 
     sub.add_parser("methods", help="list the fusion methods")
+
+    p = sub.add_parser("train", help="train a learned method from a YAML config (resumable)")
+    p.add_argument("method", help="coconet or clfnet")
+    p.add_argument("--config", required=True, help="experiment YAML, e.g. configs/coconet_tno.yaml")
+    p.add_argument("--out", help="output folder (default: the config's 'output')")
+    p.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint")
+    p.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after this many steps")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+
+    p = sub.add_parser("weights", help="fetch and cache the VGG-19 ImageNet weights CoCoNet needs")
+    p.add_argument("action", choices=["fetch", "where"], help="fetch: download/verify/convert; where: print the cache folder")
+    p.add_argument("--from", dest="source", help="a local copy of vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    p.add_argument("--force", action="store_true", help="fetch again even if cached")
     return parser
 
 

@@ -1,0 +1,116 @@
+"""CoCoNet losses (Liu et al., IJCV 2023): self-adaptive loss (Sec. 3.2.2, Eqs. 3-9) and coupled
+contrastive loss (Sec. 3.2.1, Eqs. 1-2; medical form Eqs. 13-14).
+
+All tensors are grey batches ``(B, 1, H, W)`` in [-1, 1] unless stated.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..nn.vgg import LOSS_PLAN, LOSS_TAPS, VGG19
+from .ssim import ssim
+
+#: VGG-19 layer weights for relu1_1 .. relu5_1 (Sec. 3.2.1).
+CONTRAST_LAYER_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
+
+
+def average_gradient(x: torch.Tensor) -> torch.Tensor:
+    """Eq. 6 per sample on [0, 1] intensities: mean |horizontal diff| + mean |vertical diff|."""
+    unit = (x + 1) / 2
+    dh = (unit[..., :, 1:] - unit[..., :, :-1]).abs().mean(dim=(1, 2, 3))
+    dv = (unit[..., 1:, :] - unit[..., :-1, :]).abs().mean(dim=(1, 2, 3))
+    return dh + dv
+
+
+def entropy_bits(x: torch.Tensor) -> torch.Tensor:
+    """Eq. 8 per sample: Shannon entropy (bits) of the 256-level histogram of the 8-bit image
+    (values mapped as ``uint8(127.5 x + 127.5)``, as in the authors' code)."""
+    levels = (x * 127.5 + 127.5).clamp(0, 255).to(torch.uint8).long().flatten(1)
+    counts = torch.zeros(levels.shape[0], 256, device=x.device).scatter_add_(
+        1, levels, torch.ones_like(levels, dtype=torch.float32))
+    p = counts / counts.sum(dim=1, keepdim=True)
+    return -(p * torch.log2(p.clamp_min(1e-30))).sum(dim=1)
+
+
+def self_adaptive_weights(ir: torch.Tensor, vis: torch.Tensor, *, form: str = "code",
+                          t_ag: float = 0.5, t_en: float = 0.75) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sigma (SSIM) and gamma (MSE) weights, each ``(B, 2)`` with columns (visible, infrared).
+
+    ``form="paper"``: softmax of the raw AG (Eq. 7) and EN (Eq. 9).
+    ``form="code"``: as the authors' code, AG and EN are first divided by the pair's sum and by a
+    temperature (``t_ag``, ``t_en``), then soft-maxed. Computed without gradient.
+    """
+    with torch.no_grad():
+        ag = torch.stack([average_gradient(vis), average_gradient(ir)], dim=1)
+        en = torch.stack([entropy_bits(vis), entropy_bits(ir)], dim=1)
+        if form == "code":
+            ag = ag / ag.sum(dim=1, keepdim=True).clamp_min(1e-12) / t_ag
+            en = en / en.sum(dim=1, keepdim=True).clamp_min(1e-12) / t_en
+        elif form != "paper":
+            raise ValueError(f"self-adaptive form must be 'paper' or 'code', not {form!r}")
+        return torch.softmax(ag, dim=1), torch.softmax(en, dim=1)
+
+
+class SelfAdaptiveLoss(nn.Module):
+    """L_P = alpha L_S + L_N (Eq. 3): SSIM (Eq. 4, on [0, 1]) and MSE (Eq. 5, on [-1, 1]) terms,
+    weighted per sample by :func:`self_adaptive_weights`, averaged over the batch."""
+
+    def __init__(self, alpha: float = 20.0, form: str = "code", t_ag: float = 0.5, t_en: float = 0.75):
+        super().__init__()
+        self.alpha, self.form, self.t_ag, self.t_en = alpha, form, t_ag, t_en
+
+    def forward(self, fused, ir, vis) -> dict[str, torch.Tensor]:
+        sigma, gamma = self_adaptive_weights(ir, vis, form=self.form, t_ag=self.t_ag, t_en=self.t_en)
+        unit = [(t + 1) / 2 for t in (fused, vis, ir)]
+        l_s = sigma[:, 0] * (1 - ssim(unit[1], unit[0])) + sigma[:, 1] * (1 - ssim(unit[2], unit[0]))
+        mse_v = ((vis - fused) ** 2).mean(dim=(1, 2, 3))
+        mse_r = ((ir - fused) ** 2).mean(dim=(1, 2, 3))
+        l_n = gamma[:, 0] * mse_v + gamma[:, 1] * mse_r
+        l_s, l_n = l_s.mean(), l_n.mean()
+        return {"ssim": l_s, "mse": l_n, "self_adaptive": self.alpha * l_s + l_n}
+
+
+class CoupledContrastiveLoss(nn.Module):
+    """Eqs. 1-2 (and 13-14): sum over VGG-19 layers relu1_1..relu5_1 with weights 1/32..1 of
+    ``d(anchor, positive) / sum_m d(anchor, negative_m)``, ``d`` the mean absolute difference.
+
+    Target term, inside the mask M: anchor ``F*M``, positive ``IR*M``, negatives ``VIS*M`` of the
+    same pair and ``VIS_m*M`` of ``extra_negatives`` other pairs of the batch. Detail term, inside
+    ``1-M``: anchor ``F*(1-M)``, positive ``VIS*(1-M)``, negatives ``IR*(1-M)`` likewise (one
+    positive, three negatives, Sec. 4.1.2). Distances are taken over the whole batch, as in the
+    authors' code. For medical fusion pass the functional image as ``ir`` and the MRI as ``vis``
+    with the MRI-salient mask swapped: see :meth:`medical`.
+    """
+
+    def __init__(self, vgg: VGG19 | None = None, extra_negatives: int = 2,
+                 layer_weights=CONTRAST_LAYER_WEIGHTS):
+        super().__init__()
+        self.vgg = vgg if vgg is not None else VGG19(LOSS_PLAN, LOSS_TAPS)
+        self.extra_negatives, self.layer_weights = extra_negatives, tuple(layer_weights)
+
+    def _term(self, anchor, positive, negatives) -> torch.Tensor:
+        anchor_feats = self.vgg(anchor)
+        with torch.no_grad():
+            batch = positive.shape[0]
+            feats = self.vgg(torch.cat([positive, *negatives], 0))
+            pos_feats = [f[:batch] for f in feats]
+            neg_feats = [f[batch:].split(batch) for f in feats]
+        loss = anchor.new_zeros(())
+        for w, a, p, negs in zip(self.layer_weights, anchor_feats, pos_feats, neg_feats):
+            denominator = sum(F.l1_loss(a, n) for n in negs)
+            loss = loss + w * F.l1_loss(a, p) / denominator.clamp_min(1e-8)
+        return loss
+
+    def forward(self, fused, ir, vis, mask) -> dict[str, torch.Tensor]:
+        """``mask`` (B, 1, H, W) in {0, 1}: 1 on the salient (infrared-target) region."""
+        batch = fused.shape[0]
+        shifts = [s for s in range(1, self.extra_negatives + 1) if s < batch]
+        inverse = 1 - mask
+        target = self._term(fused * mask, ir * mask,
+                            [vis * mask] + [vis.roll(s, 0) * mask for s in shifts])
+        detail = self._term(fused * inverse, vis * inverse,
+                            [ir * inverse] + [ir.roll(s, 0) * inverse for s in shifts])
+        return {"target": target, "detail": detail, "contrastive": target + detail}

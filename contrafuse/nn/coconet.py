@@ -1,0 +1,118 @@
+"""CoCoNet fusion network (Liu et al., IJCV 2023, Sec. 3.3, Figs. 3-4).
+
+A U-Net on the stacked (infrared, visible) input, encoder levels of 32, 64, 128 and 256 channels;
+a frozen VGG-19 applied separately to each source gives 64/128/256-channel features at 1/2, 1/4
+and 1/8 resolution; at those three levels the multi-level attention module (MAM) applies channel
+attention to the U-Net, infrared and visible features (Eq. 11), concatenates them and merges them
+with a 3x3 convolution (Eq. 12). The decoder upsamples bilinearly, joins the merged features, and
+ends in a 1x1 convolution and tanh; the 32-channel full-resolution level joins by a plain skip.
+
+Details the paper leaves open follow the authors' code (runjia0124/CoCoNet) and are noted inline.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .vgg import BACKBONE_PLAN, BACKBONE_TAPS, VGG19
+
+
+def conv_lrelu_bn(c_in: int, c_out: int, bn: bool = True) -> nn.Sequential:
+    """3x3 convolution -> LeakyReLU(0.2) -> BatchNorm (the order of the authors' code)."""
+    layers = [nn.Conv2d(c_in, c_out, 3, padding=1), nn.LeakyReLU(0.2)]
+    if bn:
+        layers.append(nn.BatchNorm2d(c_out))
+    return nn.Sequential(*layers)
+
+
+class ChannelAttention(nn.Module):
+    """Channel attention of Fig. 4.
+
+    P, Q, H are 3x3 convolutions; the C x C affinity ``P Q^T`` goes through a softmax and weights
+    the channels of H; a learnable scale, initialised to 0, multiplies the attended term, which is
+    added back to H(f). As in the authors' code (after DANet), the softmax is taken of
+    ``rowmax(affinity) - affinity``, which keeps it numerically tame for large feature maps.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.p = nn.Conv2d(channels, channels, 3, padding=1)
+        self.q = nn.Conv2d(channels, channels, 3, padding=1)
+        self.h = nn.Conv2d(channels, channels, 3, padding=1)
+        self.scale = nn.Parameter(torch.zeros(1))
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = f.shape
+        mp, mq, hf = self.p(f).view(b, c, -1), self.q(f).view(b, c, -1), self.h(f)
+        affinity = torch.bmm(mp, mq.transpose(1, 2))
+        affinity = affinity.amax(dim=-1, keepdim=True) - affinity
+        attention = torch.softmax(affinity, dim=-1)
+        attended = torch.bmm(attention, hf.view(b, c, -1)).view(b, c, h, w)
+        return self.scale * attended + hf
+
+
+class MultiLevelAttention(nn.Module):
+    """One MAM level: shared channel attention on U-Net, IR and visible features, concat, 3x3 conv.
+
+    The authors' code applies one channel-attention module per level to all three inputs.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.attention = ChannelAttention(channels)
+        self.merge = nn.Conv2d(3 * channels, channels, 3, padding=1)
+
+    def forward(self, unet: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        return self.merge(torch.cat([self.attention(unet), self.attention(ir), self.attention(vis)], 1))
+
+
+class CoCoNet(nn.Module):
+    """CoCoNet generator: ``forward(ir, vis)`` with grey tensors in [-1, 1], any size, returns [-1, 1]."""
+
+    MULTIPLE = 8  # three 2x down-samplings
+
+    def __init__(self, vgg_state: dict | None = None):
+        super().__init__()
+        self.vgg = VGG19(BACKBONE_PLAN, BACKBONE_TAPS, state=vgg_state)
+        self.enc1 = nn.Sequential(conv_lrelu_bn(2, 32), conv_lrelu_bn(32, 32))
+        self.enc2 = nn.Sequential(conv_lrelu_bn(32, 64), conv_lrelu_bn(64, 64))
+        self.enc3 = nn.Sequential(conv_lrelu_bn(64, 128), conv_lrelu_bn(128, 128))
+        self.enc4 = conv_lrelu_bn(128, 256)
+        self.mam = nn.ModuleDict({str(c): MultiLevelAttention(c) for c in (64, 128, 256)})
+        self.bottom = conv_lrelu_bn(256, 256)
+        self.reduce3 = nn.Conv2d(256, 128, 3, padding=1)
+        self.dec3 = nn.Sequential(conv_lrelu_bn(256, 128), conv_lrelu_bn(128, 128))
+        self.reduce2 = nn.Conv2d(128, 64, 3, padding=1)
+        self.dec2 = nn.Sequential(conv_lrelu_bn(128, 64), conv_lrelu_bn(64, 64))
+        self.reduce1 = nn.Conv2d(64, 32, 3, padding=1)
+        self.dec1 = nn.Sequential(conv_lrelu_bn(64, 32), conv_lrelu_bn(32, 32, bn=False))
+        self.out = nn.Conv2d(32, 1, 1)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything but the frozen VGG-19 (which loads from the cache)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("vgg.")}
+
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        height, width = ir.shape[-2:]
+        pad_h, pad_w = (-height) % self.MULTIPLE, (-width) % self.MULTIPLE
+        if pad_h or pad_w:  # reflect-pad to a multiple of 8, crop back at the end
+            mode = "reflect" if min(height, width) > max(pad_h, pad_w) else "replicate"
+            ir = F.pad(ir, (0, pad_w, 0, pad_h), mode=mode)
+            vis = F.pad(vis, (0, pad_w, 0, pad_h), mode=mode)
+        ir_feats, vis_feats = self.vgg(ir), self.vgg(vis)
+
+        e1 = self.enc1(torch.cat([ir, vis], 1))              # 32, 1/1
+        e2 = self.enc2(F.max_pool2d(e1, 2))                  # 64, 1/2
+        e3 = self.enc3(F.max_pool2d(e2, 2))                  # 128, 1/4
+        e4 = self.enc4(F.max_pool2d(e3, 2))                  # 256, 1/8
+
+        x = self.bottom(self.mam["256"](e4, ir_feats[2], vis_feats[2]))
+        x = self.reduce3(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
+        x = self.dec3(torch.cat([x, self.mam["128"](e3, ir_feats[1], vis_feats[1])], 1))
+        x = self.reduce2(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
+        x = self.dec2(torch.cat([x, self.mam["64"](e2, ir_feats[0], vis_feats[0])], 1))
+        x = self.reduce1(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
+        x = self.dec1(torch.cat([x, e1], 1))
+        return torch.tanh(self.out(x))[..., :height, :width]

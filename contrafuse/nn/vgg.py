@@ -1,0 +1,91 @@
+"""VGG-19 (Simonyan & Zisserman 2014) with the ImageNet weights, for grey [-1, 1] inputs.
+
+The Keras/Caffe weights expect BGR in 0..255 with the per-channel mean subtracted. A grey image
+``g`` in [-1, 1] stands for ``v = 127.5 (g + 1)`` in every channel, so the first convolution
+``sum_c W_c * (v - mean_c) + b`` equals a one-channel convolution of ``g`` with kernel
+``127.5 sum_c W_c`` and bias ``b + sum_c (127.5 - mean_c) sum(W_c)``. :func:`fold_grey_caffe`
+does that fold; away from the border (where zero padding differs) the grey network computes
+exactly what the original does on the replicated, preprocessed image.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..weights import vgg19_state
+
+#: Caffe/Keras channel means, BGR order.
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+#: Layer plans. "M" is a 2x2 max-pool; a name in TAPS marks an output after its ReLU.
+#: Loss plan: relu1_1 .. relu5_1 (CoCoNet Sec. 3.2.1).
+LOSS_PLAN = ["conv1_1", "conv1_2", "M", "conv2_1", "conv2_2", "M", "conv3_1", "conv3_2", "conv3_3",
+             "conv3_4", "M", "conv4_1", "conv4_2", "conv4_3", "conv4_4", "M", "conv5_1"]
+LOSS_TAPS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+#: Backbone plan for the multi-level attention module: the authors' code puts a max-pool between
+#: conv1_1 and conv1_2 so that the three outputs (64, 128, 256 channels) sit at 1/2, 1/4, 1/8.
+BACKBONE_PLAN = ["conv1_1", "M", "conv1_2", "M", "conv2_1", "conv2_2", "M", "conv3_1", "conv3_2",
+                 "conv3_3", "conv3_4"]
+BACKBONE_TAPS = ("conv1_2", "conv2_2", "conv3_4")
+
+
+def fold_grey_caffe(weight_bgr: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold grey replication and Caffe preprocessing into conv1_1 (see module docstring)."""
+    mean = torch.tensor(CAFFE_MEAN_BGR, dtype=weight_bgr.dtype).view(1, 3, 1, 1)
+    weight = 127.5 * weight_bgr.sum(dim=1, keepdim=True)
+    folded_bias = bias + ((127.5 - mean) * weight_bgr).sum(dim=(1, 2, 3))
+    return weight, folded_bias
+
+
+def _channels(name: str) -> tuple[int, int]:
+    block, index = int(name[4]), int(name[6])
+    out = (64, 128, 256, 512, 512)[block - 1]
+    if index > 1:
+        return out, out
+    return ((3, 64, 128, 256, 512)[block - 1], out)
+
+
+class VGG19(nn.Module):
+    """Frozen VGG-19 convolutions run along ``plan``, returning the ReLU outputs at ``taps``.
+
+    ``grey=True`` (default): one-channel input in [-1, 1], preprocessing folded into conv1_1.
+    ``grey=False``: three-channel Caffe input (BGR, 0..255, mean subtracted), as the weights were
+    trained. Parameters never require gradients; gradients still flow to the input.
+    """
+
+    def __init__(self, plan=LOSS_PLAN, taps=LOSS_TAPS, *, grey: bool = True, state: dict | None = None):
+        super().__init__()
+        self.plan, self.taps = list(plan), tuple(taps)
+        self.convs = nn.ModuleDict()
+        state = vgg19_state() if state is None else state
+        for name in self.plan:
+            if name == "M":
+                continue
+            c_in, c_out = _channels(name)
+            weight, bias = state[f"{name}.weight"], state[f"{name}.bias"]
+            if name == "conv1_1" and grey:
+                weight, bias = fold_grey_caffe(weight, bias)
+                c_in = 1
+            conv = nn.Conv2d(c_in, c_out, 3, padding=1)
+            with torch.no_grad():
+                conv.weight.copy_(weight)
+                conv.bias.copy_(bias)
+            self.convs[name] = conv
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True):
+        return super().train(False)  # no dropout/BN here, but stay in eval regardless
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outputs = []
+        for name in self.plan:
+            if name == "M":
+                x = F.max_pool2d(x, 2)
+                continue
+            x = F.relu(self.convs[name](x))
+            if name in self.taps:
+                outputs.append(x)
+        return outputs

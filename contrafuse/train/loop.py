@@ -1,0 +1,136 @@
+"""One training loop for every learned method: staged schedule, seeds, CSV log, progress bar,
+time-based checkpoints and exact resume (stage, epoch and batch; the batch order of an epoch is a
+function of the seed, so a resumed run sees the same batches).
+
+A method supplies a *recipe* (see :mod:`contrafuse.train.recipes`): ``build_model(cfg)``,
+``stage_data(cfg, stage)`` -> float32 array (N, C, H, W), and ``step(model, batch, stage)`` ->
+dict of scalar losses including ``total``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from ..errors import ContrafuseError
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ContrafuseError(path, "config file not found")
+    cfg = yaml.safe_load(path.read_text())
+    if not isinstance(cfg, dict) or "method" not in cfg or "stages" not in cfg:
+        raise ContrafuseError(path, "config needs at least 'method' and 'stages'")
+    cfg["_path"] = str(path)
+    return cfg
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def export_weights(model, path: Path, metadata: dict) -> Path:
+    """Write the trainable state (no frozen VGG) as safetensors, atomically."""
+    state = model.trainable_state_dict() if hasattr(model, "trainable_state_dict") else model.state_dict()
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
+    os.replace(tmp, path)
+    return path
+
+
+def train(cfg: dict, recipe, *, out_dir: str | os.PathLike | None = None, resume: bool = False,
+          max_steps: int | None = None, device: str = "cpu") -> Path:
+    """Run (or resume) the staged schedule of ``cfg``; returns the output folder."""
+    out = Path(out_dir or cfg.get("output", f"runs/{cfg['method']}"))
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.exists() and not resume:
+        raise ContrafuseError(ckpt_path, "a run exists here; pass --resume to continue it or choose another --out")
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg["threads"]))
+    seed = int(cfg.get("seed", 0))
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+    model = recipe.build_model(cfg).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=float(cfg["lr"]))
+    progress = {"stage": 0, "epoch": 0, "batch": 0, "step": 0, "seconds": 0.0}
+    if resume and ckpt_path.exists():
+        saved = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(saved["model"], strict=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        progress = saved["progress"]
+        torch.set_rng_state(saved["torch_rng"])
+        print(f"resuming {out} at stage {progress['stage']} epoch {progress['epoch']} batch {progress['batch']}")
+    (out / "config.yaml").write_text(yaml.safe_dump({k: v for k, v in cfg.items() if not k.startswith("_")}))
+
+    def checkpoint():
+        _atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                            "progress": dict(progress), "torch_rng": torch.get_rng_state()}, ckpt_path)
+
+    every = 60.0 * float(cfg.get("checkpoint_minutes", 3))
+    last_ckpt, start = time.time(), time.time() - progress["seconds"]
+    steps_this_call = 0
+    for stage_index in range(progress["stage"], len(cfg["stages"])):
+        stage = cfg["stages"][stage_index]
+        log_path = out / f"log_{stage.get('name', stage_index)}.csv"  # one CSV of losses per stage
+        if not resume and log_path.exists():
+            log_path.unlink()
+        log_file, writer = open(log_path, "a", newline=""), None
+        try:
+            data = torch.from_numpy(recipe.stage_data(cfg, stage))
+            batch_size = int(stage.get("batch_size", cfg.get("batch_size", 1)))
+            batches = len(data) // batch_size
+            for epoch in range(progress["epoch"], int(stage["epochs"])):
+                order = np.random.default_rng([seed, stage_index, epoch]).permutation(len(data))
+                bar = tqdm(range(progress["batch"], batches), total=batches, initial=progress["batch"],
+                           desc=f"{stage.get('name', stage_index)} epoch {epoch + 1}/{stage['epochs']}")
+                model.train()
+                for b in bar:
+                    batch = data[order[b * batch_size:(b + 1) * batch_size]].to(device)
+                    losses = recipe.step(model, batch, stage)
+                    optimizer.zero_grad(set_to_none=True)
+                    losses["total"].backward()
+                    optimizer.step()
+                    progress.update(batch=b + 1, step=progress["step"] + 1, seconds=time.time() - start)
+                    row = {"stage": stage.get("name", stage_index), "epoch": epoch + 1, "batch": b + 1,
+                           "step": progress["step"], "seconds": round(progress["seconds"], 1),
+                           **{k: round(float(v.detach()), 6) for k, v in losses.items()}}
+                    if writer is None:
+                        writer = csv.DictWriter(log_file, fieldnames=list(row))
+                        if log_file.tell() == 0:
+                            writer.writeheader()
+                    writer.writerow(row)
+                    log_file.flush()
+                    bar.set_postfix(loss=f"{float(losses['total'].detach()):.4f}")
+                    steps_this_call += 1
+                    if time.time() - last_ckpt > every:
+                        checkpoint()
+                        last_ckpt = time.time()
+                    if max_steps is not None and steps_this_call >= max_steps:
+                        checkpoint()
+                        return out
+                progress.update(epoch=epoch + 1, batch=0)
+                checkpoint()
+        finally:
+            log_file.close()
+        progress.update(stage=stage_index + 1, epoch=0, batch=0)
+        checkpoint()
+        export_weights(model, out / f"after_{stage.get('name', stage_index)}.safetensors",
+                       {"method": cfg["method"], "stage": stage.get("name", stage_index), "steps": progress["step"]})
+    export_weights(model, out / "model.safetensors",
+                   {"method": cfg["method"], "steps": progress["step"], "seconds": round(progress["seconds"])})
+    return out

@@ -1,0 +1,109 @@
+"""Training recipes: what each learned method trains on and how one step computes its losses.
+
+Patches are float32 arrays (N, C, H, W) in [-1, 1] for images and {0, 1} for masks; channel 0 is
+the infrared/functional image, channel 1 the visible/MRI image, channel 2 (when present) the mask.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data.datasets import load_grey_pair, load_split, random_patches, sliding_patches
+from ..data.masks import infrared_mask, mri_mask
+from ..registry import Registry
+
+RECIPES: Registry = Registry("training recipe")
+
+
+def _to_signed(patches: np.ndarray, image_channels: int = 2) -> np.ndarray:
+    patches[:, :image_channels] = patches[:, :image_channels] * 2 - 1
+    return patches
+
+
+@RECIPES.register("coconet")
+class CoCoNetRecipe:
+    """CoCoNet two-stage training (Sec. 4.1.2, Algorithm 1).
+
+    Stage ``contrastive: false``: self-adaptive loss only. Stage ``contrastive: true``: plus the
+    coupled contrastive loss on masked patches. ``masks: infrared`` (IVIF) or ``mri`` (medical,
+    Sec. 3.4.2: the functional image is the first source, the MRI the second; the MRI-salient
+    mask M_m selects the MRI as positive, so the contrastive loss is called with the roles of the
+    two sources swapped).
+    """
+
+    def __init__(self):
+        self._contrastive = None
+        self._self_adaptive = None
+
+    def build_model(self, cfg):
+        from ..losses.coconet import CoupledContrastiveLoss, SelfAdaptiveLoss
+        from ..nn.coconet import CoCoNet
+        from ..weights import vgg19_state
+
+        state = vgg19_state()
+        sa = cfg.get("self_adaptive", {})
+        self._self_adaptive = SelfAdaptiveLoss(alpha=sa.get("alpha", 20.0), form=sa.get("form", "code"),
+                                               t_ag=sa.get("t_ag", 0.5), t_en=sa.get("t_en", 0.75))
+        if any(stage.get("contrastive") for stage in cfg["stages"]):
+            from ..nn.vgg import VGG19
+            self._contrastive = CoupledContrastiveLoss(VGG19(state=state), extra_negatives=cfg.get("extra_negatives", 2))
+        self._mask_kind = cfg.get("masks", "infrared")
+        return CoCoNet(vgg_state=state)
+
+    def stage_data(self, cfg, stage):
+        split = load_split(cfg["split"])
+        groups = []
+        for pair in split["train"]:
+            first, second = load_grey_pair(pair)
+            group = [first, second]
+            if stage.get("contrastive"):
+                group.append(infrared_mask(first) if self._mask_kind == "infrared" else mri_mask(second))
+            groups.append(group)
+        patches = random_patches(groups, int(cfg["patches"]), int(cfg["patch_size"]),
+                                 seed=int(cfg.get("seed", 0)) + 1000 * int(bool(stage.get("contrastive"))))
+        return _to_signed(patches)
+
+    def step(self, model, batch, stage):
+        ir, vis = batch[:, 0:1], batch[:, 1:2]
+        fused = model(ir, vis)
+        losses = self._self_adaptive(fused, ir, vis)
+        total = losses["self_adaptive"]
+        if stage.get("contrastive"):
+            mask = batch[:, 2:3]
+            if self._mask_kind == "mri":  # Eqs. 13-14: MRI positive inside M_m, functional outside
+                contrast = self._contrastive(fused, vis, ir, mask)
+            else:
+                contrast = self._contrastive(fused, ir, vis, mask)
+            weight = float(stage.get("contrastive_weight", 1.0))
+            total = total + weight * contrast["contrastive"]
+            losses.update(contrast)
+        losses["total"] = total
+        return losses
+
+
+@RECIPES.register("clfnet")
+class CLFNetRecipe:
+    """CLF-Net training (Sec. IV-A3): 128x128 patches at stride 32, loss lambda1 PatchNCE +
+    lambda2 windowed SSIM."""
+
+    def build_model(self, cfg):
+        from ..losses.clfnet import CLFNetLoss
+        from ..nn.clfnet import CLFNet
+
+        model = CLFNet()
+        self._loss = CLFNetLoss(model, samples=cfg.get("samples", 200), tau=cfg.get("tau", 0.07),
+                                lambda_nce=cfg.get("lambda_nce", 1.0), lambda_ssim=cfg.get("lambda_ssim", 1.0),
+                                window=cfg.get("ssim_window", 16))
+        return model
+
+    def stage_data(self, cfg, stage):
+        split = load_split(cfg["split"])
+        pairs = split["train"][: cfg.get("train_pairs", len(split["train"]))]
+        groups = [list(load_grey_pair(p)) for p in pairs]
+        return _to_signed(sliding_patches(groups, int(cfg["patch_size"]), int(cfg["stride"])))
+
+    def step(self, model, batch, stage):
+        ir, vis = batch[:, 0:1], batch[:, 1:2]
+        fused = model(ir, vis)
+        return self._loss(fused, ir, vis)

