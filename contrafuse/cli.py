@@ -15,7 +15,7 @@ from tqdm import tqdm
 from . import __version__
 from .api import as_unit_image, fuse_images, match_sizes
 from .errors import ContrafuseError
-from .io import HIGH_BIT_RULES, pair_folders, write_image
+from .io import HIGH_BIT_RULES, list_images as list_images_by_name, pair_folders, write_image
 from .methods import DEFAULT_METHOD, METHODS, create_method
 
 EXIT_BAD_INPUT = 2
@@ -110,6 +110,11 @@ def cmd_train(args) -> int:
     cfg = load_config(args.config)
     if cfg["method"] != args.method:
         raise ContrafuseError(args.config, f"config is for method {cfg['method']!r}, not {args.method!r}")
+    if args.export:
+        from .train.loop import export_checkpoint
+        path = export_checkpoint(args.out or cfg["output"], RECIPES.get(args.method)(), cfg, args.export)
+        print(f"exported {path}")
+        return 0
     out = train(cfg, RECIPES.get(args.method)(), out_dir=args.out, resume=args.resume,
                 max_steps=args.max_steps, device=args.device)
     print(f"training output in {out}")
@@ -124,6 +129,29 @@ def cmd_weights(args) -> int:
         print(f"VGG-19 weights ready: {fetch_vgg19(args.source, force=args.force)}")
     else:
         print(home())
+    return 0
+
+
+@command("evaluate")
+def cmd_evaluate(args) -> int:
+    from .metrics import METRICS, conventions_used, evaluate, summarise
+    from .metrics.report import write_results
+
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else list(METRICS)
+    used = conventions_used(metrics, args.convention)  # validates names before any work
+    pairs = pair_folders(args.ir_dir, args.vis_dir)
+    fused = list_images_by_name(args.fused_dir)
+    missing = [p.name for p in pairs if p.name not in fused]
+    if missing:
+        raise ContrafuseError(args.fused_dir, f"no fused image for: {', '.join(missing)}")
+    rows = []
+    for pair in tqdm(pairs, desc=f"evaluating ({args.convention})", unit="image", file=sys.stderr):
+        values = evaluate(pair.first, pair.second, fused[pair.name], metrics=metrics, convention=args.convention)
+        rows.append({"image": pair.name, **values})
+    mean, std = summarise(rows, metrics)
+    out = write_results(args.output, rows, mean, std, metrics, args.convention, used, fmt=args.format,
+                        overwrite=args.overwrite)
+    print(f"wrote {out} ({len(rows)} images, convention {args.convention})")
     return 0
 
 
@@ -154,12 +182,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("methods", help="list the fusion methods")
 
+    p = sub.add_parser("evaluate", help="compute fusion metrics for folders of sources and fused images")
+    p.add_argument("--ir-dir", required=True)
+    p.add_argument("--vis-dir", required=True)
+    p.add_argument("--fused-dir", required=True)
+    p.add_argument("--metrics", help="comma-separated short names (default: all); see docs/metrics.md")
+    p.add_argument("--convention", default="standard", choices=["standard", "legacy", "vifb"])
+    p.add_argument("-o", "--output", required=True, help="results file (.csv or .json)")
+    p.add_argument("--format", choices=["csv", "json"], help="default: from the output suffix")
+    p.add_argument("--overwrite", action="store_true")
+
     p = sub.add_parser("train", help="train a learned method from a YAML config (resumable)")
     p.add_argument("method", help="coconet or clfnet")
     p.add_argument("--config", required=True, help="experiment YAML, e.g. configs/coconet_tno.yaml")
     p.add_argument("--out", help="output folder (default: the config's 'output')")
     p.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint")
     p.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after this many steps")
+    p.add_argument("--export", metavar="FILE", help="do not train: export the run's latest checkpoint as safetensors")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
 
     p = sub.add_parser("weights", help="fetch and cache the VGG-19 ImageNet weights CoCoNet needs")

@@ -50,6 +50,20 @@ def export_weights(model, path: Path, metadata: dict) -> Path:
     return path
 
 
+def export_checkpoint(run_dir: str | os.PathLike, recipe, cfg: dict, out_path: str | os.PathLike) -> Path:
+    """Export the trainable weights of a run's latest checkpoint (e.g. a run stopped early)."""
+    ckpt = Path(run_dir) / "checkpoint.pt"
+    if not ckpt.is_file():
+        raise ContrafuseError(ckpt, "no checkpoint in this run folder")
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    model = recipe.build_model(cfg)
+    model.load_state_dict(saved["model"], strict=False)
+    progress = saved["progress"]
+    return export_weights(model, Path(out_path), {"method": cfg["method"], "steps": progress["step"],
+                                                  "stage": progress["stage"], "epoch": progress["epoch"],
+                                                  "seconds": round(progress["seconds"])})
+
+
 def train(cfg: dict, recipe, *, out_dir: str | os.PathLike | None = None, resume: bool = False,
           max_steps: int | None = None, device: str = "cpu") -> Path:
     """Run (or resume) the staged schedule of ``cfg``; returns the output folder."""

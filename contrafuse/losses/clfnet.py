@@ -1,0 +1,92 @@
+"""CLF-Net losses (Zhu et al., IEEE TIM 2022): adaptive PatchNCE (Sec. III-B/C, Eqs. 1, 6-8) and
+windowed SSIM (Eqs. 2-5); total ``lambda1 L_patchNCE + lambda2 L_SSIM`` (Eq. 9)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .ssim import gaussian_window, ssim_map
+
+
+def adaptive_patch_nce(q_ir: torch.Tensor, q_vis: torch.Tensor, k_ir: torch.Tensor, k_vis: torch.Tensor,
+                       tau: float = 0.07) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eqs. 1 and 7 on sampled, projected features, each ``(B, S, K)``.
+
+    ``q_ir = H(E_ir(F))``, ``q_vis = H(E_vi(F))`` are the fused image's queries, ``k_ir = H(E_ir(IR))``
+    and ``k_vis = H(E_vi(VIS))`` the sources'. All are L2-normalised. At each location the branch
+    whose query is more similar to its own positive wins (Eq. 7; ties go to visible, as ``<=``);
+    its negatives are the other ``B*S - 1`` sampled locations of that branch's source features,
+    i.e. ``S - 1`` of the same image and ``(B - 1) S`` of the other images of the batch
+    (strategy 3, Sec. IV-H). Returns the mean loss over the ``B*S`` locations and the boolean
+    choice ``(B, S)`` (True = infrared).
+    """
+    b, s, k = q_ir.shape
+    q_ir, q_vis, k_ir, k_vis = (F.normalize(t.reshape(b * s, k), dim=1) for t in (q_ir, q_vis, k_ir, k_vis))
+    pos_ir, pos_vis = (q_ir * k_ir).sum(1), (q_vis * k_vis).sum(1)
+    use_ir = pos_ir > pos_vis
+    keys_ir_logits = q_ir @ k_ir.t()      # (BS, BS); diagonal = positives
+    keys_vis_logits = q_vis @ k_vis.t()
+    logits = torch.where(use_ir[:, None], keys_ir_logits, keys_vis_logits) / tau
+    # Cross-entropy with the diagonal as the target: positive plus the B*S - 1 negatives of the branch.
+    target = torch.arange(b * s, device=logits.device)
+    return F.cross_entropy(logits, target), use_ir.view(b, s)
+
+
+def sample_locations(height: int, width: int, count: int, generator: torch.Generator | None = None,
+                     device=None) -> torch.Tensor:
+    """``count`` distinct flat spatial indices, shared by the whole batch (as the authors' code)."""
+    return torch.randperm(height * width, generator=generator, device=device)[: min(count, height * width)]
+
+
+def windowed_ssim_loss(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor, *, window: int = 16,
+                       kind: str = "uniform", c1: float = 1e-4, c2: float = 9e-4) -> torch.Tensor:
+    """Eqs. 2-5: 1 - mean over all ``window`` x ``window`` windows (stride 1) of SSIM(F, X), X the
+    source with the higher mean intensity in that window (Eq. 3-4; ties go to visible).
+
+    ``kind="uniform"`` (paper): plain window means, only windows inside the image.
+    ``kind="gaussian"`` (authors' code): a 16x16 Gaussian (sigma 1.5) window with zero padding.
+    """
+    if kind == "uniform":
+        weights = torch.full((1, 1, window, window), 1.0 / window**2, dtype=fused.dtype, device=fused.device)
+        padding = 0
+    elif kind == "gaussian":
+        weights = gaussian_window(window, 1.5, dtype=fused.dtype, device=fused.device)
+        padding = window // 2
+    else:
+        raise ValueError(f"window kind must be 'uniform' or 'gaussian', not {kind!r}")
+    mean_ir = F.conv2d(ir, weights, padding=padding)
+    mean_vis = F.conv2d(vis, weights, padding=padding)
+    score = torch.where(mean_ir > mean_vis, ssim_map(fused, ir, weights, c1, c2, padding),
+                        ssim_map(fused, vis, weights, c1, c2, padding))
+    return 1 - score.mean()
+
+
+class CLFNetLoss(nn.Module):
+    """Eq. 9 for a :class:`~contrafuse.nn.clfnet.CLFNet` model (its encoders and head are reused)."""
+
+    def __init__(self, model, samples: int = 200, tau: float = 0.07, lambda_nce: float = 1.0,
+                 lambda_ssim: float = 1.0, window: int = 16, window_kind: str = "uniform"):
+        super().__init__()
+        self.model = [model]  # not a submodule: the model owns its parameters
+        self.samples, self.tau = samples, tau
+        self.lambda_nce, self.lambda_ssim = lambda_nce, lambda_ssim
+        self.window, self.window_kind = window, window_kind
+
+    def forward(self, fused, ir, vis) -> dict[str, torch.Tensor]:
+        model = self.model[0]
+        k_ir, k_vis = model.encode(ir, vis)          # sources through their own encoders
+        q_ir, q_vis = model.encode(fused, fused)     # the fused image through both encoders
+        b, c, h, w = k_ir.shape
+        ids = sample_locations(h, w, self.samples, device=k_ir.device)
+
+        def project(feat):
+            picked = feat.flatten(2)[:, :, ids].transpose(1, 2)   # (B, S, C)
+            return model.head(picked.reshape(-1, c)).view(b, len(ids), -1)
+
+        nce, _ = adaptive_patch_nce(project(q_ir), project(q_vis), project(k_ir), project(k_vis), self.tau)
+        ssim_term = windowed_ssim_loss((fused + 1) / 2, (ir + 1) / 2, (vis + 1) / 2,
+                                       window=self.window, kind=self.window_kind)
+        total = self.lambda_nce * nce + self.lambda_ssim * ssim_term
+        return {"patch_nce": nce, "ssim": ssim_term, "total": total}

@@ -1,0 +1,96 @@
+"""Shared helpers for metrics: input validation, MATLAB-compatible rounding and filters."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage, signal
+
+from ..errors import ContrafuseError
+
+
+def check_images(*images: np.ndarray, min_size: int = 1, name: str = "metric") -> list[np.ndarray]:
+    """Validate same-size 2-D images (float64 copies). Raises a clear error when too small."""
+    out = []
+    shape = None
+    for image in images:
+        array = np.asarray(image, dtype=np.float64)
+        if array.ndim != 2:
+            raise ContrafuseError(None, f"{name}: expected 2-D grey images, got shape {array.shape}")
+        if shape is not None and array.shape != shape:
+            raise ContrafuseError(None, f"{name}: image sizes differ ({shape} vs {array.shape})")
+        if min(array.shape) < min_size:
+            raise ContrafuseError(None, f"{name}: images of {array.shape[1]}x{array.shape[0]} are too small "
+                                  f"(needs at least {min_size}x{min_size})")
+        if not np.isfinite(array).all():
+            raise ContrafuseError(None, f"{name}: images contain NaN or infinite values")
+        shape = array.shape
+        out.append(array)
+    return out
+
+
+def matlab_round(x: np.ndarray) -> np.ndarray:
+    """MATLAB's round: halves away from zero (NumPy rounds halves to even)."""
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def filter2(kernel: np.ndarray, image: np.ndarray, mode: str = "same") -> np.ndarray:
+    """MATLAB ``filter2`` (2-D correlation, zero padding), via FFT for large kernels."""
+    flipped = kernel[::-1, ::-1]
+    if kernel.size > 49:
+        return signal.fftconvolve(image, flipped, mode=mode)
+    return signal.convolve2d(image, flipped, mode=mode)
+
+
+def separable_filter2(kernel_1d: np.ndarray, image: np.ndarray, mode: str = "same") -> np.ndarray:
+    """``filter2(outer(k, k), image, mode)`` for a symmetric separable kernel, in two 1-D passes
+    (zero padding); complex images are filtered part by part."""
+    if np.iscomplexobj(image):
+        return separable_filter2(kernel_1d, image.real, mode) + 1j * separable_filter2(kernel_1d, image.imag, mode)
+    out = ndimage.correlate1d(image, kernel_1d, axis=0, mode="constant")
+    out = ndimage.correlate1d(out, kernel_1d, axis=1, mode="constant")
+    if mode == "valid":
+        half = len(kernel_1d) // 2
+        return out[half:out.shape[0] - half, half:out.shape[1] - half]
+    return out
+
+
+def gaussian_1d(size: int, sigma: float) -> np.ndarray:
+    """1-D factor of :func:`matlab_gaussian` (exact for the sizes used here)."""
+    half = (size - 1) / 2
+    g = np.exp(-(np.arange(-half, half + 1) ** 2) / (2 * sigma * sigma))
+    return g / g.sum()
+
+
+def matlab_gaussian(size: int, sigma: float) -> np.ndarray:
+    """MATLAB ``fspecial('gaussian', size, sigma)``."""
+    half = (size - 1) / 2
+    y, x = np.mgrid[-half:half + 1, -half:half + 1]
+    g = np.exp(-(x * x + y * y) / (2 * sigma * sigma))
+    g[g < np.finfo(float).eps * g.max()] = 0
+    return g / g.sum()
+
+
+def freqspace_meshgrid(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB ``freqspace([rows, cols], 'meshgrid')``: normalised frequencies, DC at floor(n/2)."""
+    f1 = (np.arange(cols) - np.floor(cols / 2)) * (2.0 / cols)
+    f2 = (np.arange(rows) - np.floor(rows / 2)) * (2.0 / rows)
+    return np.meshgrid(f1, f2)
+
+
+def sobel_xy(image: np.ndarray, mode: str = "zero") -> tuple[np.ndarray, np.ndarray]:
+    """Horizontal and vertical Sobel responses by correlation ('zero' or 'nearest' borders)."""
+    kx = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    if mode == "zero":
+        return (signal.correlate2d(image, kx, mode="same"), signal.correlate2d(image, kx.T, mode="same"))
+    return (ndimage.correlate(image, kx, mode=mode), ndimage.correlate(image, kx.T, mode=mode))
+
+
+def histogram256(values: np.ndarray) -> np.ndarray:
+    """Probability of each integer level 0..255 (values are floored and clipped)."""
+    levels = np.clip(np.floor(values), 0, 255).astype(np.int64).ravel()
+    return np.bincount(levels, minlength=256) / levels.size
+
+
+def entropy_of(p: np.ndarray, base: float = 2.0) -> float:
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum() / np.log(base))

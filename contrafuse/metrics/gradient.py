@@ -1,0 +1,89 @@
+"""Intensity- and gradient-based metrics: SD, SF, AG, EI, Qabf, Nabf. Grey float images, 0..255."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .common import check_images, matlab_round, sobel_xy
+from .vifb import qabf as _qabf_reference
+from .vifb import qabf_map_inputs
+
+
+def standard_deviation(fused) -> float:
+    """SD (Aslantas & Bendes 2015): population standard deviation."""
+    (fused,) = check_images(fused, name="SD")
+    return float(fused.std())
+
+
+def standard_deviation_uint8(fused) -> float:
+    """SD as the legacy MATLAB toolbox computes it on a uint8 image: ``img - mean`` saturates
+    negative deviations to 0 and rounds, and the square saturates at 255 (so SD <= 15.97)."""
+    (fused,) = check_images(fused, name="SD")
+    image = np.clip(matlab_round(fused), 0, 255)
+    deviation = np.clip(matlab_round(image - image.mean()), 0, 255)
+    return float(np.sqrt(np.minimum(deviation**2, 255).sum() / image.size))
+
+
+def spatial_frequency(fused, scale: float = 1.0) -> float:
+    """SF (Eskicioglu & Fisher 1995; CoCoNet Eqs. 15-17): sqrt(RF^2 + CF^2), both normalised by
+    M N. ``scale`` multiplies intensities first (1/255 gives the legacy 0..1 convention)."""
+    (fused,) = check_images(fused, min_size=2, name="SF")
+    fused = fused * scale
+    rf = ((fused[:, 1:] - fused[:, :-1]) ** 2).sum() / fused.size
+    cf = ((fused[1:, :] - fused[:-1, :]) ** 2).sum() / fused.size
+    return float(np.sqrt(rf + cf))
+
+
+def average_gradient(fused, central: bool = False) -> float:
+    """AG (Cui et al. 2015): mean of sqrt((dx^2 + dy^2) / 2) over (M-1)(N-1).
+
+    ``central=False``: forward differences on the (M-1) x (N-1) grid (textbook).
+    ``central=True``: MATLAB ``gradient`` (central differences inside, one-sided at the border)
+    summed over the whole image and divided by (M-1)(N-1), as the MATLAB toolboxes do.
+    """
+    (fused,) = check_images(fused, min_size=2, name="AG")
+    rows, cols = fused.shape
+    if central:
+        dy, dx = np.gradient(fused)
+        return float(np.sqrt((dx**2 + dy**2) / 2).sum() / ((rows - 1) * (cols - 1)))
+    dx = fused[:-1, 1:] - fused[:-1, :-1]
+    dy = fused[1:, :-1] - fused[:-1, :-1]
+    return float(np.sqrt((dx**2 + dy**2) / 2).mean())
+
+
+def edge_intensity(fused) -> float:
+    """EI (Rajalingam & Priya 2018): mean Sobel gradient magnitude, replicated borders."""
+    (fused,) = check_images(fused, min_size=3, name="EI")
+    gx, gy = sobel_xy(fused, mode="nearest")
+    return float(np.sqrt(gx**2 + gy**2).mean())
+
+
+def qabf(ir, vis, fused) -> float:
+    """Q^{AB/F} (Xydeas & Petrovic 2000): edge-preservation weighted by source edge strength."""
+    ir, vis, fused = check_images(ir, vis, fused, min_size=3, name="Qabf")
+    return _qabf_reference(ir, vis, fused)
+
+
+def nabf(ir, vis, fused) -> float:
+    """N^{AB/F}: the fusion-artifact measure in the modified form of Kumar (SIViP 2013), as used by
+    the fusion evaluation toolboxes: where the fused gradient exceeds both sources', the loss of
+    edge preservation counts as artefact, weighted by source edge strength."""
+    ir, vis, fused = check_images(ir, vis, fused, min_size=3, name="Nabf")
+    td, wt_min, lg = 2.0, 0.001, 1.5
+    nrg, kg, sigma_g = 0.9999, 19.0, 0.5
+    nra, ka, sigma_a = 0.9995, 22.0, 0.5
+    g_f, a_f = qabf_map_inputs(fused)
+    strengths, preservation = [], []
+    for src in (ir, vis):
+        g_s, a_s = qabf_map_inputs(src)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = np.where(g_s > g_f, g_f / np.where(g_s == 0, 1, g_s),
+                         np.where(g_s == g_f, g_f, g_s / np.where(g_f == 0, 1, g_f)))
+        orient = 1 - np.abs(a_s - a_f) / (np.pi / 2)
+        q = nrg / (1 + np.exp(-kg * (g - sigma_g))) * nra / (1 + np.exp(-ka * (orient - sigma_a)))
+        strengths.append(g_s)
+        preservation.append(q)
+    weights = [np.where(g > td, g**lg, wt_min) for g in strengths]
+    artefact = ((g_f > strengths[0]) & (g_f > strengths[1])).astype(np.float64)
+    numerator = (artefact * ((1 - preservation[0]) * weights[0] + (1 - preservation[1]) * weights[1])).sum()
+    return float(numerator / (weights[0] + weights[1]).sum())

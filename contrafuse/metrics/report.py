@@ -1,0 +1,54 @@
+"""Writing metric results: CSV (one row per image, then mean and std rows) or JSON, atomically,
+with the convention behind every column recorded."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import ContrafuseError
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w", newline="") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def write_results(path, rows, mean, std, metrics, convention, used, *, fmt=None, overwrite=False) -> Path:
+    """``rows``: dicts with ``image`` and one value per metric. The CSV's last column,
+    ``convention``, names the convention and any metric computed under another one."""
+    path = Path(path)
+    fmt = fmt or ("json" if path.suffix.lower() == ".json" else "csv")
+    if path.exists() and not overwrite:
+        raise ContrafuseError(path, "output exists (use --overwrite to replace it)")
+    fallback = sorted(m for m, c in used.items() if c != convention)
+    note = convention + (f"; {', '.join(fallback)} as standard" if fallback else "")
+    if fmt == "json":
+        payload = {"convention": convention, "definitions": used, "metrics": list(metrics),
+                   "images": rows, "mean": mean, "std": std}
+        _atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=True) + "\n")
+        return path
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["image", *metrics, "convention"])
+    for row in rows:
+        writer.writerow([row["image"], *(repr(float(row[m])) for m in metrics), note])
+    writer.writerow(["mean", *(repr(mean[m]) for m in metrics), note])
+    writer.writerow(["std", *(repr(std[m]) for m in metrics), note])
+    _atomic_write_text(path, buffer.getvalue())
+    return path
+
+
+def read_results_csv(path) -> dict[str, dict[str, float]]:
+    """Read a results CSV back: {image or 'mean'/'std': {metric: value}}."""
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        return {r["image"]: {k: float(v) for k, v in r.items() if k not in ("image", "convention")}
+                for r in reader}

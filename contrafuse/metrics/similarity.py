@@ -1,0 +1,97 @@
+"""Source-to-fused similarity metrics: SSIM, MS-SSIM, PSNR, RMSE, CC, SCD. Grey float, 0..255."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .common import check_images, gaussian_1d, separable_filter2
+
+_SSIM_C1, _SSIM_C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+
+def ssim_components(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Luminance and contrast-structure maps of Wang et al. (2004), Gaussian 11x11, sigma 1.5,
+    'valid' windows."""
+    g = gaussian_1d(11, 1.5)
+    mu_a, mu_b = separable_filter2(g, a, "valid"), separable_filter2(g, b, "valid")
+    var_a = separable_filter2(g, a * a, "valid") - mu_a**2
+    var_b = separable_filter2(g, b * b, "valid") - mu_b**2
+    cov = separable_filter2(g, a * b, "valid") - mu_a * mu_b
+    luminance = (2 * mu_a * mu_b + _SSIM_C1) / (mu_a**2 + mu_b**2 + _SSIM_C1)
+    contrast_structure = (2 * cov + _SSIM_C2) / (var_a + var_b + _SSIM_C2)
+    return luminance, contrast_structure
+
+
+def ssim_pair(a, b) -> float:
+    lum, cs = ssim_components(a, b)
+    return float((lum * cs).mean())
+
+
+def ssim(ir, vis, fused, reduce: str = "mean") -> float:
+    """SSIM (Wang et al. 2004) of the fused image with each source, averaged (``reduce="mean"``,
+    range [-1, 1]) or summed (``"sum"``, as VIFB and the legacy toolbox report it)."""
+    ir, vis, fused = check_images(ir, vis, fused, min_size=11, name="SSIM")
+    total = ssim_pair(ir, fused) + ssim_pair(vis, fused)
+    return total / 2 if reduce == "mean" else total
+
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def ms_ssim_pair(a, b) -> float:
+    """Multi-scale SSIM (Wang, Simoncelli & Bovik 2003): five scales, 2x2 mean down-sampling,
+    contrast-structure at every scale and luminance at the coarsest (negative values clipped to 0)."""
+    value = 1.0
+    for level, weight in enumerate(MS_SSIM_WEIGHTS):
+        lum, cs = ssim_components(a, b)
+        last = level == len(MS_SSIM_WEIGHTS) - 1
+        term = (lum * cs).mean() if last else cs.mean()
+        value *= max(term, 0.0) ** weight
+        if not last:
+            h, w = (a.shape[0] // 2) * 2, (a.shape[1] // 2) * 2
+            a = a[:h, :w].reshape(h // 2, 2, w // 2, 2).mean((1, 3))
+            b = b[:h, :w].reshape(h // 2, 2, w // 2, 2).mean((1, 3))
+    return float(value)
+
+
+def ms_ssim(ir, vis, fused) -> float:
+    """MS-SSIM of the fused image with each source, averaged. Needs at least 176 x 176 pixels
+    (an 11 x 11 window at the fifth scale)."""
+    ir, vis, fused = check_images(ir, vis, fused, min_size=176, name="MS_SSIM")
+    return (ms_ssim_pair(ir, fused) + ms_ssim_pair(vis, fused)) / 2
+
+
+def _mse(a, b) -> float:
+    return float(((a - b) ** 2).mean())
+
+
+def rmse(ir, vis, fused) -> float:
+    """RMSE: square root of the mean of the two source-to-fused mean squared errors."""
+    ir, vis, fused = check_images(ir, vis, fused, name="RMSE")
+    return float(np.sqrt((_mse(ir, fused) + _mse(vis, fused)) / 2))
+
+
+def psnr(ir, vis, fused) -> float:
+    """PSNR (Jagalingam & Hegde 2015): 10 log10(255^2 / MSE), MSE the mean of the two source
+    MSEs; identical inputs give +inf."""
+    ir, vis, fused = check_images(ir, vis, fused, name="PSNR")
+    mse = (_mse(ir, fused) + _mse(vis, fused)) / 2
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def _corr(a, b) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denom) if denom > 0 else 0.0
+
+
+def correlation(ir, vis, fused) -> float:
+    """CC: mean of the Pearson correlations of the fused image with each source (0 for a flat image)."""
+    ir, vis, fused = check_images(ir, vis, fused, name="CC")
+    return (_corr(ir, fused) + _corr(vis, fused)) / 2
+
+
+def scd(ir, vis, fused) -> float:
+    """SCD (Aslantas & Bendes 2015): corr(F - VIS, IR) + corr(F - IR, VIS)."""
+    ir, vis, fused = check_images(ir, vis, fused, name="SCD")
+    return _corr(fused - vis, ir) + _corr(fused - ir, vis)
