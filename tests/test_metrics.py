@@ -1,0 +1,195 @@
+"""Metric tests: VIFB calibration, legacy value ranges, and per-metric properties."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from contrafuse.cli import main
+from contrafuse.errors import ContrafuseError
+from contrafuse.metrics import METRICS, STANDARD, conventions_used, create_metric, evaluate
+from contrafuse.metrics.vifb import VIFB_METRICS
+from conftest import dataset, save
+
+# ---------------------------------------------------------------------------------------------
+# VIFB calibration: our vifb convention against VIFB's own MATLAB values (5 significant digits).
+# CI checks every image with five of the 25 methods; benchmarks/vifb_calibration.py checks all
+# 250 triples and records the worst errors in benchmarks/results/vifb_calibration.json.
+
+CALIBRATION_METHODS = ["ADF", "GFF", "IFCNN", "SeAFusion", "U2Fusion"]
+
+
+def vifb_reference():
+    root = dataset("VIFB_calib")
+    with open(root / "vifb_reference_metrics.csv") as handle:
+        return root, {(r["image"], r["method"], r["metric"]): float(r["value"]) for r in csv.DictReader(handle)}
+
+
+@pytest.mark.parametrize("method", CALIBRATION_METHODS)
+def test_vifb_calibration(method):
+    root, reference = vifb_reference()
+    images = sorted({key[0] for key in reference})
+    assert len(images) == 10
+    for image in images:
+        vis = np.asarray(Image.open(root / "vis" / f"{image}.jpg"))
+        ir = np.asarray(Image.open(root / "ir" / f"{image}.jpg"))
+        fused = np.asarray(Image.open(root / "fused" / f"{image}_{method}.jpg"))
+        for name, (_, func) in VIFB_METRICS.items():
+            expected = reference[(image, method, name)]
+            got = func(vis, ir, fused)
+            assert abs(got - expected) <= 1e-3 * abs(expected), (image, method, name, got, expected)
+
+
+def test_vifb_convention_through_evaluate_matches_reference():
+    root, reference = vifb_reference()
+    values = evaluate(root / "ir" / "fight.jpg", root / "vis" / "fight.jpg", root / "fused" / "fight_GFF.jpg",
+                      metrics=["EN", "MI", "SSIM", "SD", "VIFF"], convention="vifb")
+    for short, name in (("EN", "Entropy"), ("MI", "Mutinf"), ("SSIM", "Ssim"), ("SD", "Variance")):
+        expected = reference[("fight", "GFF", name)]
+        assert abs(values[short] - expected) <= 1e-3 * abs(expected)
+    assert conventions_used(["EN", "VIFF"], "vifb") == {"EN": "vifb", "VIFF": "standard"}
+
+
+# ---------------------------------------------------------------------------------------------
+# legacy reproduces the value ranges of the seed papers' tables on TNO
+
+def test_legacy_ranges_on_tno(tmp_path):
+    import contrafuse
+    root = dataset("TNO_CoCoNet")
+    for name in ("TNO_001", "TNO_006", "TNO_021", "TNO_028"):
+        ir, vis = root / "ir" / f"{name}.png", root / "vis" / f"{name}.png"
+        fused = (contrafuse.fuse(ir, vis, method="gff") * 255).round().astype(np.uint8)
+        legacy = evaluate(ir, vis, fused, metrics=["EN", "SD", "SF", "AG"], convention="legacy")
+        standard = evaluate(ir, vis, fused, metrics=["SD", "SF"], convention="standard")
+        assert 6.0 < legacy["EN"] < 8.0
+        assert 7.0 < legacy["SD"] < 12.5          # papers: 9-11
+        assert 0.015 < legacy["SF"] < 0.1         # papers: 0.02-0.09
+        assert 1.5 < legacy["AG"] < 9.0           # papers: 2.7-8
+        assert standard["SD"] > 20                # the textbook SD is 20-60 on the same images
+        assert math.isclose(standard["SF"] / 255, legacy["SF"], rel_tol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# properties of every metric
+
+@pytest.fixture(scope="module")
+def triple():
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:200, :220]
+    base = 120 + 60 * np.sin(xx / 9.0) * np.cos(yy / 13.0)
+    ir = np.clip(base + 25 * rng.standard_normal(base.shape), 0, 255).round()
+    vis = np.clip(255 - base + 25 * rng.standard_normal(base.shape), 0, 255).round()
+    fused = np.clip((ir + vis) / 2 + 10 * rng.standard_normal(base.shape), 0, 255).round()
+    return ir.astype(np.uint8), vis.astype(np.uint8), fused.astype(np.uint8)
+
+
+IDENTICAL = {"SSIM": 1.0, "MS_SSIM": 1.0, "FMI_pixel": 1.0, "FMI_dct": 1.0, "FMI_w": 1.0, "VIFF": 1.0,
+             "VIFP": 2.0, "CC": 1.0, "RMSE": 0.0, "CE": 0.0, "Nabf": 0.0, "SCD": 0.0, "Qcb": 1.0, "Qcv": 0.0,
+             "PSNR": math.inf}
+
+
+@pytest.mark.parametrize("name", sorted(IDENTICAL))
+def test_identical_inputs(name, triple):
+    image = triple[0]
+    got = evaluate(image, image, image, metrics=[name])[name]
+    assert got == pytest.approx(IDENTICAL[name], abs=1e-6), name
+
+
+def test_mi_of_identical_inputs_is_twice_the_entropy(triple):
+    image = triple[0]
+    values = evaluate(image, image, image, metrics=["MI", "EN"])
+    assert values["MI"] == pytest.approx(2 * values["EN"])
+
+
+@pytest.mark.parametrize("name", ["EN", "SD", "SF", "AG", "EI"])
+def test_constant_image_has_no_information(name):
+    flat = np.full((64, 64), 90, np.uint8)
+    assert evaluate(flat, flat, flat, metrics=[name])[name] == pytest.approx(0.0, abs=1e-12)
+
+
+SYMMETRIC = ["MI", "VIFF", "VIFP", "SCD", "Qabf", "Nabf", "SSIM", "MS_SSIM", "PSNR", "RMSE", "CC", "CE", "Qcb",
+             "Qcv", "FMI_pixel", "FMI_dct", "FMI_w"]
+
+
+@pytest.mark.parametrize("name", SYMMETRIC)
+def test_symmetric_in_the_sources(name, triple):
+    ir, vis, fused = triple
+    a = evaluate(ir, vis, fused, metrics=[name])[name]
+    b = evaluate(vis, ir, fused, metrics=[name])[name]
+    assert a == pytest.approx(b, rel=1e-6, abs=1e-9)
+
+
+RANGES = {"EN": (0, 8), "MI": (0, 16), "FMI_pixel": (0, 1), "FMI_dct": (0, 1), "FMI_w": (0, 1), "VIFF": (0, 1.5),
+          "VIFP": (0, 2.5), "SCD": (-2, 2), "Qabf": (0, 1), "Nabf": (0, 1), "SSIM": (-1, 1), "MS_SSIM": (0, 1),
+          "RMSE": (0, 255), "CC": (-1, 1), "CE": (0, 8), "Qcb": (0, 1), "SD": (0, 127.5)}
+
+
+@pytest.mark.parametrize("name", sorted(RANGES))
+def test_range(name, triple):
+    lo, hi = RANGES[name]
+    value = evaluate(*triple, metrics=[name])[name]
+    assert lo <= value <= hi, (name, value)
+
+
+@pytest.mark.parametrize("name", list(METRICS))
+def test_dtype_invariance(name, triple):
+    as_uint8 = evaluate(*triple, metrics=[name])[name]
+    as_float = evaluate(*(t.astype(np.float32) / 255 for t in triple), metrics=[name])[name]
+    as_uint16 = evaluate(*(t.astype(np.uint16) * 257 for t in triple), metrics=[name])[name]
+    assert as_float == pytest.approx(as_uint8, rel=1e-9) and as_uint16 == pytest.approx(as_uint8, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", ["SSIM", "MS_SSIM", "VIFF", "VIFP", "Qcb", "Qcv", "FMI_pixel", "SF", "AG"])
+def test_too_small_images_raise_clearly(name):
+    tiny = np.zeros((2, 2), np.uint8) if name not in ("SF", "AG") else np.zeros((1, 5), np.uint8)
+    with pytest.raises(ContrafuseError, match="too small"):
+        evaluate(tiny, tiny, tiny, metrics=[name])
+
+
+def test_every_metric_has_a_standard_definition_and_table_entry():
+    assert set(STANDARD) == set(METRICS)
+    for info in METRICS.values():
+        assert info.reference and info.value_range
+
+
+def test_better_fusion_scores_better(triple):
+    ir, vis, fused = triple
+    noisy = np.clip(fused.astype(float) + np.random.default_rng(3).normal(0, 40, fused.shape), 0, 255).astype(np.uint8)
+    good, bad = evaluate(ir, vis, fused), evaluate(ir, vis, noisy)
+    for name in ("SSIM", "VIFF", "Qabf", "PSNR", "CC", "MS_SSIM"):
+        assert good[name] > bad[name], name
+    assert good["RMSE"] < bad["RMSE"]
+
+
+def test_create_metric_and_unknown_names(triple):
+    assert create_metric("EN")(*triple) == pytest.approx(evaluate(*triple, metrics=["EN"])["EN"])
+    with pytest.raises(ContrafuseError, match="unknown metric"):
+        evaluate(*triple, metrics=["NOPE"])
+    with pytest.raises(ContrafuseError, match="unknown convention"):
+        evaluate(*triple, metrics=["EN"], convention="weird")
+
+
+def test_evaluate_cli_csv_and_json(tmp_path, triple, capsys):
+    ir, vis, fused = triple
+    for name in ("a", "b"):
+        save(tmp_path / "ir" / f"{name}.png", ir)
+        save(tmp_path / "vis" / f"{name}.png", vis)
+        save(tmp_path / "fused" / f"{name}.png", fused)
+    out = tmp_path / "r.csv"
+    args = ["evaluate", "--ir-dir", str(tmp_path / "ir"), "--vis-dir", str(tmp_path / "vis"),
+            "--fused-dir", str(tmp_path / "fused"), "--metrics", "EN,SD,VIFF", "--convention", "vifb"]
+    assert main(args + ["-o", str(out)]) == 0
+    rows = list(csv.DictReader(open(out)))
+    assert [r["image"] for r in rows] == ["a", "b", "mean", "std"]
+    assert rows[0]["convention"] == "vifb; VIFF as standard"
+    direct = evaluate(ir, vis, fused, metrics=["EN", "SD", "VIFF"], convention="vifb")
+    assert float(rows[2]["SD"]) == pytest.approx(direct["SD"])
+    assert main(args + ["-o", str(tmp_path / "r.json")]) == 0
+    payload = json.loads((tmp_path / "r.json").read_text())
+    assert payload["definitions"]["VIFF"] == "standard" and len(payload["images"]) == 2
+    (tmp_path / "fused" / "b.png").unlink()
+    assert main(args + ["-o", str(tmp_path / "x.csv")]) == 2
+    assert "no fused image for: b" in capsys.readouterr().err
