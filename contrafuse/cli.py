@@ -155,6 +155,28 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+@command("masks")
+def cmd_masks(args) -> int:
+    from .data.masks import infrared_mask, mri_mask
+    from .io import list_images, luminance, read_image
+
+    images = list_images(args.ir_dir)
+    if not images:
+        raise ContrafuseError(args.ir_dir, "folder holds no images")
+    make = infrared_mask if args.kind == "infrared" else mri_mask
+    out_dir = Path(args.output)
+    written = 0
+    for name, path in tqdm(sorted(images.items()), desc=f"{args.kind} masks", unit="image", file=sys.stderr):
+        out = out_dir / f"{name}.png"
+        if out.exists() and not args.overwrite:
+            tqdm.write(f"skip {name}: {out} exists (use --overwrite)", file=sys.stderr)
+            continue
+        write_image(out, make(luminance(read_image(path))), overwrite=args.overwrite)
+        written += 1
+    print(f"{written} masks -> {out_dir}")
+    return 0
+
+
 @command("methods")
 def cmd_methods(args) -> int:
     width = max(len(n) for n in METHODS.names())
@@ -190,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--convention", default="standard", choices=["standard", "legacy", "vifb"])
     p.add_argument("-o", "--output", required=True, help="results file (.csv or .json)")
     p.add_argument("--format", choices=["csv", "json"], help="default: from the output suffix")
+    p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("masks", help="automatic salient masks for CoCoNet's contrastive loss")
+    p.add_argument("--ir-dir", required=True, help="folder of infrared (or, with --kind mri, MRI) images")
+    p.add_argument("-o", "--output", required=True, help="folder for the masks (PNG, 255 = salient)")
+    p.add_argument("--kind", choices=["infrared", "mri"], default="infrared",
+                   help="infrared: fine-grained saliency of warm targets; mri: k-means MRI segmentation")
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("train", help="train a learned method from a YAML config (resumable)")

@@ -11,6 +11,7 @@ import torch
 
 from ..data.datasets import load_grey_pair, load_split, random_patches, sliding_patches
 from ..data.masks import infrared_mask, mri_mask
+from ..errors import ContrafuseError
 from ..registry import Registry
 
 RECIPES: Registry = Registry("training recipe")
@@ -58,11 +59,24 @@ class CoCoNetRecipe:
             first, second = load_grey_pair(pair)
             group = [first, second]
             if stage.get("contrastive"):
-                group.append(infrared_mask(first) if self._mask_kind == "infrared" else mri_mask(second))
+                group.append(self._mask(cfg, pair, first, second))
             groups.append(group)
         patches = random_patches(groups, int(cfg["patches"]), int(cfg["patch_size"]),
                                  seed=int(cfg.get("seed", 0)) + 1000 * int(bool(stage.get("contrastive"))))
         return _to_signed(patches)
+
+    def _mask(self, cfg, pair, first, second):
+        """A user mask (``mask_dir``: ``<name>.png``, non-zero = salient) or an automatic one."""
+        if cfg.get("mask_dir"):
+            from ..io import list_images, luminance, read_image
+            masks = list_images(cfg["mask_dir"])
+            if pair.name not in masks:
+                raise ContrafuseError(cfg["mask_dir"], f"no mask for training pair {pair.name}")
+            mask = luminance(read_image(masks[pair.name]))[: first.shape[0], : first.shape[1]]
+            if mask.shape != first.shape:
+                raise ContrafuseError(masks[pair.name], f"mask size {mask.shape} differs from image {first.shape}")
+            return (mask > 0.5).astype(np.float32)
+        return infrared_mask(first) if self._mask_kind == "infrared" else mri_mask(second)
 
     def step(self, model, batch, stage):
         ir, vis = batch[:, 0:1], batch[:, 1:2]

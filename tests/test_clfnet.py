@@ -1,0 +1,98 @@
+"""CLF-Net: parameter count, PatchNCE by hand, windowed SSIM source selection, sizes, seeding."""
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from contrafuse.losses.clfnet import CLFNetLoss, adaptive_patch_nce, windowed_ssim_loss
+from contrafuse.nn.clfnet import CLFNet
+
+
+def test_parameter_count_matches_table_vii():
+    model = CLFNet()
+    assert model.fusion_parameters() == 190_120
+    # The authors' code also allocates a 16x16 1x1 identity convolution in the second block of each
+    # encoder that its forward pass never uses; counting those 2 x 256 parameters gives Table VII.
+    assert round((model.fusion_parameters() + 2 * 16 * 16) / 1e6, 4) == 0.1906
+
+
+@pytest.mark.parametrize("padding", ["code", "paper"])
+@pytest.mark.parametrize("size", [(17, 31), (33, 8), (1, 5)])
+def test_output_size_equals_input_size(padding, size):
+    model = CLFNet(padding=padding).eval()
+    x = torch.rand(2, 1, *size) * 2 - 1
+    with torch.no_grad():
+        assert model(x, x).shape == x.shape
+
+
+def test_patch_nce_by_hand():
+    torch.manual_seed(0)
+    b, s, k, tau = 2, 3, 4, 0.07
+    q_ir, q_vis, k_ir, k_vis = (torch.randn(b, s, k) for _ in range(4))
+    loss, use_ir = adaptive_patch_nce(q_ir, q_vis, k_ir, k_vis, tau)
+    norm = [F.normalize(t.reshape(b * s, k), dim=1) for t in (q_ir, q_vis, k_ir, k_vis)]
+    qi, qv, ki, kv = norm
+    expected, choices = 0.0, []
+    for n in range(b * s):
+        ir_wins = float(qi[n] @ ki[n]) > float(qv[n] @ kv[n])        # Eq. 7
+        q, keys = (qi[n], ki) if ir_wins else (qv[n], kv)
+        logits = [float(q @ keys[m]) / tau for m in range(b * s)]  # positive + S-1 + (B-1)S negatives
+        assert len(logits) - 1 == (s - 1) + (b - 1) * s
+        expected += -logits[n] + np.log(np.sum(np.exp(logits)))
+        choices.append(ir_wins)
+    assert loss.item() == pytest.approx(expected / (b * s), rel=1e-5)
+    assert use_ir.flatten().tolist() == choices
+
+
+def _ssim_window(x, y, c1=1e-4, c2=9e-4):
+    mx, my = x.mean(), y.mean()
+    vx, vy = ((x - mx) ** 2).mean(), ((y - my) ** 2).mean()
+    cov = ((x - mx) * (y - my)).mean()
+    return ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+
+
+def test_windowed_ssim_picks_the_brighter_source_per_window():
+    torch.manual_seed(0)
+    h, w, win = 20, 19, 16
+    ir = torch.rand(1, 1, h, w) * 0.5
+    vis = torch.rand(1, 1, h, w) * 0.5
+    ir[..., :, :8] += 0.5      # IR is brighter on the left, VIS on the right
+    vis[..., :, 8:] += 0.5
+    fused = torch.rand(1, 1, h, w)
+    got = windowed_ssim_loss(fused, ir, vis, window=win)
+    scores = []
+    for y in range(h - win + 1):
+        for x in range(w - win + 1):
+            sl = (0, 0, slice(y, y + win), slice(x, x + win))
+            src = ir if ir[sl].mean() > vis[sl].mean() else vis
+            scores.append(_ssim_window(fused[sl].double(), src[sl].double()))
+    assert got.item() == pytest.approx(1 - float(np.mean(scores)), rel=1e-4)
+    # fused equal to the brighter source everywhere scores perfectly; equal to the darker, not
+    assert windowed_ssim_loss(ir, ir, ir * 0.5).item() == pytest.approx(0.0, abs=1e-6)
+    assert windowed_ssim_loss(ir * 0.5, ir, ir * 0.5).item() > 0.01
+
+
+def test_fixed_seed_reproduces_a_training_step():
+    def one_step():
+        torch.manual_seed(7)
+        model = CLFNet()
+        loss_fn = CLFNetLoss(model, samples=50)
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+        ir, vis = torch.rand(2, 1, 32, 32) * 2 - 1, torch.rand(2, 1, 32, 32) * 2 - 1
+        losses = loss_fn(model(ir, vis), ir, vis)
+        opt.zero_grad()
+        losses["total"].backward()
+        opt.step()
+        return losses["total"].item(), model.decoder[-1].conv2.weight.detach().clone()
+    (l1, w1), (l2, w2) = one_step(), one_step()
+    assert l1 == l2 and torch.equal(w1, w2)
+
+
+def test_loss_trains_encoders_and_head():
+    torch.manual_seed(0)
+    model = CLFNet()
+    ir, vis = torch.rand(2, 1, 24, 24) * 2 - 1, torch.rand(2, 1, 24, 24) * 2 - 1
+    CLFNetLoss(model, samples=30)(model(ir, vis), ir, vis)["total"].backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name

@@ -1,0 +1,155 @@
+"""CoCoNet: VGG-19 weights and folding, network shape handling, losses, training step."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from contrafuse.losses.coconet import (CoupledContrastiveLoss, SelfAdaptiveLoss, average_gradient, entropy_bits,
+                                       self_adaptive_weights)
+from contrafuse.nn.coconet import CoCoNet
+from contrafuse.nn.vgg import CAFFE_MEAN_BGR, LOSS_PLAN, LOSS_TAPS, VGG19
+from contrafuse.weights import VGG19_H5_SHA256, fetch_vgg19, vgg19_state
+
+
+@pytest.fixture(scope="module")
+def vgg_state():
+    path = fetch_vgg19()  # cached by .ci/run; downloads (and sha256-checks) otherwise
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as handle:
+        assert handle.metadata()["sha256"] == VGG19_H5_SHA256
+    return vgg19_state()
+
+
+def test_real_vgg_weights_are_loaded(vgg_state):
+    assert vgg_state["conv1_1.weight"].shape == (64, 3, 3, 3)
+    assert len([k for k in vgg_state if k.endswith(".weight")]) == 16
+    # ImageNet-trained first-layer filters are far from an initialisation's scale
+    assert 0.1 < vgg_state["conv1_1.weight"].abs().max() < 2.0
+
+
+def test_folded_grey_vgg_equals_caffe_vgg_away_from_border(vgg_state):
+    torch.manual_seed(0)
+    grey = torch.rand(1, 1, 48, 48) * 2 - 1
+    folded = VGG19(LOSS_PLAN[:5], ("conv1_1", "conv2_1"), grey=True, state=vgg_state)
+    original = VGG19(LOSS_PLAN[:5], ("conv1_1", "conv2_1"), grey=False, state=vgg_state)
+    pixels = (grey + 1) * 127.5
+    mean = torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
+    caffe = pixels.repeat(1, 3, 1, 1) - mean        # grey replicated to B, G, R, mean removed
+    for a, b in zip(folded(grey), original(caffe)):
+        border = 4
+        inner_a, inner_b = a[..., border:-border, border:-border], b[..., border:-border, border:-border]
+        assert torch.allclose(inner_a, inner_b, rtol=1e-4, atol=1e-3)
+
+
+def test_parameter_count_against_paper(vgg_state):
+    model = CoCoNet(vgg_state=vgg_state)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    vgg = sum(p.numel() for p in model.vgg.parameters())
+    assert vgg == 2_324_416                       # grey VGG-19 up to conv3_4
+    assert abs((trainable + vgg) / 1e6 - 9.13) < 0.05   # Table 4: 9.13 M
+
+
+@pytest.mark.parametrize("size", [(17, 23), (33, 64), (64, 41)])
+def test_any_size_round_trips(vgg_state, size):
+    model = CoCoNet(vgg_state=vgg_state).eval()
+    x = torch.rand(1, 1, *size) * 2 - 1
+    with torch.no_grad():
+        out = model(x, -x)
+    assert out.shape == x.shape and out.abs().max() <= 1
+
+
+def test_gradients_reach_every_trainable_parameter_and_not_vgg(vgg_state):
+    torch.manual_seed(0)
+    model = CoCoNet(vgg_state=vgg_state)
+    with torch.no_grad():  # the attention scales start at 0; open them so their inputs matter too
+        for module in model.mam.values():
+            module.attention.scale.fill_(0.5)
+    ir, vis = torch.rand(3, 1, 32, 32) * 2 - 1, torch.rand(3, 1, 32, 32) * 2 - 1
+    mask = (torch.rand(3, 1, 32, 32) > 0.7).float()
+    fused = model(ir, vis)
+    loss = SelfAdaptiveLoss()(fused, ir, vis)["self_adaptive"]
+    loss = loss + CoupledContrastiveLoss(VGG19(state=vgg_state))(fused, ir, vis, mask)["contrastive"]
+    loss.backward()
+    for name, p in model.named_parameters():
+        if name.startswith("vgg."):
+            assert not p.requires_grad and p.grad is None, name
+        else:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_average_gradient_and_entropy_by_hand():
+    # 0/1 checkerboard on [0, 1]: every neighbour differs by 1 -> AG = 1 + 1 = 2
+    board = torch.tensor([[0.0, 1.0], [1.0, 0.0]]).repeat(4, 4)[None, None] * 2 - 1
+    assert average_gradient(board).item() == pytest.approx(2.0)
+    # two grey levels, half the pixels each -> 1 bit
+    assert entropy_bits(board).item() == pytest.approx(1.0)
+
+
+def test_self_adaptive_weights_by_hand():
+    vis = torch.tensor([[0.0, 1.0], [1.0, 0.0]]).repeat(4, 4)[None, None] * 2 - 1   # AG 2, EN 1
+    ir = torch.zeros(1, 1, 8, 8)                                                     # AG 0, EN 0
+    sigma, gamma = self_adaptive_weights(ir, vis, form="paper")
+    assert sigma[0, 0].item() == pytest.approx(math.exp(2) / (math.exp(2) + 1))
+    assert gamma[0, 0].item() == pytest.approx(math.exp(1) / (math.exp(1) + 1))
+    sigma, gamma = self_adaptive_weights(ir, vis, form="code", t_ag=0.5, t_en=0.75)
+    # normalised by the sum (2 + 0 and 1 + 0), divided by the temperature, soft-maxed
+    assert sigma[0, 0].item() == pytest.approx(math.exp(2) / (math.exp(2) + 1))
+    assert gamma[0, 0].item() == pytest.approx(math.exp(1 / 0.75) / (math.exp(1 / 0.75) + 1))
+    assert torch.allclose(sigma.sum(1), torch.ones(1)) and torch.allclose(gamma.sum(1), torch.ones(1))
+
+
+def test_contrastive_loss_prefers_the_positive(vgg_state):
+    torch.manual_seed(1)
+    loss = CoupledContrastiveLoss(VGG19(state=vgg_state))
+    ir, vis = torch.rand(3, 1, 32, 32) * 2 - 1, torch.rand(3, 1, 32, 32) * 2 - 1
+    mask = torch.zeros(3, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    as_positive = ir * mask + vis * (1 - mask)       # target region from IR, background from VIS
+    as_negative = vis * mask + ir * (1 - mask)
+    good, bad = loss(as_positive, ir, vis, mask), loss(as_negative, ir, vis, mask)
+    assert good["target"] < bad["target"] and good["detail"] < bad["detail"]
+    assert good["contrastive"].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fixed_seed_reproduces_a_training_step(vgg_state):
+    def one_step():
+        torch.manual_seed(123)
+        model = CoCoNet(vgg_state=vgg_state)
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        ir, vis = torch.rand(2, 1, 24, 24) * 2 - 1, torch.rand(2, 1, 24, 24) * 2 - 1
+        loss = SelfAdaptiveLoss()(model(ir, vis), ir, vis)["self_adaptive"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item(), model.out.weight.detach().clone()
+    (l1, w1), (l2, w2) = one_step(), one_step()
+    assert l1 == l2 and torch.equal(w1, w2)
+
+
+def test_training_loop_checkpoints_and_resumes(tmp_path, monkeypatch):
+    """Two steps in one go equal one step, a stop, and a resumed second step."""
+    from contrafuse.train.loop import train
+
+    class TinyRecipe:
+        def build_model(self, cfg):
+            torch.manual_seed(0)
+            return torch.nn.Conv2d(2, 1, 3, padding=1)
+
+        def stage_data(self, cfg, stage):
+            return np.random.default_rng(0).random((8, 2, 8, 8)).astype(np.float32)
+
+        def step(self, model, batch, stage):
+            return {"total": F.mse_loss(model(batch), batch[:, :1])}
+
+    cfg = {"method": "tiny", "lr": 0.01, "batch_size": 2, "seed": 0, "stages": [{"name": "s", "epochs": 1}]}
+    straight = train(cfg, TinyRecipe(), out_dir=tmp_path / "a", max_steps=2)
+    train(cfg, TinyRecipe(), out_dir=tmp_path / "b", max_steps=1)
+    resumed = train(cfg, TinyRecipe(), out_dir=tmp_path / "b", resume=True, max_steps=1)
+    a = torch.load(straight / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(resumed / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.allclose(a[k], b[k]) for k in a)
+    rows = (tmp_path / "b" / "log_s.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("stage,epoch,batch,step") and len(rows) == 3
