@@ -177,6 +177,15 @@ def cmd_masks(args) -> int:
     return 0
 
 
+@command("benchmark")
+def cmd_benchmark(args) -> int:
+    from .bench.runner import run_benchmark
+
+    out = run_benchmark(args.config, args.output, quick=args.quick)
+    print(f"benchmark report: {out / 'report.md'}")
+    return 0
+
+
 @command("methods")
 def cmd_methods(args) -> int:
     width = max(len(n) for n in METHODS.names())
@@ -220,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=["infrared", "mri"], default="infrared",
                    help="infrared: fine-grained saliency of warm targets; mri: k-means MRI segmentation")
     p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("benchmark", help="fuse datasets with many methods, evaluate, write tables and plots")
+    p.add_argument("config", help="benchmark YAML (see benchmarks/*.yaml)")
+    p.add_argument("-o", "--output", help="output folder (default runs/benchmark/<config name>)")
+    p.add_argument("--quick", action="store_true", help="two pairs, two methods (smoke run)")
 
     p = sub.add_parser("train", help="train a learned method from a YAML config (resumable)")
     p.add_argument("method", help="coconet or clfnet")

@@ -1,0 +1,73 @@
+"""Complexity table (CoCoNet Table 4, CLF-Net Table VII): parameters, FLOPs at a stated input size
+counted with PyTorch's own ``FlopCounterMode``, and median runtime at 640x480 on this machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ContrafuseError
+from ..methods import METHODS, create_method
+from .timing import machine_info, median_seconds
+
+
+def _method_for_timing(spec):
+    """The method with its shipped weights, or (no weights yet) the same network untrained."""
+    try:
+        return create_method(spec.name, **spec.options)
+    except ContrafuseError:
+        cls = METHODS.get(spec.name)
+        if not getattr(cls, "uses_torch", False):
+            raise
+        import torch
+        method = object.__new__(cls)
+        method.device = torch.device("cpu")
+        method.model = cls.build(method).eval()
+        return method
+
+
+def count_flops(model, size) -> int:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 1, *size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x, x)
+    return int(counter.get_total_flops())
+
+
+def complexity_table(specs, cfg: dict, out_json: Path, quick: bool = False) -> str:
+    flops_size = tuple(cfg.get("flops_size", [64, 64]))
+    runtime_size = tuple(cfg.get("runtime_size", [480, 640]))
+    rng = np.random.default_rng(0)
+    a, b = (rng.random(runtime_size).astype(np.float32) for _ in range(2))
+    rows = {}
+    for spec in specs:
+        if spec.external is not None:
+            continue
+        method = _method_for_timing(spec)
+        row = {"parameters": 0, "trainable_parameters": 0, "flops": None}
+        model = getattr(method, "model", None)
+        if model is not None:
+            fusion_params = [p for n, p in model.named_parameters() if not n.startswith("head.")]
+            row["parameters"] = int(sum(p.numel() for p in fusion_params))
+            row["trainable_parameters"] = int(sum(p.numel() for p in fusion_params if p.requires_grad))
+            row["flops"] = count_flops(model, flops_size)
+        row["runtime_seconds"] = median_seconds(lambda: method.fuse_grey(a, b), repeats=1 if quick else 3)
+        rows[spec.label] = row
+    out_json.write_text(json.dumps({"machine": machine_info(), "flops_size": flops_size,
+                                    "runtime_size": runtime_size, "methods": rows}, indent=1) + "\n")
+    lines = ["### Complexity", "",
+             f"FLOPs counted by `torch.utils.flop_counter` at {flops_size[0]}x{flops_size[1]} (a multiply-add "
+             f"counts as 2 FLOPs); runtime: median seconds to fuse one {runtime_size[1]}x{runtime_size[0]} "
+             "grey pair on the machine above. Parameters exclude training-only heads; CoCoNet's include the "
+             "frozen VGG-19 layers up to conv3_4 (trainable ones in brackets).", "",
+             "| method | parameters (M) | GFLOPs | runtime (s) |", "|---|---|---|---|"]
+    for label, row in rows.items():
+        params = (f"{row['parameters'] / 1e6:.4f} ({row['trainable_parameters'] / 1e6:.4f})"
+                  if row["parameters"] else "–")
+        flops = f"{row['flops'] / 1e9:.3f}" if row["flops"] is not None else "–"
+        lines.append(f"| {label} | {params} | {flops} | {row['runtime_seconds']:.3f} |")
+    return "\n".join(lines) + "\n"

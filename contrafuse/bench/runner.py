@@ -1,0 +1,238 @@
+"""``contrafuse benchmark CONFIG.yaml``: fuse datasets with many methods (cached), evaluate under
+stated conventions, and write tables, CDF curves, bar charts, visual grids, a complexity table and
+misalignment results.
+
+Config (YAML)::
+
+    datasets: [tno, roadscene, {name: vifb, suite: vifb, methods: [...]}]  # suites; optional own methods
+    methods:                                                      # registered or external
+      - coconet
+      - {name: gff, options: {r1: 45}}
+      - {name: SeAFusion, external: ../shared/datasets/VIFB_calib/fused, pattern: "{image}_SeAFusion.jpg"}
+    metrics: [EN, SD, SF, AG, SCD, VIFF]
+    conventions: [legacy, standard]
+    grids: {images: [TNO_001], box: [0.4, 0.4, 0.18, 0.18], include_sources: false}
+    complexity: {flops_size: [64, 64], runtime_size: [480, 640]}
+    misalignment: {datasets: [tno], seed: 0}
+    paper: {tno: {"CoCoNet (Table 1)": {EN: "7.776 ± 0.081", ...}}}   # published rows shown beside ours
+
+Outputs go to ``-o OUTDIR`` (default ``runs/benchmark/<config name>``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from ..api import as_unit_image, fuse_images, match_sizes
+from ..errors import ContrafuseError
+from ..io import read_image, write_image
+from ..metrics import METRICS, conventions_used, evaluate, summarise
+from ..methods import METHODS, create_method
+from .suites import suite_pairs
+from .timing import machine_info
+
+
+@dataclass
+class MethodSpec:
+    label: str
+    name: str
+    options: dict = field(default_factory=dict)
+    external: Path | None = None
+    pattern: str = "{image}.png"
+
+    def fingerprint(self) -> str:
+        """Changes whenever the method, its options or its weights change (cache key)."""
+        parts = [self.name, json.dumps(self.options, sort_keys=True)]
+        if self.external is None:
+            weights = getattr(METHODS.get(self.name), "weights_file", "")
+            if weights:
+                from ..weights import PACKAGE_WEIGHTS
+                path = Path(self.options.get("weights", PACKAGE_WEIGHTS / weights))
+                parts.append(hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing")
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def parse_methods(entries, base: Path) -> list[MethodSpec]:
+    specs = []
+    for entry in entries:
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        name = entry["name"]
+        external = entry.get("external")
+        if external is None and name not in METHODS:
+            raise ContrafuseError(None, f"unknown method {name!r} in benchmark config")
+        specs.append(MethodSpec(label=entry.get("label", name), name=name, options=entry.get("options", {}),
+                                external=(base / external).resolve() if external else None,
+                                pattern=entry.get("pattern", "{image}.png")))
+    return specs
+
+
+def load_sources(pair):
+    first, second = as_unit_image(pair.first), as_unit_image(pair.second)
+    return match_sizes(first, second, resize="ir")
+
+
+def produce_fused(spec: MethodSpec, dataset: str, pairs, out: Path) -> dict[str, Path]:
+    """Fused image path per pair name; runs the method only where the cached image is missing or
+    the method's fingerprint changed."""
+    if spec.external is not None:
+        paths = {p.name: spec.external / spec.pattern.format(image=p.name) for p in pairs}
+        missing = [n for n, path in paths.items() if not path.exists()]
+        if missing:
+            raise ContrafuseError(spec.external, f"external method {spec.label}: no fused image for {', '.join(missing)}")
+        return paths
+    folder = out / "fused" / dataset / spec.label
+    stamp = folder / ".fingerprint"
+    fingerprint = spec.fingerprint()
+    if stamp.exists() and stamp.read_text() != fingerprint:
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint)
+    method = None
+    paths = {}
+    for pair in pairs:
+        path = folder / f"{pair.name}.png"
+        if not path.exists():
+            method = method or create_method(spec.name, **spec.options)
+            first, second = load_sources(pair)
+            write_image(path, fuse_images(first, second, method), overwrite=True)
+        paths[pair.name] = path
+    return paths
+
+
+def rank_table(means: dict[str, dict[str, float]], metrics) -> dict[str, float]:
+    """Average rank of each method over the metrics (1 = best), respecting each metric's direction."""
+    ranks = {m: [] for m in means}
+    for metric in metrics:
+        better_high = METRICS[metric].higher_is_better
+        ordered = sorted(means, key=lambda m: means[m][metric], reverse=better_high)
+        for position, method in enumerate(ordered, start=1):
+            ranks[method].append(position)
+    return {m: float(np.mean(r)) for m, r in ranks.items()}
+
+
+def summary_markdown(title, means, stds, metrics, convention, used) -> str:
+    ranks = rank_table(means, metrics)
+    lines = [f"### {title} — `{convention}` convention", "",
+             "| method | " + " | ".join(metrics) + " | avg rank |", "|---" * (len(metrics) + 2) + "|"]
+    best = {}
+    for metric in metrics:
+        ordered = sorted(means, key=lambda m: means[m][metric], reverse=METRICS[metric].higher_is_better)
+        best[metric] = ordered[:2]
+    for method in means:
+        cells = []
+        for metric in metrics:
+            text = f"{means[method][metric]:.4g} ± {stds[method][metric]:.2g}"
+            if best[metric][0] == method:
+                text = f"**{text}**"
+            elif len(best[metric]) > 1 and best[metric][1] == method:
+                text = f"_{text}_"
+            cells.append(text)
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {ranks[method]:.2f} |")
+    fallback = sorted(m for m, c in used.items() if c != convention)
+    lines += ["", "Bold: best, italics: second best. " + ("Computed as `standard`: " + ", ".join(fallback) + "."
+                                                         if fallback else ""), ""]
+    return "\n".join(lines)
+
+
+def run_benchmark(config_path, out_dir=None, quick: bool = False) -> Path:
+    from . import plots
+    from .complexity import complexity_table
+    from .misalign import misalignment_study
+
+    config_path = Path(config_path)
+    if not config_path.is_file():
+        raise ContrafuseError(config_path, "benchmark config not found")
+    cfg = yaml.safe_load(config_path.read_text()) or {}
+    base = config_path.parent
+    out = Path(out_dir or Path("runs") / "benchmark" / config_path.stem)
+    out.mkdir(parents=True, exist_ok=True)
+    specs = parse_methods(cfg.get("methods", ["gff", "laplacian"]), base)
+    metrics = cfg.get("metrics", ["EN", "SD", "SF", "AG", "SCD", "VIFF"])
+    conventions = cfg.get("conventions", ["standard"])
+    if quick:
+        specs = specs[:2]
+    datasets = cfg.get("datasets", ["tno"])
+    report = [f"# Benchmark `{config_path.stem}`", "",
+              f"Generated by `contrafuse benchmark {config_path.as_posix()}`{' --quick' if quick else ''}; every "
+              "number below was computed by the committed code on this machine:", "",
+              f"`{json.dumps(machine_info())}`", ""]
+    summary_json = {}
+    all_specs = specs
+    for entry in datasets:
+        label = entry if isinstance(entry, str) else entry.get("name", entry.get("dataset", "dataset"))
+        pairs = suite_pairs(entry if isinstance(entry, str) else entry.get("suite", entry))
+        specs = all_specs
+        if isinstance(entry, dict) and "methods" in entry:
+            specs = parse_methods(entry["methods"], base)[: (2 if quick else None)]
+        if quick:
+            pairs = pairs[:2]
+        report += [f"## {label}", "", f"{len(pairs)} pairs: {', '.join(p.name for p in pairs)}", ""]
+        fused = {}
+        for spec in tqdm(specs, desc=f"{label}: fusing", unit="method"):
+            fused[spec.label] = produce_fused(spec, label, pairs, out)
+        folder = out / label
+        folder.mkdir(exist_ok=True)
+        sources = {p.name: [np.round(x * 255).astype(np.uint8) for x in load_sources(p)] for p in pairs}
+        for convention in conventions:
+            used = conventions_used(metrics, convention)
+            rows, means, stds = [], {}, {}
+            for spec in tqdm(specs, desc=f"{label}: evaluating ({convention})", unit="method"):
+                per_method = []
+                for pair in pairs:
+                    values = evaluate(*sources[pair.name], read_image(fused[spec.label][pair.name]),
+                                      metrics=metrics, convention=convention)
+                    per_method.append({"image": pair.name, **values})
+                    rows.append({"image": pair.name, "method": spec.label, **values})
+                means[spec.label], stds[spec.label] = summarise(per_method, metrics)
+            with open(folder / f"per_image_{convention}.csv", "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=["image", "method", *metrics])
+                writer.writeheader()
+                writer.writerows(rows)
+            with open(folder / f"summary_{convention}.csv", "w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["method", *[f"{m}_mean" for m in metrics], *[f"{m}_std" for m in metrics], "avg_rank"])
+                ranks = rank_table(means, metrics)
+                for method in means:
+                    writer.writerow([method, *[means[method][m] for m in metrics],
+                                     *[stds[method][m] for m in metrics], ranks[method]])
+            report.append(summary_markdown(f"{label} ({len(pairs)} pairs)", means, stds, metrics, convention, used))
+            plots.cdf_curves(rows, metrics, folder / f"cdf_{convention}.png", f"{label}, {convention}")
+            plots.bar_chart(means, stds, metrics, folder / f"bars_{convention}.png", f"{label}, {convention}")
+            report += [f"![CDF curves]({label}/cdf_{convention}.png)", "", f"![bars]({label}/bars_{convention}.png)", ""]
+            summary_json[f"{label}/{convention}"] = {"mean": means, "std": stds, "definitions": used}
+        published = cfg.get("paper", {}).get(label)
+        if published:
+            columns = list(dict.fromkeys(k for row in published.values() for k in row))
+            report += ["### Published values (the papers' own images and evaluation code)", "",
+                       "| paper | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+            report += [f"| {name} | " + " | ".join(str(row.get(c, "–")) for c in columns) + " |"
+                       for name, row in published.items()]
+            report.append("")
+        grid_cfg = cfg.get("grids", {})
+        names = {p.name for p in pairs}
+        wanted = [n for n in grid_cfg.get("images", []) if n in names] or [pairs[0].name]
+        for image in wanted[: (1 if quick else None)]:
+            pair = next(p for p in pairs if p.name == image)
+            path = folder / f"grid_{image}.png"
+            plots.comparison_grid(pair, {s.label: fused[s.label][image] for s in specs}, path,
+                                  box=grid_cfg.get("box", [0.4, 0.4, 0.18, 0.18]),
+                                  include_sources=grid_cfg.get("include_sources", False))
+            report += [f"![{image}]({label}/grid_{image}.png)", ""]
+    if "complexity" in cfg:
+        report.append(complexity_table(all_specs, cfg["complexity"], out / "complexity.json", quick=quick))
+    if "misalignment" in cfg and not quick:
+        report.append(misalignment_study(all_specs, cfg["misalignment"], metrics, out / "misalignment"))
+    (out / "summary.json").write_text(json.dumps(summary_json, indent=1) + "\n")
+    (out / "report.md").write_text("\n".join(report) + "\n")
+    return out

@@ -1,0 +1,38 @@
+"""Named evaluation suites (test pairs of each dataset) used by benchmarks and model cards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data.datasets import Pair, dataset_pairs, datasets_root, load_split
+from ..errors import ContrafuseError
+
+REPO = Path(__file__).resolve().parents[2]
+SPLITS = REPO / "configs" / "splits"
+
+
+def suite_pairs(spec) -> list[Pair]:
+    """Pairs of a suite given by name (``tno``, ``roadscene``, ``mri_pet``, ``mri_spect``,
+    ``mri_t1t2``, ``lytro``, ``vifb``) or by a dict ``{dataset, names?, every?}`` /
+    ``{split, part}``."""
+    if isinstance(spec, dict):
+        if "split" in spec:
+            return load_split(REPO / spec["split"] if not Path(spec["split"]).is_absolute() else spec["split"])[
+                spec.get("part", "test")]
+        return dataset_pairs(spec["dataset"], spec.get("names"), spec.get("every", 1))
+    if spec == "tno":
+        return load_split(SPLITS / "tno.yaml")["test"]
+    if spec == "roadscene":
+        names = (datasets_root() / "RoadScene" / "splits" / "CDDFuse_test50.txt").read_text().split()[:20]
+        return dataset_pairs("RoadScene", [Path(n).stem for n in names])
+    if spec in ("mri_pet", "mri_spect"):
+        test = load_split(SPLITS / "harvard_medical.yaml")["test"]
+        wanted = "Harvard_MRI_PET_CDDFuse" if spec == "mri_pet" else "Harvard_MRI_SPECT_CDDFuse"
+        return [p for p in test if p.dataset == wanted]
+    if spec == "mri_t1t2":
+        return dataset_pairs("IFCNN_MD")
+    if spec == "lytro":
+        return dataset_pairs("Lytro")
+    if spec == "vifb":
+        return dataset_pairs("VIFB_calib")
+    raise ContrafuseError(None, f"unknown suite {spec!r}")

@@ -1,0 +1,62 @@
+"""`contrafuse benchmark --quick`: files exist, tables parse, numbers equal a direct evaluation."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from contrafuse.bench.misalign import STRENGTHS, perturb
+from contrafuse.bench.runner import load_sources, rank_table
+from contrafuse.bench.suites import suite_pairs
+from contrafuse.cli import main
+from contrafuse.io import read_image
+from contrafuse.metrics import evaluate
+from conftest import REPO, dataset
+
+
+def test_quick_benchmark(tmp_path):
+    dataset("TNO_CoCoNet")
+    out = tmp_path / "bench"
+    assert main(["benchmark", str(REPO / "benchmarks" / "quick.yaml"), "--quick", "-o", str(out)]) == 0
+    for name in ("report.md", "summary.json", "complexity.json", "tno/grid_TNO_001.png"):
+        assert (out / name).exists(), name
+    for convention in ("legacy", "standard"):
+        for kind in ("cdf", "bars"):
+            assert (out / "tno" / f"{kind}_{convention}.png").stat().st_size > 1000
+        rows = list(csv.DictReader(open(out / "tno" / f"per_image_{convention}.csv")))
+        assert {r["method"] for r in rows} == {"gff", "laplacian"} and len(rows) == 4
+        pairs = {p.name: p for p in suite_pairs("tno")[:2]}
+        for row in rows:
+            sources = [np.round(x * 255).astype(np.uint8) for x in load_sources(pairs[row["image"]])]
+            fused = read_image(out / "fused" / "tno" / row["method"] / f"{row['image']}.png")
+            direct = evaluate(*sources, fused, metrics=["EN", "SD", "VIFF"], convention=convention)
+            for metric, value in direct.items():
+                assert float(row[metric]) == pytest.approx(value, rel=1e-12)
+        summary = list(csv.DictReader(open(out / "tno" / f"summary_{convention}.csv")))
+        gff_sd = [float(r["SD"]) for r in rows if r["method"] == "gff"]
+        assert float(next(s for s in summary if s["method"] == "gff")["SD_mean"]) == pytest.approx(np.mean(gff_sd))
+    report = (out / "report.md").read_text()
+    assert "| gff |" in report and "### Complexity" in report
+    complexity = json.loads((out / "complexity.json").read_text())
+    assert complexity["methods"]["gff"]["runtime_seconds"] > 0
+    # a second run re-uses the cached fused images
+    stamp = (out / "fused" / "tno" / "gff" / "TNO_001.png").stat().st_mtime_ns
+    assert main(["benchmark", str(REPO / "benchmarks" / "quick.yaml"), "--quick", "-o", str(out)]) == 0
+    assert (out / "fused" / "tno" / "gff" / "TNO_001.png").stat().st_mtime_ns == stamp
+
+
+def test_rank_table_respects_direction():
+    means = {"a": {"EN": 7.0, "RMSE": 10.0}, "b": {"EN": 6.0, "RMSE": 5.0}}
+    assert rank_table(means, ["EN", "RMSE"]) == {"a": 1.5, "b": 1.5}
+    assert rank_table(means, ["EN"]) == {"a": 1.0, "b": 2.0}
+
+
+def test_misalignment_is_seeded_and_grows_with_strength():
+    from scipy import ndimage
+    image = ndimage.gaussian_filter(np.random.default_rng(0).random((64, 80)), 4).astype(np.float32)
+    moved = {k: perturb(image, s, np.random.default_rng(1)) for k, s in STRENGTHS.items()}
+    again = perturb(image, STRENGTHS["moderate"], np.random.default_rng(1))
+    assert np.array_equal(moved["moderate"], again)
+    change = [np.abs(moved[k] - image).mean() for k in ("tiny", "moderate", "extreme")]
+    assert change[0] < change[1] < change[2]
