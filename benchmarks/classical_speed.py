@@ -34,7 +34,7 @@ def main() -> None:
     rows = {}
     for name in ("average", "maximum", "laplacian", "dwt", "gff"):
         method = create_method(name)
-        rows[name] = round(median_seconds(lambda: method.fuse_grey(ir, vis), repeats=args.repeats), 4)
+        rows[name] = round(median_seconds(lambda m=method: m.fuse_grey(ir, vis), repeats=args.repeats), 4)
         print(f"{name:10s} {rows[name]:.4f} s")
     write_result(HERE / "results" / "classical_speed.json",
                  {"what": "median seconds to fuse one 640x480 grey pair", "repeats": args.repeats,

@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from classical_speed import benchmark_pair
 
 import contrafuse
 from contrafuse.bench.timing import median_seconds, write_result
 from contrafuse.metrics import METRICS, evaluate
-
-from classical_speed import benchmark_pair
 
 HERE = Path(__file__).resolve().parent
 
@@ -27,7 +26,7 @@ def main() -> None:
     triple = [np.round(x * 255).astype(np.uint8) for x in (ir, vis, fused)]
     seconds = {}
     for name in METRICS:
-        seconds[name] = round(median_seconds(lambda: evaluate(*triple, metrics=[name]), repeats=3), 4)
+        seconds[name] = round(median_seconds(lambda n=name: evaluate(*triple, metrics=[n]), repeats=3), 4)
         print(f"{name:10s} {seconds[name]:.3f} s")
     total = round(sum(seconds.values()), 3)
     print(f"total      {total:.3f} s")

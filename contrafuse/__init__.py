@@ -6,7 +6,7 @@
 
 __version__ = "0.1.0"
 
-from .api import fuse  # noqa: E402
-from .errors import ContrafuseError  # noqa: E402
+from .api import fuse
+from .errors import ContrafuseError
 
-__all__ = ["fuse", "ContrafuseError", "__version__"]
+__all__ = ["ContrafuseError", "__version__", "fuse"]

@@ -12,6 +12,7 @@ from .errors import ContrafuseError
 from .io import luminance, merge_chroma, read_image, rgb_to_ycbcr, ycbcr_to_rgb
 from .methods import DEFAULT_METHOD, FusionMethod, create_method
 
+
 def as_unit_image(image, *, label: str = "image", high_bit_rule: str = "minmax") -> np.ndarray:
     """Load a path, or validate an array, into float32 [0, 1] of shape (H, W) or (H, W, 3)."""
     if isinstance(image, (str, os.PathLike)):

@@ -15,7 +15,8 @@ from tqdm import tqdm
 from . import __version__
 from .api import as_unit_image, fuse_images, match_sizes
 from .errors import ContrafuseError
-from .io import HIGH_BIT_RULES, list_images as list_images_by_name, pair_folders, write_image
+from .io import HIGH_BIT_RULES, pair_folders, write_image
+from .io import list_images as list_images_by_name
 from .methods import DEFAULT_METHOD, METHODS, create_method
 
 EXIT_BAD_INPUT = 2

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import REPO, dataset
 
 from contrafuse.bench.misalign import STRENGTHS, perturb
 from contrafuse.bench.runner import load_sources, rank_table
@@ -12,7 +13,6 @@ from contrafuse.bench.suites import suite_pairs
 from contrafuse.cli import main
 from contrafuse.io import read_image
 from contrafuse.metrics import evaluate
-from conftest import REPO, dataset
 
 
 def test_quick_benchmark(tmp_path):
@@ -24,7 +24,7 @@ def test_quick_benchmark(tmp_path):
     for convention in ("legacy", "standard"):
         for kind in ("cdf", "bars"):
             assert (out / "tno" / f"{kind}_{convention}.png").stat().st_size > 1000
-        rows = list(csv.DictReader(open(out / "tno" / f"per_image_{convention}.csv")))
+        rows = list(csv.DictReader((out / "tno" / f"per_image_{convention}.csv").open()))
         assert {r["method"] for r in rows} == {"gff", "laplacian"} and len(rows) == 4
         pairs = {p.name: p for p in suite_pairs("tno")[:2]}
         for row in rows:
@@ -33,7 +33,7 @@ def test_quick_benchmark(tmp_path):
             direct = evaluate(*sources, fused, metrics=["EN", "SD", "VIFF"], convention=convention)
             for metric, value in direct.items():
                 assert float(row[metric]) == pytest.approx(value, rel=1e-12)
-        summary = list(csv.DictReader(open(out / "tno" / f"summary_{convention}.csv")))
+        summary = list(csv.DictReader((out / "tno" / f"summary_{convention}.csv").open()))
         gff_sd = [float(r["SD"]) for r in rows if r["method"] == "gff"]
         assert float(next(s for s in summary if s["method"] == "gff")["SD_mean"]) == pytest.approx(np.mean(gff_sd))
     report = (out / "report.md").read_text()

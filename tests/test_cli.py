@@ -4,11 +4,10 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
+from conftest import REPO, dataset, save
 from PIL import Image
 
 from contrafuse.cli import main
-from conftest import REPO, dataset, save
 
 
 def run(capsys, *argv):
@@ -29,7 +28,7 @@ def assert_one_line_error(code, err, *fragments):
 
 def test_single_pair(capsys, grey_pair, tmp_path):
     ir, vis = grey_pair
-    code, out, _ = run(capsys, "fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "f.png"), "--method", "dwt")
+    code, _, _ = run(capsys, "fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "f.png"), "--method", "dwt")
     assert code == 0 and (tmp_path / "f.png").exists()
     assert Image.open(tmp_path / "f.png").size == Image.open(ir).size
 
@@ -135,10 +134,10 @@ def test_methods_command(capsys):
 
 def test_module_entry_point_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "contrafuse", "fuse", "--ir", str(tmp_path / "x.png"), "--vis",
-                           str(tmp_path / "y.png"), "-o", str(tmp_path / "z.png")], capture_output=True, text=True, cwd=REPO)
+                           str(tmp_path / "y.png"), "-o", str(tmp_path / "z.png")], capture_output=True, text=True, cwd=REPO, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "x.png" in proc.stderr
     debug = subprocess.run([sys.executable, "-m", "contrafuse", "--debug", "fuse", "--ir", str(tmp_path / "x.png"), "--vis",
-                            str(tmp_path / "y.png"), "-o", str(tmp_path / "z.png")], capture_output=True, text=True, cwd=REPO)
+                            str(tmp_path / "y.png"), "-o", str(tmp_path / "z.png")], capture_output=True, text=True, cwd=REPO, check=False)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 

@@ -7,10 +7,15 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from contrafuse.losses.coconet import (CoupledContrastiveLoss, SelfAdaptiveLoss, average_gradient, entropy_bits,
-                                       self_adaptive_weights)
+from contrafuse.losses.coconet import (
+    CoupledContrastiveLoss,
+    SelfAdaptiveLoss,
+    average_gradient,
+    entropy_bits,
+    self_adaptive_weights,
+)
 from contrafuse.nn.coconet import CoCoNet
-from contrafuse.nn.vgg import CAFFE_MEAN_BGR, LOSS_PLAN, LOSS_TAPS, VGG19
+from contrafuse.nn.vgg import CAFFE_MEAN_BGR, LOSS_PLAN, VGG19
 from contrafuse.weights import VGG19_H5_SHA256, fetch_vgg19, vgg19_state
 
 

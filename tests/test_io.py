@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
+from conftest import save
 from PIL import Image
 
 from contrafuse.errors import ContrafuseError
-from contrafuse.io import (merge_chroma, pair_folders, read_image, rgb_to_ycbcr, write_image,
-                           ycbcr_to_rgb)
-from conftest import save
+from contrafuse.io import merge_chroma, pair_folders, read_image, rgb_to_ycbcr, write_image, ycbcr_to_rgb
 
 
 def test_uint8_grey_roundtrip(tmp_path, rng):

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+from conftest import dataset
 
 import contrafuse
 from contrafuse.io import pair_folders
 from contrafuse.methods import create_method
-from conftest import dataset
 
 CLASSICAL = ["average", "maximum", "laplacian", "dwt", "gff"]
 

@@ -6,13 +6,13 @@ import math
 
 import numpy as np
 import pytest
+from conftest import dataset, save
 from PIL import Image
 
 from contrafuse.cli import main
 from contrafuse.errors import ContrafuseError
 from contrafuse.metrics import METRICS, STANDARD, conventions_used, create_metric, evaluate
 from contrafuse.metrics.vifb import VIFB_METRICS
-from conftest import dataset, save
 
 # ---------------------------------------------------------------------------------------------
 # VIFB calibration: our vifb convention against VIFB's own MATLAB values (5 significant digits).
@@ -182,7 +182,7 @@ def test_evaluate_cli_csv_and_json(tmp_path, triple, capsys):
     args = ["evaluate", "--ir-dir", str(tmp_path / "ir"), "--vis-dir", str(tmp_path / "vis"),
             "--fused-dir", str(tmp_path / "fused"), "--metrics", "EN,SD,VIFF", "--convention", "vifb"]
     assert main(args + ["-o", str(out)]) == 0
-    rows = list(csv.DictReader(open(out)))
+    rows = list(csv.DictReader(out.open()))
     assert [r["image"] for r in rows] == ["a", "b", "mean", "std"]
     assert rows[0]["convention"] == "vifb; VIFF as standard"
     direct = evaluate(ir, vis, fused, metrics=["EN", "SD", "VIFF"], convention="vifb")

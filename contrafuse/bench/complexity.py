@@ -55,15 +55,15 @@ def complexity_table(specs, cfg: dict, out_json: Path, quick: bool = False) -> s
             row["parameters"] = int(sum(p.numel() for p in fusion_params))
             row["trainable_parameters"] = int(sum(p.numel() for p in fusion_params if p.requires_grad))
             row["flops"] = count_flops(model, flops_size)
-        row["runtime_seconds"] = median_seconds(lambda: method.fuse_grey(a, b), repeats=1 if quick else 3)
+        row["runtime_seconds"] = median_seconds(lambda m=method: m.fuse_grey(a, b), repeats=1 if quick else 3)
         rows[spec.label] = row
     out_json.write_text(json.dumps({"machine": machine_info(), "flops_size": flops_size,
                                     "runtime_size": runtime_size, "methods": rows}, indent=1) + "\n")
     lines = ["### Complexity", "",
-             f"FLOPs counted by `torch.utils.flop_counter` at {flops_size[0]}x{flops_size[1]} (a multiply-add "
-             f"counts as 2 FLOPs); runtime: median seconds to fuse one {runtime_size[1]}x{runtime_size[0]} "
-             "grey pair on the machine above. Parameters exclude training-only heads; CoCoNet's include the "
-             "frozen VGG-19 layers up to conv3_4 (trainable ones in brackets).", "",
+             (f"FLOPs counted by `torch.utils.flop_counter` at {flops_size[0]}x{flops_size[1]} (a multiply-add "
+              f"counts as 2 FLOPs); runtime: median seconds to fuse one {runtime_size[1]}x{runtime_size[0]} "
+              "grey pair on the machine above. Parameters exclude training-only heads; CoCoNet's include the "
+              "frozen VGG-19 layers up to conv3_4 (trainable ones in brackets)."), "",
              "| method | parameters (M) | GFLOPs | runtime (s) |", "|---|---|---|---|"]
     for label, row in rows.items():
         params = (f"{row['parameters'] / 1e6:.4f} ({row['trainable_parameters'] / 1e6:.4f})"

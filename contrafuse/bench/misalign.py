@@ -56,8 +56,8 @@ def misalignment_study(specs, cfg: dict, metrics, out: Path) -> str:
     seed = int(cfg.get("seed", 0))
     strengths = {k: {**STRENGTHS[k], **cfg.get("strengths", {}).get(k, {})} for k in STRENGTHS}
     lines = ["### Misalignment robustness", "",
-             "Mean metric change (perturbed minus aligned, `standard` convention) when the infrared image is "
-             "warped; strengths in `contrafuse/bench/misalign.py`.", ""]
+             ("Mean metric change (perturbed minus aligned, `standard` convention) when the infrared image is "
+              "warped; strengths in `contrafuse/bench/misalign.py`."), ""]
     for dataset in cfg.get("datasets", ["tno"]):
         pairs = suite_pairs(dataset)[: cfg.get("pairs", 10)]
         lines += [f"#### {dataset} ({len(pairs)} pairs)", "",

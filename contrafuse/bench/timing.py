@@ -8,9 +8,9 @@ import platform
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 
 def machine_info() -> dict:

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from PIL import Image
 
 from ..errors import ContrafuseError
 from ..io import luminance, read_image
-from . import gradient, information, similarity, visual, vifb
+from . import gradient, information, similarity, vifb, visual
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,11 @@ LEGACY: dict[str, Fn] = {
 }
 
 #: the VIFB functions take (visible, infrared, fused) as read; adapt to our (ir, vis, fused) order
-VIFB: dict[str, Fn] = {name: (lambda func: lambda ir, vis, fused: func(vis, ir, fused))(func)
-                       for name, func in vifb.BY_SHORT_NAME.items()}
+def _vifb_order(func) -> Fn:
+    return lambda ir, vis, fused: func(vis, ir, fused)
+
+
+VIFB: dict[str, Fn] = {name: _vifb_order(func) for name, func in vifb.BY_SHORT_NAME.items()}
 
 CONVENTIONS: dict[str, str] = {
     "standard": "textbook floating-point definitions on 0..255 luminance (default)",

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import (entropy_of, filter2, freqspace_meshgrid, gaussian_1d, histogram256, matlab_round,
-                     separable_filter2)
+from .common import entropy_of, filter2, freqspace_meshgrid, gaussian_1d, histogram256, matlab_round, separable_filter2
 
 
 def _channels(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray):

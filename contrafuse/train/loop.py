@@ -103,8 +103,8 @@ def train(cfg: dict, recipe, *, out_dir: str | os.PathLike | None = None, resume
         log_path = out / f"log_{stage.get('name', stage_index)}.csv"  # one CSV of losses per stage
         if not resume and log_path.exists():
             log_path.unlink()
-        log_file, writer = open(log_path, "a", newline=""), None
-        try:
+        with open(log_path, "a", newline="") as log_file:
+            writer = None
             data = torch.from_numpy(recipe.stage_data(cfg, stage))
             batch_size = int(stage.get("batch_size", cfg.get("batch_size", 1)))
             batches = len(data) // batch_size
@@ -139,8 +139,6 @@ def train(cfg: dict, recipe, *, out_dir: str | os.PathLike | None = None, resume
                         return out
                 progress.update(epoch=epoch + 1, batch=0)
                 checkpoint()
-        finally:
-            log_file.close()
         progress.update(stage=stage_index + 1, epoch=0, batch=0)
         checkpoint()
         export_weights(model, out / f"after_{stage.get('name', stage_index)}.safetensors",

@@ -7,7 +7,6 @@ the infrared/functional image, channel 1 the visible/MRI image, channel 2 (when 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ..data.datasets import load_grey_pair, load_split, random_patches, sliding_patches
 from ..data.masks import infrared_mask, mri_mask
