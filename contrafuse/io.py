@@ -125,6 +125,19 @@ def to_uint(image: np.ndarray, bits: int = 8) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * top).astype(dtype)
 
 
+def _default_mode() -> int:
+    """File permissions a plain ``open()`` would give (mkstemp creates files as 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_replace(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Give ``tmp`` normal permissions and move it over ``path`` in one step."""
+    os.chmod(tmp, _default_mode())
+    os.replace(tmp, path)
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray, *, bits: int = 8,
                 overwrite: bool = False) -> Path:
     """Write a [0, 1] grey or RGB image atomically. 16-bit output is grey PNG/TIFF only."""
@@ -150,7 +163,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, bits: int = 8,
             pil.save(handle, format=Image.registered_extensions()[suffix])
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        atomic_replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -91,3 +91,12 @@ def test_pairing(tmp_path):
     save(tmp_path / "vis" / "c.png", np.zeros((4, 4), np.uint8))
     with pytest.raises(ContrafuseError, match="only in .*vis: c"):
         pair_folders(tmp_path / "ir", tmp_path / "vis")
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    import os
+    import stat
+    out = write_image(tmp_path / "p.png", np.zeros((4, 4)))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask

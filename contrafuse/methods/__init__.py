@@ -4,6 +4,6 @@ from . import classical, learned  # noqa: F401  (registers the methods)
 from .base import METHODS, FusionMethod, create_method, register_method
 
 #: the method used when none is named
-DEFAULT_METHOD = "gff"
+DEFAULT_METHOD = "coconet"
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "FusionMethod", "create_method", "register_method"]

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ContrafuseError
+from ..io import atomic_replace
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -18,7 +19,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     with os.fdopen(fd, "w", newline="") as handle:
         handle.write(text)
-    os.replace(tmp, path)
+    atomic_replace(tmp, path)
 
 
 def write_results(path, rows, mean, std, metrics, convention, used, *, fmt=None, overwrite=False) -> Path:

@@ -1,0 +1,63 @@
+"""Copy trained runs into the package and write their model cards.
+
+    python benchmarks/package_models.py --run coconet_tno=runs/coconet_tno \
+        --run clfnet_tno=runs/clfnet_tno --run coconet_medical=runs/coconet_medical \
+        --benchmark docs/benchmark
+
+Test-metric tables come from the benchmark's summary.json (legacy and standard conventions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from contrafuse.train.card import write_model_card
+
+CARDS = {
+    "coconet_tno": ("CoCoNet, infrared-visible (TNO)", "coconet", ["tno", "roadscene"]),
+    "clfnet_tno": ("CLF-Net, infrared-visible (TNO)", "clfnet", ["tno", "roadscene", "mri_t1t2", "lytro"]),
+    "coconet_medical": ("CoCoNet, MRI-PET/SPECT (Harvard)", "coconet-medical", ["mri_pet", "mri_spect"]),
+}
+METRICS = ["EN", "SD", "SF", "AG", "MI", "VIFF", "VIFP", "SCD", "Qabf"]
+
+
+def table(summary: dict, dataset: str, method: str) -> dict[str, str]:
+    out = {}
+    for convention in ("legacy", "standard"):
+        data = summary.get(f"{dataset}/{convention}")
+        if not data or method not in data["mean"]:
+            continue
+        mean, std = data["mean"][method], data["std"][method]
+        out[f"{dataset}, `{convention}` convention"] = (
+            "| " + " | ".join(METRICS) + " |\n" + "|---" * len(METRICS) + "|\n| "
+            + " | ".join(f"{mean[m]:.4g} ± {std[m]:.2g}" for m in METRICS) + " |")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--run", action="append", required=True, help="NAME=RUN_DIR")
+    parser.add_argument("--benchmark", default="docs/benchmark")
+    parser.add_argument("--note", action="append", default=[], help="NAME=text (repeatable)")
+    args = parser.parse_args()
+    summary = json.loads((Path(args.benchmark) / "summary.json").read_text())
+    notes: dict[str, list[str]] = {}
+    for item in args.note:
+        name, text = item.split("=", 1)
+        notes.setdefault(name, []).append(text)
+    for item in args.run:
+        name, run_dir = item.split("=", 1)
+        title, method, datasets = CARDS[name]
+        tables = {}
+        for dataset in datasets:
+            tables.update(table(summary, dataset, method))
+        card = write_model_card(run_dir, name, title, tables, notes.get(name, []) + [
+            "Full comparison with the classical baselines and the papers' published rows: docs/benchmark/report.md.",
+        ])
+        print(f"wrote {card}")
+
+
+if __name__ == "__main__":
+    main()

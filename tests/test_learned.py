@@ -1,0 +1,52 @@
+"""The shipped learned models behind the common interface (CLI and API)."""
+
+import numpy as np
+import pytest
+from conftest import dataset
+from PIL import Image
+
+import contrafuse
+from contrafuse.cli import main
+from contrafuse.errors import ContrafuseError
+from contrafuse.methods import DEFAULT_METHOD, create_method
+
+
+def test_coconet_is_the_default():
+    assert DEFAULT_METHOD == "coconet"
+
+
+@pytest.mark.parametrize("method", ["coconet", "clfnet"])
+def test_learned_methods_fuse_grey_and_colour(method, tmp_path):
+    tno, road = dataset("TNO_CoCoNet"), dataset("RoadScene")
+    grey = contrafuse.fuse(tno / "ir" / "TNO_017.png", tno / "vis" / "TNO_017.png", method=method)
+    assert grey.shape == np.asarray(Image.open(tno / "vis" / "TNO_017.png")).shape[:2]
+    assert 0 <= grey.min() and grey.max() <= 1 and grey.std() > 0.02
+    colour = contrafuse.fuse(road / "ir" / "FLIR_00006.jpg", road / "vis" / "FLIR_00006.jpg", method=method)
+    assert colour.ndim == 3 and colour.shape[2] == 3
+
+
+def test_learned_fusion_keeps_the_hot_target():
+    rng = np.random.default_rng(0)
+    vis = np.clip(0.5 + 0.1 * rng.standard_normal((96, 120)), 0, 1).astype(np.float32)
+    ir = np.full((96, 120), 0.2, np.float32)
+    ir[30:60, 40:70] = 0.95
+    for method in ("coconet", "clfnet"):
+        fused = contrafuse.fuse(ir, vis, method=method)
+        assert fused[35:55, 45:65].mean() - fused[:, :25].mean() > 0.15, method
+
+
+def test_medical_variant_gives_colour(tmp_path):
+    root = dataset("Harvard_MRI_PET_CDDFuse")
+    out = tmp_path / "pet_mri.png"
+    code = main(["fuse", "--ir", str(root / "pet" / "27.png"), "--vis", str(root / "mri" / "27.png"), "-o", str(out),
+                 "--method", "coconet-medical"])
+    assert code == 0 and Image.open(out).mode == "RGB"
+
+
+def test_missing_or_wrong_weights_are_clear_errors(tmp_path):
+    with pytest.raises(ContrafuseError, match="no trained weights"):
+        create_method("clfnet", weights=tmp_path / "none.safetensors")
+    from safetensors.numpy import save_file
+    save_file({"x": np.zeros(3, np.float32)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(ContrafuseError, match="do not fit"):
+        create_method("clfnet", weights=tmp_path / "bad.safetensors")
