@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .errors import ContrafuseError
+from .io import atomic_replace
 
 VGG19_H5_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG19_H5_SHA256 = "bde7da0dfd621cbf86e11ce04e4946a9a42634c2cfd21318bba090d860699e35"
@@ -99,7 +100,7 @@ def convert_h5(h5_path: Path, out_path: Path) -> Path:
     tmp = out_path.with_name(out_path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"source": VGG19_H5_NAME, "sha256": VGG19_H5_SHA256,
                                            "convention": "caffe BGR 0-255 mean-subtracted"})
-    os.replace(tmp, out_path)
+    atomic_replace(tmp, out_path)
     return out_path
 
 
