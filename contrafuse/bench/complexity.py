@@ -51,6 +51,7 @@ def complexity_table(specs, cfg: dict, out_json: Path, quick: bool = False) -> s
         row = {"parameters": 0, "trainable_parameters": 0, "flops": None}
         model = getattr(method, "model", None)
         if model is not None:
+            model = type(method).build(method).eval()  # as trained: before inference-only folding
             fusion_params = [p for n, p in model.named_parameters() if not n.startswith("head.")]
             row["parameters"] = int(sum(p.numel() for p in fusion_params))
             row["trainable_parameters"] = int(sum(p.numel() for p in fusion_params if p.requires_grad))
