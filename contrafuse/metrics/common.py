@@ -55,18 +55,9 @@ def separable_filter2(kernel_1d: np.ndarray, image: np.ndarray, mode: str = "sam
 
 
 def gaussian_1d(size: int, sigma: float) -> np.ndarray:
-    """1-D factor of :func:`matlab_gaussian` (exact for the sizes used here)."""
+    """1-D factor of MATLAB ``fspecial('gaussian', size, sigma)`` (its outer product with itself)."""
     half = (size - 1) / 2
     g = np.exp(-(np.arange(-half, half + 1) ** 2) / (2 * sigma * sigma))
-    return g / g.sum()
-
-
-def matlab_gaussian(size: int, sigma: float) -> np.ndarray:
-    """MATLAB ``fspecial('gaussian', size, sigma)``."""
-    half = (size - 1) / 2
-    y, x = np.mgrid[-half:half + 1, -half:half + 1]
-    g = np.exp(-(x * x + y * y) / (2 * sigma * sigma))
-    g[g < np.finfo(float).eps * g.max()] = 0
     return g / g.sum()
 
 
@@ -77,12 +68,10 @@ def freqspace_meshgrid(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(f1, f2)
 
 
-def sobel_xy(image: np.ndarray, mode: str = "zero") -> tuple[np.ndarray, np.ndarray]:
-    """Horizontal and vertical Sobel responses by correlation ('zero' or 'nearest' borders)."""
+def sobel_xy(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Horizontal and vertical Sobel responses by correlation, replicated borders."""
     kx = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-    if mode == "zero":
-        return (signal.correlate2d(image, kx, mode="same"), signal.correlate2d(image, kx.T, mode="same"))
-    return (ndimage.correlate(image, kx, mode=mode), ndimage.correlate(image, kx.T, mode=mode))
+    return ndimage.correlate(image, kx, mode="nearest"), ndimage.correlate(image, kx.T, mode="nearest")
 
 
 def histogram256(values: np.ndarray) -> np.ndarray:

@@ -54,7 +54,7 @@ def average_gradient(fused, central: bool = False) -> float:
 def edge_intensity(fused) -> float:
     """EI (Rajalingam & Priya 2018): mean Sobel gradient magnitude, replicated borders."""
     (fused,) = check_images(fused, min_size=3, name="EI")
-    gx, gy = sobel_xy(fused, mode="nearest")
+    gx, gy = sobel_xy(fused)
     return float(np.sqrt(gx**2 + gy**2).mean())
 
 

@@ -46,10 +46,3 @@ def write_results(path, rows, mean, std, metrics, convention, used, *, fmt=None,
     _atomic_write_text(path, buffer.getvalue())
     return path
 
-
-def read_results_csv(path) -> dict[str, dict[str, float]]:
-    """Read a results CSV back: {image or 'mean'/'std': {metric: value}}."""
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        return {r["image"]: {k: float(v) for k, v in r.items() if k not in ("image", "convention")}
-                for r in reader}
