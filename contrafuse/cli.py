@@ -18,6 +18,7 @@ from .errors import ContrafuseError
 from .io import HIGH_BIT_RULES, pair_folders, write_image
 from .io import list_images as list_images_by_name
 from .methods import DEFAULT_METHOD, METHODS, create_method
+from .methods.learned import COCONET_INFERENCE, CoCoNetMethod
 
 EXIT_BAD_INPUT = 2
 
@@ -43,11 +44,24 @@ def _add_fusion_options(parser: argparse.ArgumentParser) -> None:
                         help="how 16-bit/float inputs map to [0, 1]: " + "; ".join(f"{k}: {v}" for k, v in HIGH_BIT_RULES.items()))
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--device", default="cpu", help="torch device for learned methods (cpu, cuda, cuda:1, ...)")
+    parser.add_argument("--weights", help="learned methods: a safetensors file to use instead of the shipped weights")
+    parser.add_argument("--inference", choices=list(COCONET_INFERENCE),
+                        help="CoCoNet only: " + "; ".join(f"{k}: {v}" for k, v in COCONET_INFERENCE.items())
+                        + " (default: authors for coconet, standard for coconet-medical)")
 
 
 def _make_method(args):
     name = args.method or DEFAULT_METHOD
-    options = {"device": args.device} if getattr(METHODS.get(name), "uses_torch", False) else {}
+    cls = METHODS.get(name)
+    options = {}
+    if getattr(cls, "uses_torch", False):
+        options = {"device": args.device, "weights": args.weights}
+    elif args.weights:
+        raise ContrafuseError(args.weights, f"--weights applies to learned methods, not {name!r}")
+    if args.inference:
+        if not issubclass(cls, CoCoNetMethod):
+            raise ContrafuseError(None, f"--inference applies to CoCoNet methods, not {name!r}")
+        options["inference"] = args.inference
     return create_method(name, **options)
 
 

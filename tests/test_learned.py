@@ -50,3 +50,37 @@ def test_missing_or_wrong_weights_are_clear_errors(tmp_path):
     save_file({"x": np.zeros(3, np.float32)}, str(tmp_path / "bad.safetensors"))
     with pytest.raises(ContrafuseError, match="do not fit"):
         create_method("clfnet", weights=tmp_path / "bad.safetensors")
+
+
+def test_coconet_authors_inference_is_the_papers_test_script():
+    """'authors': 0-255 input and BatchNorm on the image's own statistics, i.e. the shipped network
+    run in training mode (without updating running statistics) on 255-scaled images."""
+    import torch
+    rng = np.random.default_rng(1)
+    ir, vis = (rng.random((40, 52), dtype=np.float32) for _ in range(2))
+    authors = create_method("coconet")
+    standard = create_method("coconet", inference="standard")
+    reference = create_method("coconet", inference="standard").model.train()
+    for module in reference.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = 0.0
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(ir * 255)[None, None], torch.from_numpy(vis * 255)[None, None])
+    expected = ((expected[0, 0].numpy() + 1) / 2).clip(0, 1)
+    np.testing.assert_allclose(authors.fuse_grey(ir, vis), expected, atol=2e-5)
+    assert np.abs(standard.fuse_grey(ir, vis) - expected).max() > 0.05
+    assert create_method("coconet-medical").inference == "standard"
+
+
+def test_inference_and_weights_options_are_checked(tmp_path, capsys):
+    tno = dataset("TNO_CoCoNet")
+    pair = ["--ir", str(tno / "ir" / "TNO_017.png"), "--vis", str(tno / "vis" / "TNO_017.png"), "-o", str(tmp_path / "f.png")]
+    assert main(["fuse", *pair, "--method", "gff", "--inference", "standard"]) == 2
+    assert "--inference applies to CoCoNet" in capsys.readouterr().err
+    assert main(["fuse", *pair, "--method", "gff", "--weights", "w.safetensors"]) == 2
+    assert main(["fuse", *pair, "--weights", str(tmp_path / "none.safetensors")]) == 2
+    assert "no trained weights" in capsys.readouterr().err
+    with pytest.raises(ContrafuseError, match="too small"):
+        create_method("coconet").fuse_grey(np.zeros((8, 8), np.float32), np.zeros((8, 8), np.float32))
+    with pytest.raises(ContrafuseError, match="unknown inference"):
+        create_method("coconet", inference="eval")
