@@ -71,9 +71,10 @@ def fmi_features(image: np.ndarray, feature: str) -> np.ndarray:
 
 
 def _windows(x: np.ndarray, w: int) -> np.ndarray:
-    """All w x w windows, column-major flattened like MATLAB's ``sub(:)``: (n, w*w)."""
-    view = np.lib.stride_tricks.sliding_window_view(x, (w, w))
-    return view.transpose(0, 1, 3, 2).reshape(-1, w * w)
+    """All w x w windows, column-major flattened like MATLAB's ``sub(:)``: (n, w*w) (the windows of
+    the transposed image flattened row by row; window order does not matter to the mean)."""
+    view = np.lib.stride_tricks.sliding_window_view(np.ascontiguousarray(x.T), (w, w))
+    return view.reshape(-1, w * w)
 
 
 def _minmax_rows(x):
@@ -107,21 +108,32 @@ def _pair_fmi(src, fus_raw, f_stats):
     denom = torch.sqrt((at * at).sum(1) * (ft * ft).sum(1))
     zero, one = torch.zeros_like(cov), torch.ones_like(cov)
     c = torch.where(cov == 0, zero, cov / torch.where(denom > 0, denom, one))
-    fc, ac = f_cdf[:, :, None], a_cdf[:, None, :]        # i runs over f, j over a
-    positive = (c >= 0)[:, None, None]
-    # Frechet upper bound min(F, A) where c >= 0, lower bound max(F + A - 1, 0) where c < 0
-    bound = torch.where(positive, torch.minimum(fc, ac), (fc + ac - 1).clamp_min(0))
-    product = fc * ac
+    # Frechet upper bound min(F, A) for windows with c >= 0, lower bound max(F + A - 1, 0) for
+    # c < 0 (i runs over f, j over a). Windows are grouped by sign so each bound is computed only
+    # where used; the cdfs get a leading 0 so the bound carries its own zero first row and column.
+    order = torch.argsort((c < 0).to(torch.uint8), stable=True)
+    unsorted = torch.empty_like(order)
+    unsorted[order] = torch.arange(len(order))
+    k = int((c >= 0).sum())
+    fz = torch.nn.functional.pad(f_cdf[order], (1, 0))[:, :, None]
+    az = torch.nn.functional.pad(a_cdf[order], (1, 0))[:, None, :]
+    bound = torch.empty(len(order), fz.shape[1], az.shape[2], dtype=f_cdf.dtype)
+    torch.minimum(fz[:k], az[:k], out=bound[:k])
+    torch.add(fz[k:], az[k:], out=bound[k:])
+    bound[k:].sub_(1).clamp_(min=0)
     sd_prod = f_sd * a_sd
     sd_ok = sd_prod > 0
-    corr = (bound - product).sum((1, 2)) / torch.where(sd_ok, sd_prod, one)
+    # sum over (i, j) of bound - F_i A_j, the product part in closed form
+    corr = (bound.sum((1, 2))[unsorted] - f_cdf.sum(1) * a_cdf.sum(1)) / torch.where(sd_ok, sd_prod, one)
     weight = torch.where(sd_ok & (c != 0), c / torch.where(corr != 0, corr, one), zero)
-    # joint pmf of the bound: second differences of the bivariate CDF (zero before the first bin)
-    bound_pmf = torch.diff(torch.diff(bound, dim=1, prepend=torch.zeros_like(bound[:, :1])), dim=2,
-                           prepend=torch.zeros_like(bound[:, :, :1]))
-    w = weight[:, None, None]
-    jpdf = w * bound_pmf + (1 - w) * (f_pdf[:, :, None] * a_pdf[:, None, :])
-    mi = h_a + h_f - _neg_plogp_sum(jpdf, (1, 2))
+    # joint pmf of the bound: second differences of the bivariate CDF
+    rows = bound[:, 1:, :] - bound[:, :-1, :]
+    bound_pmf = rows[:, :, 1:] - rows[:, :, :-1]
+    # joint pdf w * pmf + (1 - w) * outer(f_pdf, a_pdf), the product added in one broadcast pass
+    w = weight[order]
+    jpdf = torch.addcmul(bound_pmf.mul_(w[:, None, None]), (f_pdf[order] * (1 - w)[:, None])[:, :, None],
+                         a_pdf[order][:, None, :])
+    mi = h_a + h_f - _neg_plogp_sum(jpdf, (1, 2))[unsorted]
     value = torch.where(mi == 0, zero, 2 * mi / torch.where(h_a + h_f != 0, h_a + h_f, one))
     return torch.where((src == fus_raw).all(1), one, value)
 
