@@ -7,6 +7,7 @@ with exit status 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -130,6 +131,10 @@ def cmd_train(args) -> int:
         path = export_checkpoint(args.out or cfg["output"], RECIPES.get(args.method)(), cfg, args.export)
         print(f"exported {path}")
         return 0
+    def stop(signum, frame):  # a SIGTERM (job schedulers, kill) checkpoints like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     out = train(cfg, RECIPES.get(args.method)(), out_dir=args.out, resume=args.resume,
                 max_steps=args.max_steps, device=args.device)
     print(f"training output in {out}")

@@ -158,3 +158,18 @@ def test_training_loop_checkpoints_and_resumes(tmp_path, monkeypatch):
     assert all(torch.allclose(a[k], b[k]) for k in a)
     rows = (tmp_path / "b" / "log_s.csv").read_text().strip().splitlines()
     assert rows[0].startswith("stage,epoch,batch,step") and len(rows) == 3
+
+    # an interrupt (Ctrl-C, or SIGTERM via the CLI) during the third step keeps the two completed
+    class Interrupted(TinyRecipe):
+        calls = 0
+
+        def step(self, model, batch, stage):
+            Interrupted.calls += 1
+            if Interrupted.calls == 3:
+                raise KeyboardInterrupt
+            return super().step(model, batch, stage)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, Interrupted(), out_dir=tmp_path / "c")
+    saved = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=True)
+    assert saved["progress"]["step"] == 2 and all(torch.allclose(a[k], saved["model"][k]) for k in a)

@@ -53,6 +53,9 @@ class MethodSpec:
         """Changes whenever the method, its options or its weights change (cache key)."""
         parts = [self.name, json.dumps(self.options, sort_keys=True)]
         if self.external is None:
+            default = getattr(METHODS.get(self.name), "default_inference", None)
+            if default and "inference" not in self.options:
+                parts.append(f"inference={default}")
             weights = getattr(METHODS.get(self.name), "weights_file", "")
             if weights:
                 from ..weights import PACKAGE_WEIGHTS

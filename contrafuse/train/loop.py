@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -98,51 +99,56 @@ def train(cfg: dict, recipe, *, out_dir: str | os.PathLike | None = None, resume
     every = 60.0 * float(cfg.get("checkpoint_minutes", 3))
     last_ckpt, start = time.time(), time.time() - progress["seconds"]
     steps_this_call = 0
-    for stage_index in range(progress["stage"], len(cfg["stages"])):
-        stage = cfg["stages"][stage_index]
-        log_path = out / f"log_{stage.get('name', stage_index)}.csv"  # one CSV of losses per stage
-        if not resume and log_path.exists():
-            log_path.unlink()
-        with open(log_path, "a", newline="") as log_file:
-            writer = None
-            data = torch.from_numpy(recipe.stage_data(cfg, stage))
-            batch_size = int(stage.get("batch_size", cfg.get("batch_size", 1)))
-            batches = len(data) // batch_size
-            for epoch in range(progress["epoch"], int(stage["epochs"])):
-                order = np.random.default_rng([seed, stage_index, epoch]).permutation(len(data))
-                bar = tqdm(range(progress["batch"], batches), total=batches, initial=progress["batch"],
-                           desc=f"{stage.get('name', stage_index)} epoch {epoch + 1}/{stage['epochs']}")
-                model.train()
-                for b in bar:
-                    batch = data[order[b * batch_size:(b + 1) * batch_size]].to(device)
-                    losses = recipe.step(model, batch, stage)
-                    optimizer.zero_grad(set_to_none=True)
-                    losses["total"].backward()
-                    optimizer.step()
-                    progress.update(batch=b + 1, step=progress["step"] + 1, seconds=time.time() - start)
-                    row = {"stage": stage.get("name", stage_index), "epoch": epoch + 1, "batch": b + 1,
-                           "step": progress["step"], "seconds": round(progress["seconds"], 1),
-                           **{k: round(float(v.detach()), 6) for k, v in losses.items()}}
-                    if writer is None:
-                        writer = csv.DictWriter(log_file, fieldnames=list(row))
-                        if log_file.tell() == 0:
-                            writer.writeheader()
-                    writer.writerow(row)
-                    log_file.flush()
-                    bar.set_postfix(loss=f"{float(losses['total'].detach()):.4f}")
-                    steps_this_call += 1
-                    if time.time() - last_ckpt > every:
-                        checkpoint()
-                        last_ckpt = time.time()
-                    if max_steps is not None and steps_this_call >= max_steps:
-                        checkpoint()
-                        return out
-                progress.update(epoch=epoch + 1, batch=0)
-                checkpoint()
-        progress.update(stage=stage_index + 1, epoch=0, batch=0)
+    try:
+        for stage_index in range(progress["stage"], len(cfg["stages"])):
+            stage = cfg["stages"][stage_index]
+            log_path = out / f"log_{stage.get('name', stage_index)}.csv"  # one CSV of losses per stage
+            if not resume and log_path.exists():
+                log_path.unlink()
+            with open(log_path, "a", newline="") as log_file:
+                writer = None
+                data = torch.from_numpy(recipe.stage_data(cfg, stage))
+                batch_size = int(stage.get("batch_size", cfg.get("batch_size", 1)))
+                batches = len(data) // batch_size
+                for epoch in range(progress["epoch"], int(stage["epochs"])):
+                    order = np.random.default_rng([seed, stage_index, epoch]).permutation(len(data))
+                    bar = tqdm(range(progress["batch"], batches), total=batches, initial=progress["batch"],
+                               desc=f"{stage.get('name', stage_index)} epoch {epoch + 1}/{stage['epochs']}")
+                    model.train()
+                    for b in bar:
+                        batch = data[order[b * batch_size:(b + 1) * batch_size]].to(device)
+                        losses = recipe.step(model, batch, stage)
+                        optimizer.zero_grad(set_to_none=True)
+                        losses["total"].backward()
+                        optimizer.step()
+                        progress.update(batch=b + 1, step=progress["step"] + 1, seconds=time.time() - start)
+                        row = {"stage": stage.get("name", stage_index), "epoch": epoch + 1, "batch": b + 1,
+                               "step": progress["step"], "seconds": round(progress["seconds"], 1),
+                               **{k: round(float(v.detach()), 6) for k, v in losses.items()}}
+                        if writer is None:
+                            writer = csv.DictWriter(log_file, fieldnames=list(row))
+                            if log_file.tell() == 0:
+                                writer.writeheader()
+                        writer.writerow(row)
+                        log_file.flush()
+                        bar.set_postfix(loss=f"{float(losses['total'].detach()):.4f}")
+                        steps_this_call += 1
+                        if time.time() - last_ckpt > every:
+                            checkpoint()
+                            last_ckpt = time.time()
+                        if max_steps is not None and steps_this_call >= max_steps:
+                            checkpoint()
+                            return out
+                    progress.update(epoch=epoch + 1, batch=0)
+                    checkpoint()
+            progress.update(stage=stage_index + 1, epoch=0, batch=0)
+            checkpoint()
+            export_weights(model, out / f"after_{stage.get('name', stage_index)}.safetensors",
+                           {"method": cfg["method"], "stage": stage.get("name", stage_index), "steps": progress["step"]})
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep the progress of the completed steps
         checkpoint()
-        export_weights(model, out / f"after_{stage.get('name', stage_index)}.safetensors",
-                       {"method": cfg["method"], "stage": stage.get("name", stage_index), "steps": progress["step"]})
+        print(f"interrupted: checkpoint saved in {out}; continue with --resume", file=sys.stderr)
+        raise
     export_weights(model, out / "model.safetensors",
                    {"method": cfg["method"], "steps": progress["step"], "seconds": round(progress["seconds"])})
     return out
