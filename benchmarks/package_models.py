@@ -15,10 +15,11 @@ from pathlib import Path
 
 from contrafuse.train.card import write_model_card
 
+#: card name -> (title, benchmark method labels, datasets)
 CARDS = {
-    "coconet_tno": ("CoCoNet, infrared-visible (TNO)", "coconet", ["tno", "roadscene"]),
-    "clfnet_tno": ("CLF-Net, infrared-visible (TNO)", "clfnet", ["tno", "roadscene", "mri_t1t2", "lytro"]),
-    "coconet_medical": ("CoCoNet, MRI-PET/SPECT (Harvard)", "coconet-medical", ["mri_pet", "mri_spect"]),
+    "coconet_tno": ("CoCoNet, infrared-visible (TNO)", ["coconet", "coconet-standard"], ["tno", "roadscene"]),
+    "clfnet_tno": ("CLF-Net, infrared-visible (TNO)", ["clfnet"], ["tno", "roadscene", "mri_t1t2", "lytro"]),
+    "coconet_medical": ("CoCoNet, MRI-PET/SPECT (Harvard)", ["coconet-medical"], ["mri_pet", "mri_spect"]),
 }
 METRICS = ["EN", "SD", "SF", "AG", "MI", "VIFF", "VIFP", "SCD", "Qabf"]
 
@@ -30,7 +31,7 @@ def table(summary: dict, dataset: str, method: str) -> dict[str, str]:
         if not data or method not in data["mean"]:
             continue
         mean, std = data["mean"][method], data["std"][method]
-        out[f"{dataset}, `{convention}` convention"] = (
+        out[f"{dataset}, `{convention}` convention, `{method}`"] = (
             "| " + " | ".join(METRICS) + " |\n" + "|---" * len(METRICS) + "|\n| "
             + " | ".join(f"{mean[m]:.4g} ± {std[m]:.2g}" for m in METRICS) + " |")
     return out
@@ -49,10 +50,11 @@ def main() -> None:
         notes.setdefault(name, []).append(text)
     for item in args.run:
         name, run_dir = item.split("=", 1)
-        title, method, datasets = CARDS[name]
+        title, methods, datasets = CARDS[name]
         tables = {}
         for dataset in datasets:
-            tables.update(table(summary, dataset, method))
+            for method in methods:
+                tables.update(table(summary, dataset, method))
         card = write_model_card(run_dir, name, title, tables, notes.get(name, []) + [
             "Full comparison with the classical baselines and the papers' published rows: docs/benchmark/report.md.",
         ])

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import pywt
-import torch
 from scipy.fft import dctn
 
 from .common import check_images, entropy_of, histogram256
@@ -73,89 +73,120 @@ def fmi_features(image: np.ndarray, feature: str) -> np.ndarray:
 def _windows(x: np.ndarray, w: int) -> np.ndarray:
     """All w x w windows, column-major flattened like MATLAB's ``sub(:)``: (n, w*w) (the windows of
     the transposed image flattened row by row; window order does not matter to the mean)."""
-    view = np.lib.stride_tricks.sliding_window_view(np.ascontiguousarray(x.T), (w, w))
-    return view.reshape(-1, w * w)
+    view = np.lib.stride_tricks.sliding_window_view(np.ascontiguousarray(x.T, dtype=np.float64), (w, w))
+    return np.ascontiguousarray(view.reshape(-1, w * w))
 
 
-def _minmax_rows(x):
-    lo, hi = x.amin(1, keepdim=True), x.amax(1, keepdim=True)
-    return torch.where(hi > lo, (x - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi)), torch.ones_like(x))
+@numba.njit(cache=True)
+def _minmax(x, out):
+    """``out`` = x min-max normalised to [0, 1] (all ones for a flat window)."""
+    lo, hi = x.min(), x.max()
+    for k in range(x.size):
+        out[k] = (x[k] - lo) / (hi - lo) if hi > lo else 1.0
 
 
-def _neg_plogp_sum(p, dims):
-    """sum of -p log2 |p| over ``dims`` (0 where p == 0). MATLAB takes ``real()`` of the complex log
-    of a negative joint-pdf estimate, which equals using |p| inside the log."""
-    return -torch.special.xlogy(p, p.abs()).sum(dims) / math.log(2.0)
+@numba.njit(cache=True)
+def _window_stats(x, pdf, cdf):
+    """Fill ``pdf`` (the min-max normalised window over its sum) and its ``cdf``; return the
+    population std of the bin index and the entropy in bits."""
+    _minmax(x, pdf)
+    pdf /= pdf.sum()
+    total = m1 = m2 = h = 0.0
+    for k in range(x.size):
+        total += pdf[k]
+        cdf[k] = total
+        m1 += (k + 1) * pdf[k]
+        m2 += (k + 1) ** 2 * pdf[k]
+        if pdf[k] > 0:
+            h -= pdf[k] * math.log2(pdf[k])
+    return math.sqrt(max(m2 - m1 * m1, 0.0)), h
 
 
-def _window_stats(windows):
-    """Normalised pdf, cdf, population std of the index, and entropy of each window (rows)."""
-    x = _minmax_rows(windows)
-    pdf = x / x.sum(1, keepdim=True)
-    idx = torch.arange(1, windows.shape[1] + 1, dtype=windows.dtype)
-    sd = torch.sqrt(((idx**2 * pdf).sum(1) - (idx * pdf).sum(1) ** 2).clamp_min(0))
-    return pdf, pdf.cumsum(1), sd, _neg_plogp_sum(pdf, 1)
+@numba.njit(cache=True)
+def _plog2p(p):
+    """p log2 |p| (0 at p = 0); MATLAB takes ``real(log)`` of negative joint-pmf cells."""
+    return p * math.log2(abs(p)) if p != 0 else 0.0
 
 
-def _pair_fmi(src, fus_raw, f_stats):
-    """Normalised FMI of each window pair (rows of length l = w*w), vectorised over windows.
-    ``f_stats`` are the fused windows' :func:`_window_stats`; ``fus_raw`` is what the reference
-    code compares the source window with for its equality shortcut (FMI = 1)."""
-    f_pdf, f_cdf, f_sd, h_f = f_stats
-    a_pdf, a_cdf, a_sd, h_a = _window_stats(src)
-    at, ft = a_pdf - a_pdf.mean(1, keepdim=True), f_pdf - f_pdf.mean(1, keepdim=True)
-    cov = (at * ft).sum(1)
-    denom = torch.sqrt((at * at).sum(1) * (ft * ft).sum(1))
-    zero, one = torch.zeros_like(cov), torch.ones_like(cov)
-    c = torch.where(cov == 0, zero, cov / torch.where(denom > 0, denom, one))
-    # Frechet upper bound min(F, A) for windows with c >= 0, lower bound max(F + A - 1, 0) for
-    # c < 0 (i runs over f, j over a). Windows are grouped by sign so each bound is computed only
-    # where used; the cdfs get a leading 0 so the bound carries its own zero first row and column.
-    order = torch.argsort((c < 0).to(torch.uint8), stable=True)
-    unsorted = torch.empty_like(order)
-    unsorted[order] = torch.arange(len(order))
-    k = int((c >= 0).sum())
-    fz = torch.nn.functional.pad(f_cdf[order], (1, 0))[:, :, None]
-    az = torch.nn.functional.pad(a_cdf[order], (1, 0))[:, None, :]
-    bound = torch.empty(len(order), fz.shape[1], az.shape[2], dtype=f_cdf.dtype)
-    torch.minimum(fz[:k], az[:k], out=bound[:k])
-    torch.add(fz[k:], az[k:], out=bound[k:])
-    bound[k:].sub_(1).clamp_(min=0)
+@numba.njit(cache=True)
+def _pair_fmi(src, f_cmp, f_pdf, f_cdf, f_sd, h_f, work):
+    """Normalised feature MI of one source window with the fused window (Haghighat et al. 2011).
+
+    The joint pmf is ``w P + (1 - w) f a^T``: P the pmf of the Frechet upper bound
+    ``min(F_i, A_j)`` when the pdfs correlate (c >= 0), of the lower bound
+    ``max(F_i + A_j - 1, 0)`` otherwise, and w the correlation c over the bound's own. A Frechet
+    bound ties both variables to one uniform U (X in bin i for U in (F_{i-1}, F_i]; Y in bin j
+    for U in (A_{j-1}, A_j], or in [1 - A_j, 1 - A_{j-1}) for the lower bound), so P is non-zero
+    only on the <= 2l pieces into which both sets of bin edges cut [0, 1]. Walking those pieces
+    gives P, the bound's sum over all cells, and the joint entropy as the product part's closed
+    form plus a correction on the pieces' cells: the l*l cell-by-cell sums up to rounding.
+    ``f_cmp`` is what the reference code compares the source window with (equal: FMI = 1)."""
+    l = src.size
+    if np.all(src == f_cmp):
+        return 1.0
+    a_pdf, a_cdf, b_edge = work[0], work[1], work[2]
+    a_sd, h_a = _window_stats(src, a_pdf, a_cdf)
+    cov = var_a = var_f = 0.0
+    for k in range(l):  # both pdfs have mean 1/l; exactly 1/l keeps flat windows' c exactly 0
+        cov += (a_pdf[k] - 1.0 / l) * (f_pdf[k] - 1.0 / l)
+        var_a += (a_pdf[k] - 1.0 / l) ** 2
+        var_f += (f_pdf[k] - 1.0 / l) ** 2
+    denom = math.sqrt(var_a * var_f)
+    c = 0.0 if cov == 0 else cov / (denom if denom > 0 else 1.0)
+    # the second variable's bin edges on U, in increasing order (reversed for the lower bound)
+    for m in range(l):
+        if c >= 0:
+            b_edge[m] = a_cdf[m]
+        else:
+            b_edge[m] = 1.0 - a_cdf[l - 2 - m] if m < l - 1 else 1.0
+    lengths, rows, cols = np.empty(2 * l), np.empty(2 * l, np.int64), np.empty(2 * l, np.int64)
+    i = m = pieces = 0
+    left = bound_sum = 0.0
+    while i < l and m < l:
+        right = min(f_cdf[i], b_edge[m])
+        j = m if c >= 0 else l - 1 - m
+        lengths[pieces], rows[pieces], cols[pieces] = right - left, i, j
+        bound_sum += (right - left) * (l - i) * (l - j)  # a piece counts in every cell (>= i, >= j)
+        pieces += 1
+        left = right
+        if f_cdf[i] <= right:
+            i += 1
+        if b_edge[m] <= right:
+            m += 1
     sd_prod = f_sd * a_sd
-    sd_ok = sd_prod > 0
-    # sum over (i, j) of bound - F_i A_j, the product part in closed form
-    corr = (bound.sum((1, 2))[unsorted] - f_cdf.sum(1) * a_cdf.sum(1)) / torch.where(sd_ok, sd_prod, one)
-    weight = torch.where(sd_ok & (c != 0), c / torch.where(corr != 0, corr, one), zero)
-    # joint pmf of the bound: second differences of the bivariate CDF
-    rows = bound[:, 1:, :] - bound[:, :-1, :]
-    bound_pmf = rows[:, :, 1:] - rows[:, :, :-1]
-    # joint pdf w * pmf + (1 - w) * outer(f_pdf, a_pdf), the product added in one broadcast pass
-    w = weight[order]
-    jpdf = torch.addcmul(bound_pmf.mul_(w[:, None, None]), (f_pdf[order] * (1 - w)[:, None])[:, :, None],
-                         a_pdf[order][:, None, :])
-    mi = h_a + h_f - _neg_plogp_sum(jpdf, (1, 2))[unsorted]
-    value = torch.where(mi == 0, zero, 2 * mi / torch.where(h_a + h_f != 0, h_a + h_f, one))
-    return torch.where((src == fus_raw).all(1), one, value)
+    corr = (bound_sum - f_cdf.sum() * a_cdf.sum()) / (sd_prod if sd_prod > 0 else 1.0)
+    w = c / (corr if corr != 0 else 1.0) if (sd_prod > 0 and c != 0) else 0.0
+    f_sum, a_sum = f_pdf.sum(), a_pdf.sum()
+    h_joint = (1 - w) * (h_f * a_sum + f_sum * h_a) - _plog2p(1 - w) * f_sum * a_sum
+    for k in range(pieces):
+        product = (1 - w) * (f_pdf[rows[k]] * a_pdf[cols[k]])
+        h_joint += _plog2p(product) - _plog2p(w * lengths[k] + product)
+    mi = h_a + h_f - h_joint
+    return 0.0 if mi == 0 else 2 * mi / (h_a + h_f if h_a + h_f != 0 else 1.0)
 
 
-def feature_mutual_information(ir, vis, fused, feature: str = "pixel", window: int = 3,
-                               chunk: int = 8192) -> float:
+@numba.njit(cache=True, parallel=True)
+def _fmi_per_window(wa, wb, wf):
+    """(FMI(a, f) + FMI(b, f)) / 2 for every window (row)."""
+    n, l = wf.shape
+    out = np.empty(n)
+    for r in numba.prange(n):
+        f_pdf, f_cdf, f_norm, work = np.empty(l), np.empty(l), np.empty(l), np.empty((3, l))
+        f_sd, h_f = _window_stats(wf[r], f_pdf, f_cdf)
+        fmi_a = _pair_fmi(wa[r], wf[r], f_pdf, f_cdf, f_sd, h_f, work)
+        # the reference code normalises fSub in place inside the first branch, so unless the
+        # first source matched exactly, its second equality test sees the normalised window
+        f_cmp = wf[r]
+        if not np.all(wa[r] == wf[r]):
+            _minmax(wf[r], f_norm)
+            f_cmp = f_norm
+        out[r] = (fmi_a + _pair_fmi(wb[r], f_cmp, f_pdf, f_cdf, f_sd, h_f, work)) / 2
+    return out
+
+
+def feature_mutual_information(ir, vis, fused, feature: str = "pixel", window: int = 3) -> float:
     """FMI_pixel / FMI_dct / FMI_w: mean over w x w windows of the average normalised feature MI
     between each source and the fused image."""
     ir, vis, fused = check_images(ir, vis, fused, min_size=window, name=f"FMI_{feature}")
-    fa, fb, ff = (fmi_features(x, feature) for x in (ir, vis, fused))
-    wa, wb, wf = (torch.from_numpy(np.ascontiguousarray(_windows(x, window))) for x in (fa, fb, ff))
-    total = 0.0
-    with torch.no_grad():
-        for start in range(0, len(wf), chunk):
-            sl = slice(start, start + chunk)
-            f_raw = wf[sl]
-            f_stats = _window_stats(f_raw)
-            eq_a = (wa[sl] == f_raw).all(1)
-            fmi_a = _pair_fmi(wa[sl], f_raw, f_stats)
-            # the reference code normalises fSub in place inside the first branch, so its second
-            # equality test compares the second source with the normalised window
-            f_for_b = torch.where(eq_a[:, None], f_raw, _minmax_rows(f_raw))
-            fmi_b = _pair_fmi(wb[sl], f_for_b, f_stats)
-            total += float(((fmi_a + fmi_b) / 2).sum())
-    return total / len(wf)
+    wa, wb, wf = (_windows(fmi_features(x, feature), window) for x in (ir, vis, fused))
+    return float(_fmi_per_window(wa, wb, wf).mean())
