@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from contrafuse.errors import ContrafuseError
 from contrafuse.losses.coconet import (
     CoupledContrastiveLoss,
     SelfAdaptiveLoss,
@@ -173,3 +174,33 @@ def test_training_loop_checkpoints_and_resumes(tmp_path, monkeypatch):
         train(cfg, Interrupted(), out_dir=tmp_path / "c")
     saved = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=True)
     assert saved["progress"]["step"] == 2 and all(torch.allclose(a[k], saved["model"][k]) for k in a)
+
+
+def test_training_can_start_from_exported_weights(tmp_path):
+    """``init_weights`` loads an exported model (fresh optimizer); ``start_epoch`` skips finished
+    epochs, keeping the epoch numbering (and so the batch order) of the original run."""
+    from safetensors.torch import save_file
+
+    from contrafuse.train.loop import train
+
+    class TinyRecipe:
+        def build_model(self, cfg):
+            return torch.nn.Conv2d(2, 1, 3, padding=1)
+
+        def stage_data(self, cfg, stage):
+            return np.random.default_rng(0).random((8, 2, 8, 8)).astype(np.float32)
+
+        def step(self, model, batch, stage):
+            return {"total": F.mse_loss(model(batch), batch[:, :1])}
+
+    start = {"weight": torch.full((1, 2, 3, 3), 0.25), "bias": torch.tensor([0.5])}
+    save_file(start, str(tmp_path / "start.safetensors"))
+    cfg = {"method": "tiny", "lr": 0.0, "batch_size": 2, "seed": 0, "init_weights": str(tmp_path / "start.safetensors"),
+           "start_epoch": 1, "stages": [{"name": "s", "epochs": 2}]}
+    out = train(cfg, TinyRecipe(), out_dir=tmp_path / "run")
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert torch.equal(saved["model"]["weight"], start["weight"])  # lr 0: the initial weights, loaded
+    rows = (out / "log_s.csv").read_text().strip().splitlines()[1:]
+    assert len(rows) == 4 and all(row.split(",")[1] == "2" for row in rows)  # one epoch, numbered 2
+    with pytest.raises(ContrafuseError, match="init_weights"):
+        train({**cfg, "init_weights": str(tmp_path / "missing.safetensors")}, TinyRecipe(), out_dir=tmp_path / "other")

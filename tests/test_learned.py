@@ -84,3 +84,27 @@ def test_inference_and_weights_options_are_checked(tmp_path, capsys):
         create_method("coconet").fuse_grey(np.zeros((8, 8), np.float32), np.zeros((8, 8), np.float32))
     with pytest.raises(ContrafuseError, match="unknown inference"):
         create_method("coconet", inference="eval")
+
+
+def test_half_storage_keeps_batchnorm_statistics_exact(tmp_path):
+    """Shipped CoCoNet weights store parameters as float16 and BatchNorm statistics as float32
+    (its running variances reach 6e6, beyond float16); they load into float32 models."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from contrafuse.train.card import store_half
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    model[1].running_var.fill_(6.0e6)
+    save_file(model.state_dict(), str(tmp_path / "full.safetensors"))
+    store_half(tmp_path / "full.safetensors", tmp_path / "half.safetensors")
+    state = load_file(str(tmp_path / "half.safetensors"))
+    assert state["0.weight"].dtype == torch.float16 and state["1.running_var"].dtype == torch.float32
+    restored = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    restored.load_state_dict(state)
+    x = torch.randn(1, 1, 16, 16)
+    assert restored[0].weight.dtype == torch.float32
+    assert torch.allclose(model(x), restored(x), rtol=1e-2, atol=1e-5)
+    shipped = load_file(str(contrafuse.weights.PACKAGE_WEIGHTS / "coconet_tno.safetensors"))
+    assert all(v.dtype == (torch.float32 if ".running_" in k else torch.float16)
+               for k, v in shipped.items() if v.is_floating_point())

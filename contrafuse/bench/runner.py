@@ -15,6 +15,7 @@ Config (YAML)::
     complexity: {flops_size: [64, 64], runtime_size: [480, 640]}
     misalignment: {datasets: [tno], seed: 0}
     paper: {tno: {"CoCoNet (Table 1)": {EN: "7.776 ± 0.081", ...}}}   # published rows shown beside ours
+    paper_note: "..."                                              # a line printed under the published rows
 
 Outputs go to ``-o OUTDIR`` (default ``runs/benchmark/<config name>``).
 """
@@ -221,6 +222,8 @@ def run_benchmark(config_path, out_dir=None, quick: bool = False) -> Path:
             report += [f"| {name} | " + " | ".join(str(row.get(c, "–")) for c in columns) + " |"
                        for name, row in published.items()]
             report.append("")
+            if cfg.get("paper_note"):
+                report += [cfg["paper_note"].strip(), ""]
         grid_cfg = cfg.get("grids", {})
         names = {p.name for p in pairs}
         wanted = [n for n in grid_cfg.get("images", []) if n in names] or [pairs[0].name]

@@ -9,7 +9,9 @@
 * ``standard`` (default): textbook floating-point definitions on 0..255 luminance (MI in bits,
   true PSNR/RMSE, SSIM averaged over the two sources).
 * ``legacy``: the MATLAB evaluation toolbox behind the CoCoNet and CLF-Net tables: SD on uint8 with
-  saturating arithmetic, SF on 0..1 intensities, AG with MATLAB ``gradient`` on 0..255, SSIM summed.
+  saturating arithmetic, SF on 0..1 intensities, AG with MATLAB ``gradient`` on 0..255, SSIM as
+  MATLAB's built-in ``ssim`` (replicated borders) averaged over the sources; its VIF column is our
+  ``VIFP`` (``vifp_mscale`` summed over both sources).
 * ``vifb``: the VIFB benchmark's MATLAB code for its 13 metrics (per-channel colour handling and
   all); other metrics fall back to ``standard`` and the result says so.
 
@@ -53,7 +55,7 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in [
     MetricInfo("SCD", True, "[-2, 2]", "Aslantas & Bendes, AEU 2015"),
     MetricInfo("Qabf", True, "[0, 1]", "Xydeas & Petrovic, Electron. Lett. 2000"),
     MetricInfo("Nabf", False, "[0, 1]", "Kumar, SIViP 2013 (modified N^{AB/F})"),
-    MetricInfo("SSIM", True, "[-1, 1] (legacy, vifb: summed, [-2, 2])", "Wang et al., IEEE TIP 2004"),
+    MetricInfo("SSIM", True, "[-1, 1] (vifb: summed, [-2, 2])", "Wang et al., IEEE TIP 2004"),
     MetricInfo("MS_SSIM", True, "[0, 1]", "Wang, Simoncelli & Bovik, Asilomar 2003"),
     MetricInfo("PSNR", True, "[0, inf] dB", "Jagalingam & Hegde, Aquatic Procedia 2015"),
     MetricInfo("RMSE", False, "[0, 255]", "Jagalingam & Hegde, Aquatic Procedia 2015"),
@@ -101,7 +103,7 @@ LEGACY: dict[str, Fn] = {
     "SD": _fused_only(gradient.standard_deviation_uint8),
     "SF": _fused_only(lambda f: gradient.spatial_frequency(f, scale=1 / 255)),
     "AG": _fused_only(lambda f: gradient.average_gradient(f, central=True)),
-    "SSIM": lambda i, v, f: similarity.ssim(i, v, f, reduce="sum"),
+    "SSIM": lambda i, v, f: similarity.ssim(i, v, f, border="replicate"),
 }
 
 #: the VIFB functions take (visible, infrared, fused) as read; adapt to our (ir, vis, fused) order
@@ -113,7 +115,7 @@ VIFB: dict[str, Fn] = {name: _vifb_order(func) for name, func in vifb.BY_SHORT_N
 
 CONVENTIONS: dict[str, str] = {
     "standard": "textbook floating-point definitions on 0..255 luminance (default)",
-    "legacy": "the MATLAB toolbox behind the CoCoNet / CLF-Net tables (uint8 SD, 0..1 SF, summed SSIM)",
+    "legacy": "the MATLAB toolbox behind the CoCoNet / CLF-Net tables (uint8 SD, 0..1 SF, MATLAB gradient AG and ssim)",
     "vifb": "VIFB benchmark MATLAB code for its 13 metrics; others fall back to standard",
 }
 

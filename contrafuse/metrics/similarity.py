@@ -3,35 +3,47 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from .common import check_images, gaussian_1d, separable_filter2
 
 _SSIM_C1, _SSIM_C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
 
-def ssim_components(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Luminance and contrast-structure maps of Wang et al. (2004), Gaussian 11x11, sigma 1.5,
-    'valid' windows."""
+def ssim_components(a: np.ndarray, b: np.ndarray, border: str = "valid") -> tuple[np.ndarray, np.ndarray]:
+    """Luminance and contrast-structure maps of Wang et al. (2004), Gaussian 11x11, sigma 1.5.
+
+    ``border="valid"``: only windows inside the image (Wang's ``ssim_index.m``, used by VIFB);
+    ``"replicate"``: a full-size map with replicated borders (MATLAB's built-in ``ssim``)."""
     g = gaussian_1d(11, 1.5)
-    mu_a, mu_b = separable_filter2(g, a, "valid"), separable_filter2(g, b, "valid")
-    var_a = separable_filter2(g, a * a, "valid") - mu_a**2
-    var_b = separable_filter2(g, b * b, "valid") - mu_b**2
-    cov = separable_filter2(g, a * b, "valid") - mu_a * mu_b
+    if border == "valid":
+        def blur(x):
+            return separable_filter2(g, x, "valid")
+    elif border == "replicate":
+        def blur(x):
+            return ndimage.correlate1d(ndimage.correlate1d(x, g, axis=0, mode="nearest"), g, axis=1, mode="nearest")
+    else:
+        raise ValueError(f"border must be 'valid' or 'replicate', not {border!r}")
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
     luminance = (2 * mu_a * mu_b + _SSIM_C1) / (mu_a**2 + mu_b**2 + _SSIM_C1)
     contrast_structure = (2 * cov + _SSIM_C2) / (var_a + var_b + _SSIM_C2)
     return luminance, contrast_structure
 
 
-def ssim_pair(a, b) -> float:
-    lum, cs = ssim_components(a, b)
+def ssim_pair(a, b, border: str = "valid") -> float:
+    lum, cs = ssim_components(a, b, border)
     return float((lum * cs).mean())
 
 
-def ssim(ir, vis, fused, reduce: str = "mean") -> float:
+def ssim(ir, vis, fused, reduce: str = "mean", border: str = "valid") -> float:
     """SSIM (Wang et al. 2004) of the fused image with each source, averaged (``reduce="mean"``,
-    range [-1, 1]) or summed (``"sum"``, as VIFB and the legacy toolbox report it)."""
+    range [-1, 1]) or summed (``"sum"``, as VIFB reports it). ``border`` as in
+    :func:`ssim_components` (``"replicate"``: MATLAB's ``ssim``, as the legacy toolbox calls it)."""
     ir, vis, fused = check_images(ir, vis, fused, min_size=11, name="SSIM")
-    total = ssim_pair(ir, fused) + ssim_pair(vis, fused)
+    total = ssim_pair(ir, fused, border) + ssim_pair(vis, fused, border)
     return total / 2 if reduce == "mean" else total
 
 

@@ -65,6 +65,25 @@ def export_checkpoint(run_dir: str | os.PathLike, recipe, cfg: dict, out_path: s
                                                   "seconds": round(progress["seconds"])})
 
 
+def _load_initial_weights(model, path: str | os.PathLike) -> None:
+    """Start from exported weights (``init_weights``): fine-tuning, or continuing a run whose
+    checkpoint (optimizer state) is gone. The optimizer starts afresh."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ContrafuseError(path, "init_weights file not found")
+    try:
+        state = load_file(str(path))
+    except (OSError, RuntimeError) as exc:
+        raise ContrafuseError(path, f"cannot read init_weights ({exc})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("vgg.")]  # the frozen VGG comes from the cache
+    if missing or unexpected:
+        raise ContrafuseError(path, f"init_weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    print(f"initialised from {path}")
+
+
 def train(cfg: dict, recipe, *, out_dir: str | os.PathLike | None = None, resume: bool = False,
           max_steps: int | None = None, device: str = "cpu") -> Path:
     """Run (or resume) the staged schedule of ``cfg``; returns the output folder."""
@@ -82,7 +101,9 @@ def train(cfg: dict, recipe, *, out_dir: str | os.PathLike | None = None, resume
     model = recipe.build_model(cfg).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=float(cfg["lr"]))
-    progress = {"stage": 0, "epoch": 0, "batch": 0, "step": 0, "seconds": 0.0}
+    progress = {"stage": 0, "epoch": int(cfg.get("start_epoch", 0)), "batch": 0, "step": 0, "seconds": 0.0}
+    if cfg.get("init_weights") and not (resume and ckpt_path.exists()):
+        _load_initial_weights(model, cfg["init_weights"])
     if resume and ckpt_path.exists():
         saved = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(saved["model"], strict=False)
