@@ -74,10 +74,9 @@ def _load_initial_weights(model, path: str | os.PathLike) -> None:
     if not path.is_file():
         raise ContrafuseError(path, "init_weights file not found")
     try:
-        state = load_file(str(path))
-    except (OSError, RuntimeError) as exc:
-        raise ContrafuseError(path, f"cannot read init_weights ({exc})") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+        missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+    except (OSError, RuntimeError) as exc:  # unreadable file, or tensors of the wrong shape
+        raise ContrafuseError(path, f"cannot use init_weights ({str(exc).splitlines()[0]})") from None
     missing = [k for k in missing if not k.startswith("vgg.")]  # the frozen VGG comes from the cache
     if missing or unexpected:
         raise ContrafuseError(path, f"init_weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
