@@ -141,3 +141,18 @@ def vgg19_state(auto_fetch: bool = True) -> dict:
             raise ContrafuseError(target, "VGG-19 weights not cached; run 'contrafuse weights fetch'")
         fetch_vgg19()
     return load_file(str(target))
+
+
+def load_trained_weights(model, path: str | os.PathLike, label: str = "weights") -> None:
+    """Load exported safetensors weights into ``model`` (the frozen VGG-19, which is not exported,
+    comes from the cache). Unreadable files and weights that do not fit are one-line errors."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+    except (OSError, RuntimeError) as exc:  # unreadable file, or tensors of the wrong shape
+        raise ContrafuseError(path, f"cannot load {label} ({str(exc).splitlines()[0]})") from None
+    missing = [k for k in missing if not k.startswith("vgg.")]
+    if missing or unexpected:
+        raise ContrafuseError(path, f"{label} do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")

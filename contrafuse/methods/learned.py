@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ContrafuseError
-from ..weights import PACKAGE_WEIGHTS
+from ..weights import PACKAGE_WEIGHTS, load_trained_weights
 from .base import FusionMethod, register_method
 
 
@@ -26,7 +26,6 @@ class TorchFusionMethod(FusionMethod):
 
     def __init__(self, weights: str | os.PathLike | None = None, device: str = "cpu"):
         import torch
-        from safetensors.torch import load_file
 
         path = Path(weights) if weights else PACKAGE_WEIGHTS / self.weights_file
         if not path.is_file():
@@ -35,13 +34,9 @@ class TorchFusionMethod(FusionMethod):
         try:
             self.device = torch.device(device)
             model = self.build()
-            state = load_file(str(path))
         except (RuntimeError, OSError) as exc:
-            raise ContrafuseError(path, f"cannot load weights ({exc})") from None
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("vgg.")]
-        if missing or unexpected:
-            raise ContrafuseError(path, f"weights do not fit {self.name}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+            raise ContrafuseError(path, f"cannot build {self.name} ({exc})") from None
+        load_trained_weights(model, path, f"weights for {self.name}")
         self.model = self.prepare(model.to(self.device).eval())
 
     def build(self):

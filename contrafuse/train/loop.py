@@ -68,18 +68,11 @@ def export_checkpoint(run_dir: str | os.PathLike, recipe, cfg: dict, out_path: s
 def _load_initial_weights(model, path: str | os.PathLike) -> None:
     """Start from exported weights (``init_weights``): fine-tuning, or continuing a run whose
     checkpoint (optimizer state) is gone. The optimizer starts afresh."""
-    from safetensors.torch import load_file
+    from ..weights import load_trained_weights
 
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).is_file():
         raise ContrafuseError(path, "init_weights file not found")
-    try:
-        missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
-    except (OSError, RuntimeError) as exc:  # unreadable file, or tensors of the wrong shape
-        raise ContrafuseError(path, f"cannot use init_weights ({str(exc).splitlines()[0]})") from None
-    missing = [k for k in missing if not k.startswith("vgg.")]  # the frozen VGG comes from the cache
-    if missing or unexpected:
-        raise ContrafuseError(path, f"init_weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    load_trained_weights(model, path, "init_weights")
     print(f"initialised from {path}")
 
 
