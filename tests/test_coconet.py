@@ -204,3 +204,18 @@ def test_training_can_start_from_exported_weights(tmp_path):
     assert len(rows) == 4 and all(row.split(",")[1] == "2" for row in rows)  # one epoch, numbered 2
     with pytest.raises(ContrafuseError, match="init_weights"):
         train({**cfg, "init_weights": str(tmp_path / "missing.safetensors")}, TinyRecipe(), out_dir=tmp_path / "other")
+
+
+def test_medical_patches_per_dataset(tmp_path):
+    """``patches`` as a mapping cuts the paper's per-modality counts (Sec. 4.1.2: PET and SPECT)."""
+    from contrafuse.train.recipes import CoCoNetRecipe
+
+    recipe = CoCoNetRecipe()
+    cfg = {"split": "configs/splits/harvard_medical.yaml", "patch_size": 64, "seed": 0,
+           "patches": {"Harvard_MRI_PET_CDDFuse": 7, "Harvard_MRI_SPECT_CDDFuse": 5}}
+    patches = recipe.stage_data(cfg, {"contrastive": False})
+    assert patches.shape == (12, 2, 64, 64)
+    assert patches.min() >= -1 and patches.max() <= 1
+    cfg["patches"] = {"Harvard_MRI_PET_CDDFuse": 7}
+    with pytest.raises(ContrafuseError, match="Harvard_MRI_SPECT_CDDFuse"):
+        recipe.stage_data(cfg, {"contrastive": False})

@@ -60,9 +60,20 @@ class CoCoNetRecipe:
             if stage.get("contrastive"):
                 group.append(self._mask(cfg, pair, first, second))
             groups.append(group)
-        patches = random_patches(groups, int(cfg["patches"]), int(cfg["patch_size"]),
-                                 seed=int(cfg.get("seed", 0)) + 1000 * int(bool(stage.get("contrastive"))))
-        return _to_signed(patches)
+        seed = int(cfg.get("seed", 0)) + 1000 * int(bool(stage.get("contrastive")))
+        counts = cfg["patches"]
+        if not isinstance(counts, dict):
+            patches = random_patches(groups, int(counts), int(cfg["patch_size"]), seed=seed)
+            return _to_signed(patches)
+        # per-dataset counts (the paper's medical set: 2,662 PET and 4,114 SPECT patches)
+        datasets = sorted({pair.dataset for pair in split["train"]})
+        if set(counts) != set(datasets):
+            raise ContrafuseError(cfg.get("split"), f"'patches' names {sorted(counts)}, but the training "
+                                  f"pairs come from {datasets}")
+        parts = [random_patches([g for g, pair in zip(groups, split["train"]) if pair.dataset == name],
+                                int(counts[name]), int(cfg["patch_size"]), seed=seed + i)
+                 for i, name in enumerate(datasets)]
+        return _to_signed(np.concatenate(parts))
 
     def _mask(self, cfg, pair, first, second):
         """A user mask (``mask_dir``: ``<name>.png``, non-zero = salient) or an automatic one."""
