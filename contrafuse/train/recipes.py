@@ -62,17 +62,17 @@ class CoCoNetRecipe:
             groups.append(group)
         seed = int(cfg.get("seed", 0)) + 1000 * int(bool(stage.get("contrastive")))
         counts = cfg["patches"]
-        if not isinstance(counts, dict):
-            patches = random_patches(groups, int(counts), int(cfg["patch_size"]), seed=seed)
-            return _to_signed(patches)
-        # per-dataset counts (the paper's medical set: 2,662 PET and 4,114 SPECT patches)
-        datasets = sorted({pair.dataset for pair in split["train"]})
-        if set(counts) != set(datasets):
-            raise ContrafuseError(cfg.get("split"), f"'patches' names {sorted(counts)}, but the training "
-                                  f"pairs come from {datasets}")
-        parts = [random_patches([g for g, pair in zip(groups, split["train"]) if pair.dataset == name],
-                                int(counts[name]), int(cfg["patch_size"]), seed=seed + i)
-                 for i, name in enumerate(datasets)]
+        if isinstance(counts, dict):  # per-dataset counts (the paper's medical set: 2,662 PET, 4,114 SPECT)
+            datasets = sorted({pair.dataset for pair in split["train"]})
+            if set(counts) != set(datasets):
+                raise ContrafuseError(cfg.get("split"), f"'patches' names {sorted(counts)}, but the training "
+                                      f"pairs come from {datasets}")
+            selections = [([g for g, pair in zip(groups, split["train"]) if pair.dataset == name], counts[name])
+                          for name in datasets]
+        else:
+            selections = [(groups, counts)]
+        parts = [random_patches(chosen, int(count), int(cfg["patch_size"]), seed=seed + i)
+                 for i, (chosen, count) in enumerate(selections)]
         return _to_signed(np.concatenate(parts))
 
     def _mask(self, cfg, pair, first, second):
