@@ -183,7 +183,11 @@ def cmd_masks(args) -> int:
     images = list_images(args.ir_dir)
     if not images:
         raise ContrafuseError(args.ir_dir, "folder holds no images")
-    make = infrared_mask if args.kind == "infrared" else mri_mask
+    if args.kind == "infrared":
+        make = infrared_mask
+    else:
+        def make(image):
+            return mri_mask(image, segmentation=args.segmentation)
     out_dir = Path(args.output)
     written = 0
     for name, path in tqdm(sorted(images.items()), desc=f"{args.kind} masks", unit="image", file=sys.stderr):
@@ -247,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ir-dir", required=True, help="folder of infrared (or, with --kind mri, MRI) images")
     p.add_argument("-o", "--output", required=True, help="folder for the masks (PNG, 255 = salient)")
     p.add_argument("--kind", choices=["infrared", "mri"], default="infrared",
-                   help="infrared: fine-grained saliency of warm targets; mri: k-means MRI segmentation")
+                   help="infrared: fine-grained saliency of warm targets; mri: brightest class of an MRI segmentation")
+    p.add_argument("--segmentation", choices=["som", "kmeans"], default="som",
+                   help="with --kind mri: self-organising map (Li & Chi 2005, default) or intensity k-means")
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("benchmark", help="fuse datasets with many methods, evaluate, write tables and plots")

@@ -86,7 +86,9 @@ class CoCoNetRecipe:
             if mask.shape != first.shape:
                 raise ContrafuseError(masks[pair.name], f"mask size {mask.shape} differs from image {first.shape}")
             return (mask > 0.5).astype(np.float32)
-        return infrared_mask(first) if self._mask_kind == "infrared" else mri_mask(second)
+        if self._mask_kind == "infrared":
+            return infrared_mask(first)
+        return mri_mask(second, segmentation=cfg.get("mri_segmentation", "som"))
 
     def step(self, model, batch, stage):
         ir, vis = batch[:, 0:1], batch[:, 1:2]
