@@ -11,10 +11,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from contrafuse.data.datasets import load_grey_pair, load_split  # noqa: E402
-from contrafuse.data.masks import infrared_mask, mri_mask  # noqa: E402
+from contrafuse.data.datasets import load_grey_pair, load_split
+from contrafuse.data.masks import infrared_mask, mri_mask
 
 INFRARED = ["Triclobs_soldiers_with_jeep", "Nato_camp_1801", "Athena_APC_1_view_1"]
 MRI = [("Harvard_MRI_PET_CDDFuse", "20"), ("Harvard_MRI_SPECT_CDDFuse", "30")]

@@ -29,7 +29,7 @@ used here (``segmentation="som"``, documented in docs/masks.md):
    thin structures (sulci, skull outline) the mask is meant to keep, or fill a closed skull ring.
 
 ``segmentation="kmeans"`` is the earlier stand-in (k-means on intensity, k = 3, brightest
-cluster), kept because the shipped medical weights were trained with it.
+cluster), kept to reproduce the earlier medical model and the mask ablation (docs/masks.md).
 """
 
 from __future__ import annotations
