@@ -73,3 +73,15 @@ def test_masks_command(tmp_path, rng, capsys):
     mask = read_image(out / "a.png")
     assert mask.shape == (96, 96) and 0 < (mask > 0.5).mean() < 0.2
     assert "1 masks" in capsys.readouterr().out
+
+
+def test_uniform_mri_gives_an_empty_mask():
+    assert mri_mask(np.full((40, 40), 0.3, dtype=np.float32)).sum() == 0
+
+
+def test_unknown_segmentation_in_a_config_is_a_clear_error():
+    from contrafuse.errors import ContrafuseError
+    from contrafuse.train.recipes import CoCoNetRecipe
+
+    with pytest.raises(ContrafuseError, match="mri_segmentation must be one of som, kmeans"):
+        CoCoNetRecipe().build_model({"masks": "mri", "mri_segmentation": "otsu", "stages": []})

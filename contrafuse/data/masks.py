@@ -139,11 +139,16 @@ def som_segmentation(image: np.ndarray, classes: int = 3, units: int = 16, sweep
     return rank[labels].reshape(image.shape)
 
 
+MRI_SEGMENTATIONS = ("som", "kmeans")
+
+
 def mri_mask(mri: np.ndarray, segmentation: str = "som", seed: int = 0) -> np.ndarray:
     """MRI-salient structure mask M_m (Sec. 3.4.2): the brightest of three classes of an unsupervised
     segmentation, ``som`` (Li & Chi 2005, :func:`som_segmentation`) or ``kmeans`` (intensity k-means)."""
     if segmentation == "som":
         labels = som_segmentation(mri, classes=3, seed=seed)
+        if labels.max() == 0:  # a uniform image has no structure to single out
+            return np.zeros(mri.shape, dtype=np.float32)
         return drop_small_components(labels == labels.max())
     if segmentation == "kmeans":
         values = mri.reshape(-1, 1).astype(np.float64)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.datasets import load_grey_pair, load_split, random_patches, sliding_patches
-from ..data.masks import infrared_mask, mri_mask
+from ..data.masks import MRI_SEGMENTATIONS, infrared_mask, mri_mask
 from ..errors import ContrafuseError
 from ..registry import Registry
 
@@ -41,6 +41,9 @@ class CoCoNetRecipe:
         from ..nn.coconet import CoCoNet
         from ..weights import vgg19_state
 
+        if cfg.get("mri_segmentation", "som") not in MRI_SEGMENTATIONS:
+            raise ContrafuseError(cfg.get("_path", "config"), f"mri_segmentation must be one of "
+                                  f"{', '.join(MRI_SEGMENTATIONS)}, not {cfg['mri_segmentation']!r}")
         state = vgg19_state()
         sa = cfg.get("self_adaptive", {})
         self._self_adaptive = SelfAdaptiveLoss(alpha=sa.get("alpha", 20.0), form=sa.get("form", "code"),
