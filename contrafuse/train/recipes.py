@@ -41,9 +41,10 @@ class CoCoNetRecipe:
         from ..nn.coconet import CoCoNet
         from ..weights import vgg19_state
 
-        if cfg.get("mri_segmentation", "som") not in MRI_SEGMENTATIONS:
+        self._mri_segmentation = cfg.get("mri_segmentation", "som")
+        if self._mri_segmentation not in MRI_SEGMENTATIONS:
             raise ContrafuseError(cfg.get("_path", "config"), f"mri_segmentation must be one of "
-                                  f"{', '.join(MRI_SEGMENTATIONS)}, not {cfg['mri_segmentation']!r}")
+                                  f"{', '.join(MRI_SEGMENTATIONS)}, not {self._mri_segmentation!r}")
         state = vgg19_state()
         sa = cfg.get("self_adaptive", {})
         self._self_adaptive = SelfAdaptiveLoss(alpha=sa.get("alpha", 20.0), form=sa.get("form", "code"),
@@ -91,7 +92,7 @@ class CoCoNetRecipe:
             return (mask > 0.5).astype(np.float32)
         if self._mask_kind == "infrared":
             return infrared_mask(first)
-        return mri_mask(second, segmentation=cfg.get("mri_segmentation", "som"))
+        return mri_mask(second, segmentation=self._mri_segmentation)
 
     def step(self, model, batch, stage):
         ir, vis = batch[:, 0:1], batch[:, 1:2]
