@@ -26,6 +26,21 @@ def test_output_size_equals_input_size(padding, size):
         assert model(x, x).shape == x.shape
 
 
+@pytest.mark.parametrize("padding", ["code", "paper"])
+def test_border_radius_bounds_the_reach_of_the_zero_padding(padding):
+    torch.manual_seed(0)
+    model = CLFNet(padding=padding).eval()
+    r = model.border_radius()
+    x, y = torch.rand(1, 1, 40, 44) * 2 - 1, torch.rand(1, 1, 40, 44) * 2 - 1
+    padded = [F.pad(t, (r, r, r, r), mode="reflect") for t in (x, y)]
+    with torch.no_grad():
+        bare, cropped = model(x, y), model(*padded)[..., r:-r, r:-r]
+    assert r == 8  # eight 3x3 convolutions padded by 1 ("code"), eight 1x1 padded by 1 ("paper")
+    difference = (bare - cropped).abs()[0, 0]
+    assert difference[r:-r, r:-r].max() <= 1e-7  # beyond the radius the padding changes nothing
+    assert difference[0].max() > 1e-5  # at the border it does
+
+
 def test_patch_nce_by_hand():
     torch.manual_seed(0)
     b, s, k, tau = 2, 3, 4, 0.07

@@ -134,5 +134,16 @@ class CLFNetMethod(TorchFusionMethod):
 
     def prepare(self, model):
         import torch
+        self.border = model.border_radius()
         # BatchNorm folding and channels-last memory roughly halve CPU time at 640x480
         return model.fold_batchnorm().to(memory_format=torch.channels_last)
+
+    def fuse_grey(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Reflect-pad both inputs by the network's border radius and crop the result back. The
+        network, run on the bare image, draws a bright or dark band along the top rows (zero
+        padding, model card); padded this way every pixel sees image content, and pixels farther
+        than the radius from the border are unchanged."""
+        r = self.border
+        mode = "reflect" if min(first.shape) > r else "edge"
+        fused = super().fuse_grey(np.pad(first, r, mode=mode), np.pad(second, r, mode=mode))
+        return fused[r:-r, r:-r]

@@ -97,6 +97,12 @@ class CLFNet(nn.Module):
             block.conv2, block.bn2 = fuse_conv_bn_eval(block.conv2, block.bn2), nn.Identity()
         return self
 
+    def border_radius(self) -> int:
+        """How many pixels from the image border the convolutions' zero padding reaches into the
+        output: the sum of the paddings along one encoder and the decoder (8 for both paddings)."""
+        return sum(m.padding[0] for part in (self.ir_encoder, self.decoder) for m in part.modules()
+                   if isinstance(m, nn.Conv2d))
+
     def fusion_parameters(self) -> int:
         """Parameter count of the fusion network (encoders and decoder, not the training head)."""
         return sum(p.numel() for name, p in self.named_parameters() if not name.startswith("head."))
