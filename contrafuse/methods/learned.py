@@ -146,4 +146,4 @@ class CLFNetMethod(TorchFusionMethod):
         r = self.border
         mode = "reflect" if min(first.shape) > r else "edge"
         fused = super().fuse_grey(np.pad(first, r, mode=mode), np.pad(second, r, mode=mode))
-        return fused[r:-r, r:-r]
+        return fused[r:r + first.shape[0], r:r + first.shape[1]]
