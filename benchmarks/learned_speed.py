@@ -40,7 +40,7 @@ print(json.dumps({{'seconds': seconds, 'peak_rss_mb': peak_rss_mb(), 'threads': 
 
 TRAIN = """
 import json, time, torch, yaml
-from contrafuse.train.loop import load_config
+from contrafuse.train.config import load_config
 from contrafuse.train.recipes import RECIPES
 cfg = load_config({config!r}); stage = cfg['stages'][{stage}]
 recipe = RECIPES.get(cfg['method'])()

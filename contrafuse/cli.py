@@ -16,10 +16,10 @@ from tqdm import tqdm
 from . import __version__
 from .api import as_unit_image, fuse_images, match_sizes
 from .errors import ContrafuseError
-from .io import HIGH_BIT_RULES, pair_folders, write_image
+from .io import HIGH_BIT_RULES, check_writable, pair_folders, unmatched_names, write_image
 from .io import list_images as list_images_by_name
 from .methods import DEFAULT_METHOD, METHODS, create_method
-from .methods.learned import COCONET_INFERENCE, CoCoNetMethod
+from .methods.learned import CLFNET_INFERENCE, COCONET_INFERENCE
 
 EXIT_BAD_INPUT = 2
 
@@ -46,9 +46,10 @@ def _add_fusion_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--device", default="cpu", help="torch device for learned methods (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--weights", help="learned methods: a safetensors file to use instead of the shipped weights")
-    parser.add_argument("--inference", choices=list(COCONET_INFERENCE),
-                        help="CoCoNet only: " + "; ".join(f"{k}: {v}" for k, v in COCONET_INFERENCE.items())
-                        + " (default: authors for coconet, standard for coconet-medical)")
+    parser.add_argument("--inference", choices=["authors", "standard"],
+                        help="learned methods: CoCoNet: " + "; ".join(f"{k}: {v}" for k, v in COCONET_INFERENCE.items())
+                        + " (default: authors for coconet, standard for coconet-medical). CLF-Net: "
+                        + "; ".join(f"{k}: {v}" for k, v in CLFNET_INFERENCE.items()) + " (default: authors)")
 
 
 def _make_method(args):
@@ -60,8 +61,8 @@ def _make_method(args):
     elif args.weights:
         raise ContrafuseError(args.weights, f"--weights applies to learned methods, not {name!r}")
     if args.inference:
-        if not issubclass(cls, CoCoNetMethod):
-            raise ContrafuseError(None, f"--inference applies to CoCoNet methods, not {name!r}")
+        if args.inference not in getattr(cls, "inference_protocols", {}):
+            raise ContrafuseError(None, f"--inference applies to the learned methods, not {name!r}")
         options["inference"] = args.inference
     return create_method(name, **options)
 
@@ -92,6 +93,8 @@ def cmd_fuse(args) -> int:
         for source in (ir, vis):
             if not source.exists():
                 raise ContrafuseError(source, "file not found")
+        if not (out.exists() and not args.overwrite):
+            check_writable(out)  # before a learned model spends seconds fusing
         _fuse_one(ir, vis, out, _make_method(args), args)
         print(f"wrote {out}")
         return 0
@@ -100,8 +103,10 @@ def cmd_fuse(args) -> int:
         raise ContrafuseError(None, "give --ir, --vis and -o, or --ir-dir, --vis-dir and --out-dir" if len(missing) == 3 else f"missing {', '.join(missing)}")
     pairs = pair_folders(args.ir_dir, args.vis_dir)
     out_dir = Path(args.out_dir)
+    check_writable(out_dir / ".contrafuse-write-test.png")
     method = _make_method(args)
-    fused = skipped = failed = 0
+    fused = skipped = 0
+    failed = _report_unmatched(args.ir_dir, args.vis_dir)
     for pair in tqdm(pairs, desc=f"fusing ({method.name})", unit="pair", file=sys.stderr):
         out = out_dir / f"{pair.name}.{args.format}"
         try:
@@ -118,12 +123,23 @@ def cmd_fuse(args) -> int:
     return EXIT_BAD_INPUT if failed else 0
 
 
+def _report_unmatched(first, second) -> int:
+    """Print one 'fail' line per image without a partner; return how many."""
+    lines = unmatched_names(first, second)
+    for line in lines:
+        print(f"fail {line}", file=sys.stderr)
+    return len(lines)
+
+
 @command("train")
 def cmd_train(args) -> int:
-    from .train.loop import load_config, train
+    from .train.config import load_config
+    from .train.loop import train
     from .train.recipes import RECIPES
 
     cfg = load_config(args.config)
+    if args.precision:
+        cfg["precision"] = args.precision
     if cfg["method"] != args.method:
         raise ContrafuseError(args.config, f"config is for method {cfg['method']!r}, not {args.method!r}")
     if args.export:
@@ -161,18 +177,27 @@ def cmd_evaluate(args) -> int:
     used = conventions_used(metrics, args.convention)  # validates names before any work
     pairs = pair_folders(args.ir_dir, args.vis_dir)
     fused = list_images_by_name(args.fused_dir)
-    missing = [p.name for p in pairs if p.name not in fused]
-    if missing:
-        raise ContrafuseError(args.fused_dir, f"no fused image for: {', '.join(missing)}")
+    failed = _report_unmatched(args.ir_dir, args.vis_dir)
     rows = []
     for pair in tqdm(pairs, desc=f"evaluating ({args.convention})", unit="image", file=sys.stderr):
-        values = evaluate(pair.first, pair.second, fused[pair.name], metrics=metrics, convention=args.convention)
+        if pair.name not in fused:
+            failed += 1
+            tqdm.write(f"fail {pair.name}: no fused image named {pair.name}.* in {args.fused_dir}", file=sys.stderr)
+            continue
+        try:
+            values = evaluate(pair.first, pair.second, fused[pair.name], metrics=metrics, convention=args.convention)
+        except ContrafuseError as exc:
+            failed += 1
+            tqdm.write(f"fail {pair.name}: {exc}", file=sys.stderr)
+            continue
         rows.append({"image": pair.name, **values})
+    if not rows:
+        raise ContrafuseError(args.fused_dir, "no pair could be evaluated")
     mean, std = summarise(rows, metrics)
     out = write_results(args.output, rows, mean, std, metrics, args.convention, used, fmt=args.format,
                         overwrite=args.overwrite)
-    print(f"wrote {out} ({len(rows)} images, convention {args.convention})")
-    return 0
+    print(f"wrote {out} ({len(rows)} images evaluated, {failed} failed, convention {args.convention})")
+    return EXIT_BAD_INPUT if failed else 0
 
 
 @command("masks")
@@ -189,16 +214,22 @@ def cmd_masks(args) -> int:
         def make(image):
             return mri_mask(image, segmentation=args.segmentation)
     out_dir = Path(args.output)
-    written = 0
+    check_writable(out_dir / ".contrafuse-write-test.png")
+    written = skipped = failed = 0
     for name, path in tqdm(sorted(images.items()), desc=f"{args.kind} masks", unit="image", file=sys.stderr):
         out = out_dir / f"{name}.png"
         if out.exists() and not args.overwrite:
+            skipped += 1
             tqdm.write(f"skip {name}: {out} exists (use --overwrite)", file=sys.stderr)
             continue
-        write_image(out, make(luminance(read_image(path))), overwrite=args.overwrite)
-        written += 1
-    print(f"{written} masks -> {out_dir}")
-    return 0
+        try:
+            write_image(out, make(luminance(read_image(path))), overwrite=args.overwrite)
+            written += 1
+        except ContrafuseError as exc:
+            failed += 1
+            tqdm.write(f"fail {name}: {exc}", file=sys.stderr)
+    print(f"{written} masks, {skipped} skipped, {failed} failed -> {out_dir}")
+    return EXIT_BAD_INPUT if failed else 0
 
 
 @command("benchmark")
@@ -269,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after this many steps")
     p.add_argument("--export", metavar="FILE", help="do not train: export the run's latest checkpoint as safetensors")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"],
+                   help="training arithmetic (default: the config's 'precision', else auto = bf16 autocast "
+                        "where the CPU/GPU has native bfloat16, fp32 otherwise)")
 
     p = sub.add_parser("weights", help="fetch and cache the VGG-19 ImageNet weights CoCoNet needs")
     p.add_argument("action", choices=["fetch", "where"], help="fetch: download/verify/convert; where: print the cache folder")

@@ -33,7 +33,14 @@ HIGH_BIT_RULES = {
 
 
 def max_pixels() -> int:
-    return int(os.environ.get("CONTRAFUSE_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+    value = os.environ.get("CONTRAFUSE_MAX_PIXELS", str(DEFAULT_MAX_PIXELS))
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit <= 0:
+        raise ContrafuseError("CONTRAFUSE_MAX_PIXELS", f"must be a positive whole number of pixels, not {value!r}")
+    return limit
 
 
 def _high_bit_to_unit(values: np.ndarray, rule: str, full_range: float) -> np.ndarray:
@@ -64,15 +71,16 @@ def read_image(path: str | os.PathLike, *, high_bit_rule: str = "minmax") -> np.
         raise ContrafuseError(path, "file not found")
     if path.is_dir():
         raise ContrafuseError(path, "is a folder, expected an image file")
+    limit = max_pixels()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = None  # we apply our own limit below, before decoding
             with Image.open(path) as img:
                 width, height = img.size
-                if width * height > max_pixels():
+                if width * height > limit:
                     raise ContrafuseError(
-                        path, f"image is {width}x{height} pixels, over the {max_pixels()}-pixel limit "
+                        path, f"image is {width}x{height} pixels, over the {limit}-pixel limit "
                         "(set CONTRAFUSE_MAX_PIXELS to allow it)")
                 if width == 0 or height == 0:
                     raise ContrafuseError(path, "image has zero size")
@@ -132,16 +140,57 @@ def _default_mode() -> int:
     return 0o666 & ~mask
 
 
+def read_yaml_mapping(path: str | os.PathLike) -> dict:
+    """A YAML file holding a mapping (configs, splits), or a one-line error naming the file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ContrafuseError(path, "file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ContrafuseError(path, f"not valid YAML{where} ({getattr(exc, 'problem', None) or exc})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ContrafuseError(path, f"cannot read ({exc})") from None
+    if not isinstance(data, dict):
+        raise ContrafuseError(path, "must be a YAML mapping of keys to values")
+    return data
+
+
 def atomic_replace(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     """Give ``tmp`` normal permissions and move it over ``path`` in one step."""
     os.chmod(tmp, _default_mode())
     os.replace(tmp, path)
 
 
+def _temporary_beside(path: Path) -> tuple[int, str]:
+    """Create the output's folder and a temporary file in it, or a one-line error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    except OSError as exc:
+        raise ContrafuseError(path, f"cannot write here ({exc.strerror or exc})") from None
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail before any work if ``path`` (a file to be written) cannot be created."""
+    path = Path(path)
+    if path.is_dir():
+        raise ContrafuseError(path, "is a folder; give an output file name such as fused.png")
+    fd, tmp = _temporary_beside(path)
+    os.close(fd)
+    os.unlink(tmp)
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray, *, bits: int = 8,
                 overwrite: bool = False) -> Path:
     """Write a [0, 1] grey or RGB image atomically. 16-bit output is grey PNG/TIFF only."""
     path = Path(path)
+    if path.is_dir():
+        raise ContrafuseError(path, "is a folder; give an output file name such as fused.png")
     if path.exists() and not overwrite:
         raise ContrafuseError(path, "output exists (use --overwrite to replace it)")
     suffix = path.suffix.lower()
@@ -156,8 +205,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, bits: int = 8,
         pil = Image.fromarray(data)  # mode I;16
     else:
         pil = Image.fromarray(data)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
+    fd, tmp = _temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             pil.save(handle, format=Image.registered_extensions()[suffix])
@@ -241,18 +289,25 @@ def list_images(folder: str | os.PathLike) -> dict[str, Path]:
 def pair_folders(first: str | os.PathLike, second: str | os.PathLike) -> list[ImagePair]:
     """Pair the images of two folders by base name (``ir/foo.png`` with ``vis/foo.jpg``).
 
-    Raises when a folder holds no images or when some names have no partner (listed).
+    Raises when a folder is missing or holds no images, or when no name has a partner. Names with
+    no partner are left out; :func:`unmatched_names` lists them for the caller to report.
     """
-    a, b = list_images(first), list_images(second)
-    for folder, found in ((first, a), (second, b)):
-        if not found:
-            raise ContrafuseError(folder, "folder holds no images (" + ", ".join(IMAGE_SUFFIXES) + ")")
-    only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
-    if only_a or only_b:
-        parts = []
-        if only_a:
-            parts.append(f"only in {first}: {', '.join(only_a)}")
-        if only_b:
-            parts.append(f"only in {second}: {', '.join(only_b)}")
-        raise ContrafuseError(None, "unmatched image names: " + "; ".join(parts))
-    return [ImagePair(name, a[name], b[name]) for name in sorted(a)]
+    a, b = _listed(first), _listed(second)
+    pairs = [ImagePair(name, a[name], b[name]) for name in sorted(set(a) & set(b))]
+    if not pairs:
+        raise ContrafuseError(None, f"no image name appears in both {first} and {second}")
+    return pairs
+
+
+def unmatched_names(first: str | os.PathLike, second: str | os.PathLike) -> list[str]:
+    """One line per image of either folder that has no partner of the same base name."""
+    a, b = _listed(first), _listed(second)
+    return ([f"{a[n]}: no image named {n}.* in {second}" for n in sorted(set(a) - set(b))]
+            + [f"{b[n]}: no image named {n}.* in {first}" for n in sorted(set(b) - set(a))])
+
+
+def _listed(folder: str | os.PathLike) -> dict[str, Path]:
+    found = list_images(folder)
+    if not found:
+        raise ContrafuseError(folder, "folder holds no images (" + ", ".join(IMAGE_SUFFIXES) + ")")
+    return found

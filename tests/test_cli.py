@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from conftest import REPO, dataset, save
 from PIL import Image
 
@@ -72,11 +73,49 @@ def test_empty_folder(capsys, grey_pair, tmp_path):
     assert_one_line_error(code, err, "empty", "no images")
 
 
-def test_unmatched_names_listed(capsys, grey_pair, tmp_path):
+def test_unmatched_names_are_reported_and_the_rest_fused(capsys, grey_pair, tmp_path):
     ir, vis = grey_pair
     save(ir.parent / "lonely.png", np.zeros((4, 4), np.uint8))
-    code, _, err = run(capsys, "fuse", "--ir-dir", str(ir.parent), "--vis-dir", str(vis.parent), "--out-dir", str(tmp_path / "o"))
-    assert_one_line_error(code, err, "unmatched", "lonely")
+    code, out, err = run(capsys, "fuse", "--ir-dir", str(ir.parent), "--vis-dir", str(vis.parent),
+                         "--out-dir", str(tmp_path / "o"), "--method", "average")
+    assert code == 2 and "Traceback" not in err
+    assert "fail" in err and "lonely" in err and "1 fused, 0 skipped, 1 failed" in out
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [f"{ir.stem}.png"]
+
+
+def test_evaluate_reports_a_missing_fused_image_and_evaluates_the_rest(capsys, grey_pair, tmp_path):
+    ir, vis = grey_pair
+    save(ir.parent / "second.png", np.full((32, 32), 90, np.uint8))
+    save(vis.parent / "second.png", np.full((32, 32), 30, np.uint8))
+    assert run(capsys, "fuse", "--ir-dir", str(ir.parent), "--vis-dir", str(vis.parent), "--out-dir",
+               str(tmp_path / "f"), "--method", "average")[0] == 0
+    (tmp_path / "f" / "second.png").unlink()
+    code, out, err = run(capsys, "evaluate", "--ir-dir", str(ir.parent), "--vis-dir", str(vis.parent),
+                         "--fused-dir", str(tmp_path / "f"), "--metrics", "EN,SD", "-o", str(tmp_path / "e.csv"))
+    assert code == 2 and "Traceback" not in err and "second" in err
+    assert ir.stem in (tmp_path / "e.csv").read_text() and "1 images evaluated, 1 failed" in out
+
+
+@pytest.mark.parametrize("where", ["unwritable", "folder"])
+def test_unusable_output_is_a_one_line_error_before_fusing(capsys, grey_pair, tmp_path, where):
+    ir, vis = grey_pair
+    if where == "unwritable":
+        target = "/proc/contrafuse_out.png"  # no user, root included, can create a file here
+    else:
+        (tmp_path / "taken").mkdir()
+        target = str(tmp_path / "taken")
+    code, _, err = run(capsys, "fuse", "--ir", str(ir), "--vis", str(vis), "-o", target, "--overwrite")
+    assert_one_line_error(code, err, target, "cannot write" if where == "unwritable" else "is a folder")
+    code, _, err = run(capsys, "fuse", "--ir-dir", str(ir.parent), "--vis-dir", str(vis.parent),
+                       "--out-dir", "/proc/contrafuse_out")
+    assert_one_line_error(code, err, "/proc/contrafuse_out", "cannot write")
+
+
+def test_bad_max_pixels_setting_is_named(capsys, grey_pair, tmp_path, monkeypatch):
+    ir, vis = grey_pair
+    monkeypatch.setenv("CONTRAFUSE_MAX_PIXELS", "abc")
+    code, _, err = run(capsys, "fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "f.png"), "--method", "gff")
+    assert_one_line_error(code, err, "CONTRAFUSE_MAX_PIXELS", "abc")
 
 
 def test_decompression_bomb(capsys, grey_pair, tmp_path, monkeypatch):

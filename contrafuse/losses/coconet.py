@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..nn.vgg import LOSS_PLAN, LOSS_TAPS, VGG19
+from ..precision import full_precision
 from .ssim import ssim
 
 #: VGG-19 layer weights for relu1_1 .. relu5_1 (Sec. 3.2.1).
@@ -63,13 +64,14 @@ class SelfAdaptiveLoss(nn.Module):
         self.alpha, self.form, self.t_ag, self.t_en = alpha, form, t_ag, t_en
 
     def forward(self, fused, ir, vis) -> dict[str, torch.Tensor]:
-        sigma, gamma = self_adaptive_weights(ir, vis, form=self.form, t_ag=self.t_ag, t_en=self.t_en)
-        unit = [(t + 1) / 2 for t in (fused, vis, ir)]
-        l_s = sigma[:, 0] * (1 - ssim(unit[1], unit[0])) + sigma[:, 1] * (1 - ssim(unit[2], unit[0]))
-        mse_v = ((vis - fused) ** 2).mean(dim=(1, 2, 3))
-        mse_r = ((ir - fused) ** 2).mean(dim=(1, 2, 3))
-        l_n = gamma[:, 0] * mse_v + gamma[:, 1] * mse_r
-        l_s, l_n = l_s.mean(), l_n.mean()
+        with full_precision(fused, ir, vis) as (f, r, v):  # float32 SSIM and MSE
+            sigma, gamma = self_adaptive_weights(r, v, form=self.form, t_ag=self.t_ag, t_en=self.t_en)
+            unit = [(t + 1) / 2 for t in (f, v, r)]
+            l_s = sigma[:, 0] * (1 - ssim(unit[1], unit[0])) + sigma[:, 1] * (1 - ssim(unit[2], unit[0]))
+            mse_v = ((v - f) ** 2).mean(dim=(1, 2, 3))
+            mse_r = ((r - f) ** 2).mean(dim=(1, 2, 3))
+            l_n = gamma[:, 0] * mse_v + gamma[:, 1] * mse_r
+            l_s, l_n = l_s.mean(), l_n.mean()
         return {"ssim": l_s, "mse": l_n, "self_adaptive": self.alpha * l_s + l_n}
 
 
@@ -98,19 +100,25 @@ class CoupledContrastiveLoss(nn.Module):
             feats = self.vgg(torch.cat([positive, *negatives], 0))
             pos_feats = [f[:batch] for f in feats]
             neg_feats = [f[batch:].split(batch) for f in feats]
-        loss = anchor.new_zeros(())
+        loss = anchor.new_zeros((), dtype=torch.float32)
         for w, a, p, negs in zip(self.layer_weights, anchor_feats, pos_feats, neg_feats):
-            denominator = sum(F.l1_loss(a, n) for n in negs)
-            loss = loss + w * F.l1_loss(a, p) / denominator.clamp_min(1e-8)
+            with full_precision(a, p, *negs) as (a, p, *negs):  # distances in float32 under autocast
+                denominator = sum(F.l1_loss(a, n) for n in negs)
+                loss = loss + w * F.l1_loss(a, p) / denominator.clamp_min(1e-8)
         return loss
 
-    def forward(self, fused, ir, vis, mask) -> dict[str, torch.Tensor]:
-        """``mask`` (B, 1, H, W) in {0, 1}: 1 on the salient (infrared-target) region."""
-        batch = fused.shape[0]
-        shifts = [s for s in range(1, self.extra_negatives + 1) if s < batch]
+    def forward(self, fused, ir, vis, mask, others=None) -> dict[str, torch.Tensor]:
+        """``mask`` (B, 1, H, W) in {0, 1}: 1 on the salient (infrared-target) region.
+
+        ``others``: optional list of ``(ir_k, vis_k)`` batches shaped like ``ir``, patches that
+        are not fused but lend their sources, cut by the anchor's mask, as the extra negatives
+        (the authors' code: a batch of 30 is 10 anchors and two groups of 10 such patches).
+        Without it the extra negatives are the other anchors' sources (the batch rolled by 1, 2, ...).
+        """
+        if others is None:
+            shifts = [s for s in range(1, self.extra_negatives + 1) if s < fused.shape[0]]
+            others = [(ir.roll(s, 0), vis.roll(s, 0)) for s in shifts]
         inverse = 1 - mask
-        target = self._term(fused * mask, ir * mask,
-                            [vis * mask] + [vis.roll(s, 0) * mask for s in shifts])
-        detail = self._term(fused * inverse, vis * inverse,
-                            [ir * inverse] + [ir.roll(s, 0) * inverse for s in shifts])
+        target = self._term(fused * mask, ir * mask, [vis * mask] + [v * mask for _, v in others])
+        detail = self._term(fused * inverse, vis * inverse, [ir * inverse] + [i * inverse for i, _ in others])
         return {"target": target, "detail": detail, "contrastive": target + detail}

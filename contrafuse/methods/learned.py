@@ -23,16 +23,30 @@ class TorchFusionMethod(FusionMethod):
     weights_file = ""
     #: the network's input range: grey [0, 1] images are mapped linearly onto it
     input_range = (-1.0, 1.0)
+    #: pixels of reflected image added around the inputs and cropped from the result, so that no
+    #: convolution's zero padding reaches the output (0: run on the bare image)
+    border = 0
 
-    def __init__(self, weights: str | os.PathLike | None = None, device: str = "cpu"):
-        import torch
+    #: inference protocols ``{name: description}`` and the default one (none: a single protocol)
+    inference_protocols: dict[str, str] = {}  # noqa: RUF012 - replaced, never mutated, by subclasses
+    default_inference: str | None = None
 
+    def __init__(self, weights: str | os.PathLike | None = None, device: str = "cpu", inference: str | None = None):
+        from ..precision import torch_device
+
+        inference = inference or self.default_inference
+        if inference not in (self.inference_protocols or {None: ""}):
+            raise ContrafuseError(self.name, f"unknown inference protocol {inference!r}" + (
+                f" (choose from {', '.join(self.inference_protocols)})" if self.inference_protocols else ""))
+        self.inference = inference
         path = Path(weights) if weights else PACKAGE_WEIGHTS / self.weights_file
+        if weights and not path.is_file():
+            raise ContrafuseError(path, "weights file not found")
         if not path.is_file():
             raise ContrafuseError(path, f"no trained weights for {self.name!r} (train one with "
                                   f"'contrafuse train' and pass weights=...)")
+        self.device = torch_device(device)
         try:
-            self.device = torch.device(device)
             model = self.build()
         except (RuntimeError, OSError) as exc:
             raise ContrafuseError(path, f"cannot build {self.name} ({exc})") from None
@@ -47,6 +61,14 @@ class TorchFusionMethod(FusionMethod):
         return model
 
     def fuse_grey(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        r = self.border
+        if r:
+            mode = "reflect" if min(first.shape) > r else "edge"
+            fused = self._run(np.pad(first, r, mode=mode), np.pad(second, r, mode=mode))
+            return fused[r:r + first.shape[0], r:r + first.shape[1]]
+        return self._run(first, second)
+
+    def _run(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         import torch
 
         low, high = self.input_range
@@ -79,19 +101,11 @@ class CoCoNetMethod(TorchFusionMethod):
     protocol, so it is the default there (measurements in docs/REPRODUCTION.md).
     """
 
+    inference_protocols = COCONET_INFERENCE
     default_inference = "authors"
 
     description = "CoCoNet (Liu et al., IJCV 2023): coupled contrastive learning, multi-level attention; IR/visible"
     weights_file = "coconet_tno.safetensors"
-
-    def __init__(self, weights: str | os.PathLike | None = None, device: str = "cpu", inference: str | None = None):
-        inference = inference or self.default_inference
-        if inference not in COCONET_INFERENCE:
-            raise ContrafuseError(self.name, f"unknown inference protocol {inference!r} (choose from {', '.join(COCONET_INFERENCE)})")
-        self.inference = inference
-        if inference == "authors":
-            self.input_range = (0.0, 255.0)
-        super().__init__(weights, device)
 
     def build(self):
         from ..nn.coconet import CoCoNet
@@ -100,6 +114,11 @@ class CoCoNetMethod(TorchFusionMethod):
     def prepare(self, model):
         import torch
         if self.inference == "authors":
+            self.input_range = (0.0, 255.0)
+            # On 0-255 input every zero-padded convolution sees a black frame as strong as the
+            # image's mean brightness, which no training patch showed it, and the network answers
+            # with a bright rim along the border; a reflected border keeps the frame off the image.
+            self.border = 2 * model.MULTIPLE
             for module in model.modules():
                 if isinstance(module, torch.nn.BatchNorm2d):  # batch statistics, also in eval mode
                     module.track_running_stats = False
@@ -123,10 +142,25 @@ class CoCoNetMedicalMethod(CoCoNetMethod):
     default_inference = "standard"
 
 
+#: CLF-Net inference protocols (docs/REPRODUCTION.md, "How CLF-Net is evaluated").
+CLFNET_INFERENCE = {
+    "authors": "as the authors' test script behind the paper's tables: the result stretched to the full "
+               "0-255 range (their scipy.misc.imsave rescales each image's minimum to 0 and maximum to 255)",
+    "standard": "the network's [-1, 1] output mapped linearly to 0-255, no stretch",
+}
+
+
 @register_method("clfnet")
 class CLFNetMethod(TorchFusionMethod):
+    """CLF-Net with a choice of inference protocol (:data:`CLFNET_INFERENCE`). The authors' test
+    script saves the network's output with ``scipy.misc.imsave``, which min-max stretches a float
+    image to 0..255; the paper's Tables II-V were measured on those files, so ``authors`` is the
+    default."""
+
     description = "CLF-Net (Zhu et al., IEEE TIM 2022): residual encoders, adaptive PatchNCE + windowed SSIM; IR/visible"
     weights_file = "clfnet_tno.safetensors"
+    inference_protocols = CLFNET_INFERENCE
+    default_inference = "authors"
 
     def build(self):
         from ..nn.clfnet import CLFNet
@@ -134,16 +168,16 @@ class CLFNetMethod(TorchFusionMethod):
 
     def prepare(self, model):
         import torch
+        # Run on the bare image the network draws a bright or dark band along the top rows (zero
+        # padding, model card); with a reflected border as wide as the reach of its padded
+        # convolutions every pixel sees image content, and pixels farther in are unchanged.
         self.border = model.border_radius()
         # BatchNorm folding and channels-last memory roughly halve CPU time at 640x480
         return model.fold_batchnorm().to(memory_format=torch.channels_last)
 
     def fuse_grey(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        """Reflect-pad both inputs by the network's border radius and crop the result back. The
-        network, run on the bare image, draws a bright or dark band along the top rows (zero
-        padding, model card); padded this way every pixel sees image content, and pixels farther
-        than the radius from the border are unchanged."""
-        r = self.border
-        mode = "reflect" if min(first.shape) > r else "edge"
-        fused = super().fuse_grey(np.pad(first, r, mode=mode), np.pad(second, r, mode=mode))
-        return fused[r:r + first.shape[0], r:r + first.shape[1]]
+        fused = super().fuse_grey(first, second)
+        if self.inference == "authors":
+            low, high = float(fused.min()), float(fused.max())
+            fused = (fused - low) / (high - low) if high > low else np.zeros_like(fused)
+        return fused

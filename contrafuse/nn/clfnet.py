@@ -110,6 +110,8 @@ class CLFNet(nn.Module):
     def encode(self, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.ir_encoder(ir), self.vis_encoder(vis)
 
-    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        f_ir, f_vis = self.encode(ir, vis)
+    def decode(self, f_ir: torch.Tensor, f_vis: torch.Tensor) -> torch.Tensor:
         return self.decoder(torch.cat([f_vis, f_ir], 1))
+
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        return self.decode(*self.encode(ir, vis))

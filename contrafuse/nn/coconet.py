@@ -73,9 +73,9 @@ class CoCoNet(nn.Module):
 
     MULTIPLE = 8  # three 2x down-samplings
 
-    def __init__(self, vgg_state: dict | None = None):
+    def __init__(self, vgg_state: dict | None = None, vgg_fold: str = "caffe"):
         super().__init__()
-        self.vgg = VGG19(BACKBONE_PLAN, BACKBONE_TAPS, state=vgg_state)
+        self.vgg = VGG19(BACKBONE_PLAN, BACKBONE_TAPS, state=vgg_state, fold=vgg_fold)
         self.enc1 = nn.Sequential(conv_lrelu_bn(2, 32), conv_lrelu_bn(32, 32))
         self.enc2 = nn.Sequential(conv_lrelu_bn(32, 64), conv_lrelu_bn(64, 64))
         self.enc3 = nn.Sequential(conv_lrelu_bn(64, 128), conv_lrelu_bn(128, 128))
@@ -91,8 +91,11 @@ class CoCoNet(nn.Module):
         self.out = nn.Conv2d(32, 1, 1)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Everything but the frozen VGG-19 (which loads from the cache)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("vgg.")}
+        """Everything but the frozen VGG-19, which loads from the cache, except its grey-folded
+        conv1_1: it records how grey input was folded (``vgg_fold``), so weights trained either
+        way load into a default-built network."""
+        return {k: v for k, v in self.state_dict().items()
+                if not k.startswith("vgg.") or k.startswith("vgg.convs.conv1_1.")}
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         height, width = ir.shape[-2:]

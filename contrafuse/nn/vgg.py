@@ -39,6 +39,18 @@ def fold_grey_caffe(weight_bgr: torch.Tensor, bias: torch.Tensor) -> tuple[torch
     return weight, folded_bias
 
 
+def fold_grey_luminance(weight_bgr: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The authors' grey input (runjia0124/CoCoNet, models/model.py): conv1_1's colour kernels mixed
+    with the luminance weights 0.299 R + 0.587 G + 0.114 B, bias unchanged, and the network's own
+    values fed without any ImageNet preprocessing. With these weights VGG sees a [-1, 1] patch as a
+    nearly flat image, so its features stay small beside the U-Net's."""
+    luma_bgr = torch.tensor((0.114, 0.587, 0.299), dtype=weight_bgr.dtype).view(1, 3, 1, 1)
+    return (luma_bgr * weight_bgr).sum(dim=1, keepdim=True), bias.clone()
+
+
+GREY_FOLDS = {"caffe": fold_grey_caffe, "luminance": fold_grey_luminance}
+
+
 def _channels(name: str) -> tuple[int, int]:
     block, index = int(name[4]), int(name[6])
     out = (64, 128, 256, 512, 512)[block - 1]
@@ -50,12 +62,15 @@ def _channels(name: str) -> tuple[int, int]:
 class VGG19(nn.Module):
     """Frozen VGG-19 convolutions run along ``plan``, returning the ReLU outputs at ``taps``.
 
-    ``grey=True`` (default): one-channel input in [-1, 1], preprocessing folded into conv1_1.
-    ``grey=False``: three-channel Caffe input (BGR, 0..255, mean subtracted), as the weights were
-    trained. Parameters never require gradients; gradients still flow to the input.
+    ``grey=True`` (default): one-channel input in [-1, 1] folded into conv1_1 by ``fold``:
+    ``"caffe"`` (the ImageNet preprocessing, :func:`fold_grey_caffe`) or ``"luminance"`` (the
+    authors' code, :func:`fold_grey_luminance`). ``grey=False``: three-channel Caffe input (BGR,
+    0..255, mean subtracted), as the weights were trained. Parameters never require gradients;
+    gradients still flow to the input.
     """
 
-    def __init__(self, plan=LOSS_PLAN, taps=LOSS_TAPS, *, grey: bool = True, state: dict | None = None):
+    def __init__(self, plan=LOSS_PLAN, taps=LOSS_TAPS, *, grey: bool = True, state: dict | None = None,
+                 fold: str = "caffe"):
         super().__init__()
         self.plan, self.taps = list(plan), tuple(taps)
         self.convs = nn.ModuleDict()
@@ -66,7 +81,7 @@ class VGG19(nn.Module):
             c_in, c_out = _channels(name)
             weight, bias = state[f"{name}.weight"], state[f"{name}.bias"]
             if name == "conv1_1" and grey:
-                weight, bias = fold_grey_caffe(weight, bias)
+                weight, bias = GREY_FOLDS[fold](weight, bias)
                 c_in = 1
             conv = nn.Conv2d(c_in, c_out, 3, padding=1)
             with torch.no_grad():

@@ -26,7 +26,9 @@ class CoCoNetRecipe:
     """CoCoNet two-stage training (Sec. 4.1.2, Algorithm 1).
 
     Stage ``contrastive: false``: self-adaptive loss only. Stage ``contrastive: true``: plus the
-    coupled contrastive loss on masked patches. ``masks: infrared`` (IVIF) or ``mri`` (medical,
+    coupled contrastive loss on masked patches; with ``anchors: 10`` a batch of 30 is split as in
+    the authors' code (10 fused anchors, the other 20 patches only lend negatives), otherwise
+    every patch is an anchor and the negatives come from the other anchors. ``masks: infrared`` (IVIF) or ``mri`` (medical,
     Sec. 3.4.2: the functional image is the first source, the MRI the second; the MRI-salient
     mask M_m selects the MRI as positive, so the contrastive loss is called with the roles of the
     two sources swapped).
@@ -49,11 +51,13 @@ class CoCoNetRecipe:
         sa = cfg.get("self_adaptive", {})
         self._self_adaptive = SelfAdaptiveLoss(alpha=sa.get("alpha", 20.0), form=sa.get("form", "code"),
                                                t_ag=sa.get("t_ag", 0.5), t_en=sa.get("t_en", 0.75))
+        fold = cfg.get("vgg_grey", "caffe")  # how VGG-19 takes grey input: ImageNet preprocessing or the authors' code
         if any(stage.get("contrastive") for stage in cfg["stages"]):
             from ..nn.vgg import VGG19
-            self._contrastive = CoupledContrastiveLoss(VGG19(state=state), extra_negatives=cfg.get("extra_negatives", 2))
+            self._contrastive = CoupledContrastiveLoss(VGG19(state=state, fold=fold),
+                                                       extra_negatives=cfg.get("extra_negatives", 2))
         self._mask_kind = cfg.get("masks", "infrared")
-        return CoCoNet(vgg_state=state)
+        return CoCoNet(vgg_state=state, vgg_fold=fold)
 
     def stage_data(self, cfg, stage):
         split = load_split(cfg["split"])
@@ -95,6 +99,12 @@ class CoCoNetRecipe:
         return mri_mask(second, segmentation=self._mri_segmentation)
 
     def step(self, model, batch, stage):
+        others = None
+        anchors = stage.get("anchors") if stage.get("contrastive") else None
+        if anchors:  # the authors' split: the first `anchors` patches are fused, the rest lend negatives
+            groups = batch.split(int(anchors))
+            batch = groups[0]
+            others = [(g[:, 0:1], g[:, 1:2]) for g in groups[1:] if len(g) == len(batch)]
         ir, vis = batch[:, 0:1], batch[:, 1:2]
         fused = model(ir, vis)
         losses = self._self_adaptive(fused, ir, vis)
@@ -102,9 +112,10 @@ class CoCoNetRecipe:
         if stage.get("contrastive"):
             mask = batch[:, 2:3]
             if self._mask_kind == "mri":  # Eqs. 13-14: MRI positive inside M_m, functional outside
-                contrast = self._contrastive(fused, vis, ir, mask)
+                swapped = None if others is None else [(v, i) for i, v in others]
+                contrast = self._contrastive(fused, vis, ir, mask, swapped)
             else:
-                contrast = self._contrastive(fused, ir, vis, mask)
+                contrast = self._contrastive(fused, ir, vis, mask, others)
             weight = float(stage.get("contrastive_weight", 1.0))
             total = total + weight * contrast["contrastive"]
             losses.update(contrast)
@@ -117,6 +128,8 @@ class CLFNetRecipe:
     """CLF-Net training (Sec. IV-A3): 128x128 patches at stride 32, loss lambda1 PatchNCE +
     lambda2 windowed SSIM."""
 
+    channels_last = True
+
     def build_model(self, cfg):
         from ..losses.clfnet import CLFNetLoss
         from ..nn.clfnet import CLFNet
@@ -124,7 +137,8 @@ class CLFNetRecipe:
         model = CLFNet()
         self._loss = CLFNetLoss(model, samples=cfg.get("samples", 200), tau=cfg.get("tau", 0.07),
                                 lambda_nce=cfg.get("lambda_nce", 1.0), lambda_ssim=cfg.get("lambda_ssim", 1.0),
-                                window=cfg.get("ssim_window", 16))
+                                window=cfg.get("ssim_window", 16), window_kind=cfg.get("ssim_window_kind", "uniform"),
+                                ssim_range=cfg.get("ssim_range", "unit"))
         return model
 
     def stage_data(self, cfg, stage):
@@ -135,5 +149,5 @@ class CLFNetRecipe:
 
     def step(self, model, batch, stage):
         ir, vis = batch[:, 0:1], batch[:, 1:2]
-        fused = model(ir, vis)
-        return self._loss(fused, ir, vis)
+        features = model.encode(ir, vis)  # the fusion pass's source features are the loss's keys
+        return self._loss(model.decode(*features), ir, vis, source_features=features)

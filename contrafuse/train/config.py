@@ -1,0 +1,126 @@
+"""Training configs: one YAML file per experiment, validated against one table of keys.
+
+Every key a recipe or the training loop reads is declared in :data:`KEYS` (or :data:`STAGE_KEYS`
+for an entry of ``stages``) with its type and range; unknown keys, missing required keys, wrong
+types and out-of-range values are one-line errors naming the key and the file. Input paths
+(``split``, ``init_weights``, ``mask_dir``) are resolved relative to the config file, so a config
+works from any directory; ``package:NAME`` names a file shipped in ``contrafuse/weights``.
+``output`` is relative to the working directory, where runs are written.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ContrafuseError
+from ..io import read_yaml_mapping
+
+
+@dataclass(frozen=True)
+class Key:
+    kind: type | tuple
+    required: bool = False
+    minimum: float | None = None
+    choices: tuple = ()
+    path: bool = False  # an input path, resolved relative to the config file
+
+
+NUMBER = (int, float)
+KEYS = {
+    "method": Key(str, required=True, choices=("coconet", "clfnet")),
+    "stages": Key(list, required=True),
+    "split": Key(str, required=True, path=True),
+    "lr": Key(NUMBER, required=True, minimum=1e-12),
+    "batch_size": Key(int, required=True, minimum=1),
+    "patch_size": Key(int, required=True, minimum=8),
+    "seed": Key(int),
+    "output": Key(str),
+    "checkpoint_minutes": Key(NUMBER, minimum=0.01),
+    "threads": Key(int, minimum=1),
+    "precision": Key(str, choices=("auto", "bf16", "fp32")),
+    "init_weights": Key(str, path=True),
+    "start_epoch": Key(int, minimum=0),
+    # CoCoNet
+    "patches": Key((int, dict), minimum=1),
+    "masks": Key(str, choices=("infrared", "mri")),
+    "mask_dir": Key(str, path=True),
+    "mri_segmentation": Key(str, choices=("som", "kmeans")),
+    "extra_negatives": Key(int, minimum=0),
+    "self_adaptive": Key(dict),
+    "vgg_grey": Key(str, choices=("caffe", "luminance")),
+    # CLF-Net
+    "train_pairs": Key(int, minimum=1),
+    "stride": Key(int, minimum=1),
+    "samples": Key(int, minimum=1),
+    "tau": Key(NUMBER, minimum=1e-6),
+    "lambda_nce": Key(NUMBER, minimum=0),
+    "lambda_ssim": Key(NUMBER, minimum=0),
+    "ssim_window": Key(int, minimum=1),
+    "ssim_window_kind": Key(str, choices=("uniform", "gaussian")),
+    "ssim_range": Key(str, choices=("unit", "signed")),
+}
+STAGE_KEYS = {
+    "name": Key(str),
+    "epochs": Key(int, required=True, minimum=1),
+    "contrastive": Key(bool),
+    "contrastive_weight": Key(NUMBER, minimum=0),
+    "anchors": Key(int, minimum=1),
+    "batch_size": Key(int, minimum=1),
+    "converge": Key(dict),
+}
+SELF_ADAPTIVE_KEYS = {"alpha": Key(NUMBER, minimum=0), "form": Key(str, choices=("code", "paper")),
+                      "t_ag": Key(NUMBER, minimum=1e-6), "t_en": Key(NUMBER, minimum=1e-6)}
+CONVERGE_KEYS = {"tolerance": Key(NUMBER, minimum=0), "patience": Key(int, minimum=1)}
+
+
+def _check(table: dict[str, Key], values: dict, where: str, path: Path) -> None:
+    unknown = sorted(set(values) - set(table))
+    if unknown:
+        raise ContrafuseError(path, f"unknown key {where}{unknown[0]!r} (known: {', '.join(sorted(table))})")
+    for name, key in table.items():
+        if name not in values:
+            if key.required:
+                raise ContrafuseError(path, f"missing required key {where}{name!r}")
+            continue
+        value = values[name]
+        kinds = key.kind if isinstance(key.kind, tuple) else (key.kind,)
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            expected = " or ".join(k.__name__ for k in kinds)
+            raise ContrafuseError(path, f"{where}{name} must be {expected}, not {value!r}")
+        if key.choices and value not in key.choices:
+            raise ContrafuseError(path, f"{where}{name} must be one of {', '.join(key.choices)}, not {value!r}")
+        numbers = value.values() if isinstance(value, dict) and name == "patches" else [value]
+        if key.minimum is not None and any(not isinstance(v, NUMBER) or v < key.minimum for v in numbers):
+            raise ContrafuseError(path, f"{where}{name} must be at least {key.minimum:g}, not {value!r}")
+
+
+def resolve_input_path(value: str, base: Path) -> str:
+    """``package:NAME`` -> the shipped file; a relative path -> relative to ``base``."""
+    if value.startswith("package:"):
+        from ..weights import PACKAGE_WEIGHTS
+        return str(PACKAGE_WEIGHTS / value[len("package:"):])
+    return str(base / value) if not os.path.isabs(value) else value
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """Read, validate and resolve a training config (see the module docstring)."""
+    path = Path(path)
+    cfg = read_yaml_mapping(path)
+    _check(KEYS, cfg, "", path)
+    if not cfg["stages"]:
+        raise ContrafuseError(path, "stages must list at least one stage")
+    for i, stage in enumerate(cfg["stages"]):
+        if not isinstance(stage, dict):
+            raise ContrafuseError(path, f"stages[{i}] must be a mapping such as {{name: train, epochs: 4}}")
+        _check(STAGE_KEYS, stage, f"stages[{i}].", path)
+        if "converge" in stage:
+            _check(CONVERGE_KEYS, stage["converge"], f"stages[{i}].converge.", path)
+    if "self_adaptive" in cfg:
+        _check(SELF_ADAPTIVE_KEYS, cfg["self_adaptive"], "self_adaptive.", path)
+    for name, key in KEYS.items():
+        if key.path and name in cfg:
+            cfg[name] = resolve_input_path(cfg[name], path.parent)
+    cfg["_path"] = str(path)
+    return cfg
