@@ -93,8 +93,7 @@ class CLFNetLoss(nn.Module):
 
         def project(feat):
             picked = feat.flatten(2)[:, :, ids].transpose(1, 2)   # (B, S, C)
-            with full_precision(picked) as (picked,):
-                return model.head(picked.reshape(-1, c)).view(b, len(ids), -1)
+            return model.head(picked.reshape(-1, c)).view(b, len(ids), -1)
 
         nce, _ = adaptive_patch_nce(project(q_ir), project(q_vis), project(k_ir), project(k_vis), self.tau)
         images = (fused, ir, vis) if self.ssim_range == "signed" else ((fused + 1) / 2, (ir + 1) / 2, (vis + 1) / 2)

@@ -64,6 +64,9 @@ def write_model_card(run_dir, name: str, title: str, test_tables: dict[str, str]
     table of test metrics."""
     run_dir = Path(run_dir)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    for key in ("split", "init_weights", "mask_dir"):  # resolved at load time; shown from here
+        if key in cfg and Path(cfg[key]).is_absolute() and Path(cfg[key]).is_relative_to(Path.cwd()):
+            cfg[key] = str(Path(cfg[key]).relative_to(Path.cwd()))
     source = run_dir / "model.safetensors"
     if not source.exists():
         source = run_dir / "export.safetensors"

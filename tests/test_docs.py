@@ -1,0 +1,40 @@
+"""The numbers in docs/REPRODUCTION.md come from committed result files: every decimal number on
+the page must equal, to the decimals shown, a number in the generated reports, summaries, CSVs,
+benchmark results, model cards, training configs or the benchmark configs (which hold the papers'
+published rows)."""
+
+import bisect
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: constants quoted from the papers or from definitions rather than measured here
+QUOTED = {
+    "15.97": "the largest SD a uint8 image can have under the legacy toolbox rule",
+    "0.190632": "CLF-Net Table VII's parameter count (M)",
+    "127.5": "the authors' mapping of tanh's output to 0-255 (x 127.5 + 127.5)",
+}
+
+
+def _committed_numbers() -> list[float]:
+    patterns = ["docs/**/summary.json", "docs/**/*.csv", "docs/**/report.md", "docs/benchmark/*.json",
+                "configs/**/*.yaml", "benchmarks/results/*.json", "benchmarks/*.yaml", "contrafuse/weights/*.md"]
+    values = set()
+    for pattern in patterns:
+        for path in REPO.glob(pattern):
+            values.update(float(m) for m in re.findall(r"-?\d+\.\d+(?:e-?\d+)?", path.read_text()))
+    return sorted(values)
+
+
+def test_reproduction_numbers_come_from_committed_files():
+    values = _committed_numbers()
+    text = (REPO / "docs" / "REPRODUCTION.md").read_text()
+
+    def committed(token: str) -> bool:
+        half = 0.5 * 10 ** -len(token.split(".")[1]) + 1e-12
+        i = bisect.bisect_left(values, float(token) - half)
+        return i < len(values) and values[i] <= float(token) + half
+
+    unsourced = [t for t in re.findall(r"(?<![\w.])\d+\.\d+(?![\w.])", text) if t not in QUOTED and not committed(t)]
+    assert not unsourced, f"numbers in docs/REPRODUCTION.md found in no committed result file: {unsourced}"
