@@ -205,8 +205,9 @@ def test_evaluate_cli_csv_and_json(tmp_path, triple, capsys):
     payload = json.loads((tmp_path / "r.json").read_text())
     assert payload["definitions"]["VIFF"] == "standard" and len(payload["images"]) == 2
     (tmp_path / "fused" / "b.png").unlink()
-    assert main(args + ["-o", str(tmp_path / "x.csv")]) == 2
-    assert "no fused image for: b" in capsys.readouterr().err
+    assert main(args + ["-o", str(tmp_path / "x.csv")]) == 2  # reported, and the rest evaluated
+    assert "fail b: no fused image named b.*" in capsys.readouterr().err
+    assert [r["image"] for r in csv.DictReader((tmp_path / "x.csv").open())] == ["a", "mean", "std"]
 
 
 def _fmi_by_definition(src, fus):
