@@ -64,8 +64,10 @@ def match_sizes(first: np.ndarray, second: np.ndarray, *, resize: str | None,
         "pass --resize ir or --resize vis to resample one")
 
 
-def fuse_images(first: np.ndarray, second: np.ndarray, method: FusionMethod) -> np.ndarray:
+def fuse_images(first: np.ndarray, second: np.ndarray, method: FusionMethod,
+                labels: tuple[str, str] = ("ir", "vis")) -> np.ndarray:
     """Fuse two same-size [0, 1] images; colour sources are fused on Y and their CbCr re-attached."""
+    method.check_inputs(first, second, labels)
     fused_y = method.fuse_grey(luminance(first), luminance(second))
     colour = [rgb_to_ycbcr(img)[..., 1:] for img in (first, second) if img.ndim == 3]
     if not colour:
@@ -89,4 +91,4 @@ def fuse(ir, vis, method: str | FusionMethod | None = None, *, resize: str | Non
     first, second = match_sizes(first, second, resize=resize, labels=labels)
     if not isinstance(method, FusionMethod):
         method = create_method(method or DEFAULT_METHOD, **options)
-    return fuse_images(first, second, method)
+    return fuse_images(first, second, method, labels)

@@ -76,7 +76,7 @@ def _fuse_one(ir: Path, vis: Path, out: Path, method, args) -> None:
     first = as_unit_image(ir, high_bit_rule=args.high_bit_rule)
     second = as_unit_image(vis, high_bit_rule=args.high_bit_rule)
     first, second = match_sizes(first, second, resize=args.resize, labels=(str(ir), str(vis)))
-    write_image(out, fuse_images(first, second, method), bits=args.bits, overwrite=args.overwrite)
+    write_image(out, fuse_images(first, second, method, (str(ir), str(vis))), bits=args.bits, overwrite=args.overwrite)
 
 
 @command("fuse")

@@ -196,3 +196,13 @@ def test_damaged_vgg_cache_is_detected_and_made_again(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         weights.fetch_vgg19()
     assert len(attempts) == 2  # it tried to fetch the file again rather than trusting the junk
+
+
+def test_medical_inputs_swapped_are_refused(tmp_path, capsys):
+    """Swapped, coconet-medical returned a PET-only image; a colour --vis beside a grey --ir is refused."""
+    root = dataset("Harvard_MRI_PET_CDDFuse")
+    out = tmp_path / "swapped.png"
+    code = main(["fuse", "--ir", str(root / "mri" / "27.png"), "--vis", str(root / "pet" / "27.png"), "-o", str(out),
+                 "--method", "coconet-medical"])
+    err = capsys.readouterr().err
+    assert code == 2 and "swap them" in err and len(err.strip().splitlines()) == 1 and not out.exists()

@@ -27,6 +27,10 @@ class FusionMethod(ABC):
     def fuse_grey(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Return the fused grey image, float32 in [0, 1], of the inputs' shape."""
 
+    def check_inputs(self, first: np.ndarray, second: np.ndarray, labels: tuple[str, str]) -> None:
+        """Refuse inputs that cannot be right for this method (default: accept); ``first`` and
+        ``second`` are the [0, 1] images as read, grey or RGB, ``labels`` name them in errors."""
+
 
 METHODS: Registry[type[FusionMethod]] = Registry("fusion method")
 

@@ -141,6 +141,19 @@ class CoCoNetMedicalMethod(CoCoNetMethod):
     weights_file = "coconet_medical.safetensors"
     default_inference = "standard"
 
+    def check_inputs(self, first, second, labels):
+        """The functional image (pseudo-colour PET/SPECT) goes first, the grey MRI second; swapped,
+        the network returns an image of the PET alone, so a colour second input beside a grey
+        first one is refused."""
+        from ..io import rgb_to_ycbcr
+
+        def coloured(image):
+            return image.ndim == 3 and float(np.abs(rgb_to_ycbcr(image)[..., 1:] - 0.5).mean()) > 0.01
+
+        if coloured(second) and not coloured(first):
+            raise ContrafuseError(labels[1], f"is a colour (PET/SPECT-like) image and {labels[0]} is grey: "
+                                  "coconet-medical takes the functional image as --ir and the MRI as --vis; swap them")
+
 
 #: CLF-Net inference protocols (docs/REPRODUCTION.md, "How CLF-Net is evaluated").
 CLFNET_INFERENCE = {
