@@ -105,21 +105,29 @@ def cmd_fuse(args) -> int:
     out_dir = Path(args.out_dir)
     check_writable(out_dir / ".contrafuse-write-test.png")
     method = _make_method(args)
-    fused = skipped = 0
     failed = _report_unmatched(args.ir_dir, args.vis_dir)
-    for pair in tqdm(pairs, desc=f"fusing ({method.name})", unit="pair", file=sys.stderr):
-        out = out_dir / f"{pair.name}.{args.format}"
+    jobs = [(pair.name, out_dir / f"{pair.name}.{args.format}", (pair.first, pair.second),
+             lambda out, pair=pair: _fuse_one(pair.first, pair.second, out, method, args)) for pair in pairs]
+    return _write_each(jobs, f"fusing ({method.name})", "fused", out_dir, args.overwrite, failed)
+
+
+def _write_each(jobs, label: str, done: str, out_dir: Path, overwrite: bool, failed: int = 0) -> int:
+    """Folder mode: for each ``(name, output, inputs, work)`` skip an output that exists (unless
+    ``overwrite``; one that is an input goes on to ``work``, which refuses it), else ``work(output)``;
+    report a failure and go on. Prints a summary; exit status 2 if anything failed."""
+    made = skipped = 0
+    for name, out, inputs, work in tqdm(jobs, desc=label, unit="item", file=sys.stderr):
         try:
-            if out.exists() and not args.overwrite and not any(_same_file(out, s) for s in (pair.first, pair.second)):
+            if out.exists() and not overwrite and not any(_same_file(out, s) for s in inputs):
                 skipped += 1
-                tqdm.write(f"skip {pair.name}: {out} exists (use --overwrite)", file=sys.stderr)
+                tqdm.write(f"skip {name}: {out} exists (use --overwrite)", file=sys.stderr)
                 continue
-            _fuse_one(pair.first, pair.second, out, method, args)
-            fused += 1
+            work(out)
+            made += 1
         except ContrafuseError as exc:
             failed += 1
-            tqdm.write(f"fail {pair.name}: {exc}", file=sys.stderr)
-    print(f"{fused} fused, {skipped} skipped, {failed} failed -> {out_dir}")
+            tqdm.write(f"fail {name}: {exc}", file=sys.stderr)
+    print(f"{made} {done}, {skipped} skipped, {failed} failed -> {out_dir}")
     return EXIT_BAD_INPUT if failed else 0
 
 
@@ -215,21 +223,10 @@ def cmd_masks(args) -> int:
             return mri_mask(image, segmentation=args.segmentation)
     out_dir = Path(args.output)
     check_writable(out_dir / ".contrafuse-write-test.png")
-    written = skipped = failed = 0
-    for name, path in tqdm(sorted(images.items()), desc=f"{args.kind} masks", unit="image", file=sys.stderr):
-        out = out_dir / f"{name}.png"
-        if out.exists() and not args.overwrite:
-            skipped += 1
-            tqdm.write(f"skip {name}: {out} exists (use --overwrite)", file=sys.stderr)
-            continue
-        try:
-            write_image(out, make(luminance(read_image(path))), overwrite=args.overwrite)
-            written += 1
-        except ContrafuseError as exc:
-            failed += 1
-            tqdm.write(f"fail {name}: {exc}", file=sys.stderr)
-    print(f"{written} masks, {skipped} skipped, {failed} failed -> {out_dir}")
-    return EXIT_BAD_INPUT if failed else 0
+    jobs = [(name, out_dir / f"{name}.png", (path,),
+             lambda out, path=path: write_image(out, make(luminance(read_image(path))), overwrite=args.overwrite))
+            for name, path in sorted(images.items())]
+    return _write_each(jobs, f"{args.kind} masks", "masks", out_dir, args.overwrite)
 
 
 @command("benchmark")

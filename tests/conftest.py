@@ -36,3 +36,19 @@ def grey_pair(tmp_path, rng):
     ir = (rng.random((40, 56)) * 255).astype(np.uint8)
     vis = (rng.random((40, 56)) * 255).astype(np.uint8)
     return save(tmp_path / "ir" / "a.png", ir), save(tmp_path / "vis" / "a.png", vis)
+
+
+class TinyRecipe:
+    """A one-convolution training recipe for tests of the training loop (seeded model, fixed data)."""
+
+    def build_model(self, cfg):
+        import torch
+        torch.manual_seed(0)
+        return torch.nn.Conv2d(2, 1, 3, padding=1)
+
+    def stage_data(self, cfg, stage):
+        return np.random.default_rng(0).random((8, 2, 8, 8)).astype(np.float32)
+
+    def step(self, model, batch, stage):
+        from torch.nn import functional as F
+        return {"total": F.mse_loss(model(batch).float(), batch[:, :1])}

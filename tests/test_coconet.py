@@ -2,10 +2,9 @@
 
 import math
 
-import numpy as np
 import pytest
 import torch
-from torch.nn import functional as F
+from conftest import TinyRecipe
 
 from contrafuse.errors import ContrafuseError
 from contrafuse.losses.coconet import (
@@ -139,17 +138,6 @@ def test_training_loop_checkpoints_and_resumes(tmp_path, monkeypatch):
     """Two steps in one go equal one step, a stop, and a resumed second step."""
     from contrafuse.train.loop import train
 
-    class TinyRecipe:
-        def build_model(self, cfg):
-            torch.manual_seed(0)
-            return torch.nn.Conv2d(2, 1, 3, padding=1)
-
-        def stage_data(self, cfg, stage):
-            return np.random.default_rng(0).random((8, 2, 8, 8)).astype(np.float32)
-
-        def step(self, model, batch, stage):
-            return {"total": F.mse_loss(model(batch), batch[:, :1])}
-
     cfg = {"method": "tiny", "lr": 0.01, "batch_size": 2, "seed": 0, "stages": [{"name": "s", "epochs": 1}]}
     straight = train(cfg, TinyRecipe(), out_dir=tmp_path / "a", max_steps=2)
     train(cfg, TinyRecipe(), out_dir=tmp_path / "b", max_steps=1)
@@ -182,16 +170,6 @@ def test_training_can_start_from_exported_weights(tmp_path):
     from safetensors.torch import save_file
 
     from contrafuse.train.loop import train
-
-    class TinyRecipe:
-        def build_model(self, cfg):
-            return torch.nn.Conv2d(2, 1, 3, padding=1)
-
-        def stage_data(self, cfg, stage):
-            return np.random.default_rng(0).random((8, 2, 8, 8)).astype(np.float32)
-
-        def step(self, model, batch, stage):
-            return {"total": F.mse_loss(model(batch), batch[:, :1])}
 
     start = {"weight": torch.full((1, 2, 3, 3), 0.25), "bias": torch.tensor([0.5])}
     save_file(start, str(tmp_path / "start.safetensors"))

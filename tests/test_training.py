@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TinyRecipe
 
 from contrafuse.losses.clfnet import CLFNetLoss
 from contrafuse.losses.coconet import CoupledContrastiveLoss
@@ -167,25 +168,17 @@ def test_coconet_anchor_split_uses_the_other_patches_as_negatives(vgg_state):
 
 
 def test_training_runs_under_autocast_and_records_precision(tmp_path):
-    from torch.nn import functional as F
 
     from contrafuse.train.loop import train
 
-    class TinyRecipe:
-        def build_model(self, cfg):
-            return torch.nn.Conv2d(2, 1, 3, padding=1)
-
-        def stage_data(self, cfg, stage):
-            return np.random.default_rng(0).random((8, 2, 8, 8)).astype(np.float32)
-
+    class Bf16Recipe(TinyRecipe):
         def step(self, model, batch, stage):
-            out = model(batch)
-            assert out.dtype == torch.bfloat16  # the convolution ran under autocast
-            return {"total": F.mse_loss(out.float(), batch[:, :1])}
+            assert model(batch).dtype == torch.bfloat16  # the convolution runs under autocast
+            return super().step(model, batch, stage)
 
     cfg = {"method": "tiny", "lr": 0.01, "batch_size": 2, "seed": 0, "precision": "bf16",
            "stages": [{"name": "s", "epochs": 5, "converge": {"tolerance": 1.0, "patience": 1}}]}
-    out = train(cfg, TinyRecipe(), out_dir=tmp_path / "run")
+    out = train(cfg, Bf16Recipe(), out_dir=tmp_path / "run")
     import yaml
     assert yaml.safe_load((out / "config.yaml").read_text())["precision"] == "bf16"
     # a tolerance of 100 % stops the stage after its second epoch of five; every epoch is exported
