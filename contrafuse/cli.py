@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 from tqdm import tqdm
@@ -313,7 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            if not args.debug:  # third-party libraries' warnings (e.g. PyWavelets on tiny images) are noise here
+                for library in ("PIL", "pywt", "scipy", "numpy"):
+                    warnings.filterwarnings("ignore", module=library)
+            return COMMANDS[args.command](args)
     except ContrafuseError as exc:
         if args.debug:
             raise

@@ -6,9 +6,13 @@ import os
 
 
 class ContrafuseError(Exception):
-    """A problem with the user's input or environment, reported as ``<where>: <problem>``."""
+    """A problem with the user's input or environment, reported as ``<where>: <problem>``.
+
+    The message is always one line: line breaks inside ``problem`` (e.g. a parser's multi-line
+    message) are folded into spaces, and ones in a file name are shown escaped.
+    """
 
     def __init__(self, where: str | os.PathLike | None, problem: str):
-        self.where = None if where is None else os.fspath(where)
-        self.problem = problem
-        super().__init__(f"{self.where}: {problem}" if self.where else problem)
+        self.where = None if where is None else os.fspath(where).replace("\n", "\\n").replace("\r", "\\r")
+        self.problem = " ".join(str(problem).split())
+        super().__init__(f"{self.where}: {self.problem}" if self.where else self.problem)

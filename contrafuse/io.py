@@ -74,6 +74,7 @@ def read_image(path: str | os.PathLike, *, high_bit_rule: str = "minmax") -> np.
     limit = max_pixels()
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the pixels still decode or fail below
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = None  # we apply our own limit below, before decoding
             with Image.open(path) as img:

@@ -60,3 +60,41 @@ def test_misalignment_is_seeded_and_grows_with_strength():
     assert np.array_equal(moved["moderate"], again)
     change = [np.abs(moved[k] - image).mean() for k in ("tiny", "moderate", "extreme")]
     assert change[0] < change[1] < change[2]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("methods: 5\n", "methods must be list, not 5"),
+    ("methods: [gff, {label: x}]\n", "missing required key methods[1].'name'"),
+    ("methods: [{name: gff, options: {radius: 3}}]\n", None),  # checked when the method is made
+    ("methods: [fancy]\n", "unknown method 'fancy'"),
+    ("metrics: [EN, PSNRR]\n", "metrics[1] must be one of"),
+    ("conventions: [matlab]\n", "conventions[0] must be one of standard, legacy, vifb"),
+    ("datasets: [mars]\n", "unknown suite 'mars'"),
+    ("datasets: [{name: x, every: 0, dataset: TNO}]\n", "datasets[0].every must be at least 1"),
+    ("complexity: {runtime_size: [480]}\n", "complexity.runtime_size must be [height, width]"),
+    ("grids: {box: [0.1, 0.1, 2, 0.1]}\n", "grids.box must be"),
+    ("misalignment: {strengths: {huge: {}}}\n", "misalignment.strengths: 'huge' must be one of"),
+    ("colour: yes\n", "unknown key 'colour'"),
+])
+def test_benchmark_config_errors_name_the_key_and_file(tmp_path, text, fragment):
+    from contrafuse.bench.config import load_benchmark_config
+    from contrafuse.errors import ContrafuseError
+    from contrafuse.methods import create_method
+
+    path = tmp_path / "bench.yaml"
+    path.write_text(text)
+    if fragment is None:
+        with pytest.raises(ContrafuseError, match="has no option 'radius'"):
+            create_method("gff", radius=3)
+        return
+    with pytest.raises(ContrafuseError) as info:
+        load_benchmark_config(path)
+    assert str(path) in str(info.value) and fragment in str(info.value), str(info.value)
+
+
+def test_benchmark_config_x_keys_hold_anchors(tmp_path):
+    from contrafuse.bench.config import load_benchmark_config
+
+    path = tmp_path / "bench.yaml"
+    path.write_text("x-mine: &mine [gff, dwt]\ndatasets: [{name: a, suite: tno, methods: *mine}]\n")
+    assert load_benchmark_config(path)["datasets"][0]["methods"] == ["gff", "dwt"]

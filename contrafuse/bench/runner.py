@@ -14,6 +14,7 @@ Config (YAML)::
     grids: {images: [TNO_001], box: [0.4, 0.4, 0.18, 0.18], include_sources: false}
     complexity: {flops_size: [64, 64], runtime_size: [480, 640]}
     misalignment: {datasets: [tno], seed: 0}
+    x-shared: &shared [gff, dwt]                                   # x-*: ignored, for YAML anchors
     paper: {tno: {"CoCoNet (Table 1)": {EN: "7.776 ± 0.081", ...}}}   # published rows shown beside ours
     paper_note: "..."                                              # a line printed under the published rows
 
@@ -34,9 +35,10 @@ from tqdm import tqdm
 
 from ..api import as_unit_image, fuse_images, match_sizes
 from ..errors import ContrafuseError
-from ..io import read_image, read_yaml_mapping, write_image
+from ..io import read_image, write_image
 from ..methods import METHODS, create_method
 from ..metrics import METRICS, conventions_used, evaluate, summarise
+from .config import load_benchmark_config
 from .suites import suite_pairs
 from .timing import machine_info
 
@@ -153,9 +155,7 @@ def run_benchmark(config_path, out_dir=None, quick: bool = False) -> Path:
     from .misalign import misalignment_study
 
     config_path = Path(config_path)
-    if not config_path.is_file():
-        raise ContrafuseError(config_path, "benchmark config not found")
-    cfg = read_yaml_mapping(config_path)
+    cfg = load_benchmark_config(config_path)
     base = config_path.parent
     out = Path(out_dir or Path("runs") / "benchmark" / config_path.stem)
     out.mkdir(parents=True, exist_ok=True)

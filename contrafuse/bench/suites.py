@@ -11,6 +11,10 @@ REPO = Path(__file__).resolve().parents[2]
 SPLITS = REPO / "configs" / "splits"
 
 
+#: The named suites (each described in :func:`suite_pairs`).
+SUITES = ("tno", "roadscene", "roadscene_val", "mri_pet", "mri_spect", "mri_t1t2", "lytro", "vifb")
+
+
 def suite_pairs(spec) -> list[Pair]:
     """Pairs of a suite given by name (``tno``, ``roadscene``, ``roadscene_val``, ``mri_pet``, ``mri_spect``,
     ``mri_t1t2``, ``lytro``, ``vifb``) or by a dict ``{dataset, names?, every?}`` /

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
 
+from ..errors import ContrafuseError
 from ..registry import Registry
 
 
@@ -44,5 +46,16 @@ def register_method(name: str):
 
 
 def create_method(name: str, **options: Any) -> FusionMethod:
-    """Instantiate the registered method ``name`` with keyword ``options``."""
-    return METHODS.get(name)(**options)
+    """Instantiate the registered method ``name`` with keyword ``options`` (unknown options and
+    options of the wrong type are one-line errors)."""
+    cls = METHODS.get(name)
+    accepted = inspect.signature(cls).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            known = ", ".join(accepted) or "none"
+            raise ContrafuseError(None, f"method {name!r} has no option {unknown[0]!r} (options: {known})")
+    try:
+        return cls(**options)
+    except (TypeError, ValueError) as exc:
+        raise ContrafuseError(None, f"method {name!r}: bad options {options!r} ({exc})") from None

@@ -11,23 +11,13 @@ works from any directory; ``package:NAME`` names a file shipped in ``contrafuse/
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ContrafuseError
 from ..io import read_yaml_mapping
+from ..schema import NUMBER, Key, check_keys
 
 
-@dataclass(frozen=True)
-class Key:
-    kind: type | tuple
-    required: bool = False
-    minimum: float | None = None
-    choices: tuple = ()
-    path: bool = False  # an input path, resolved relative to the config file
-
-
-NUMBER = (int, float)
 KEYS = {
     "method": Key(str, required=True, choices=("coconet", "clfnet")),
     "stages": Key(list, required=True),
@@ -75,27 +65,6 @@ SELF_ADAPTIVE_KEYS = {"alpha": Key(NUMBER, minimum=0), "form": Key(str, choices=
 CONVERGE_KEYS = {"tolerance": Key(NUMBER, minimum=0), "patience": Key(int, minimum=1)}
 
 
-def _check(table: dict[str, Key], values: dict, where: str, path: Path) -> None:
-    unknown = sorted(set(values) - set(table))
-    if unknown:
-        raise ContrafuseError(path, f"unknown key {where}{unknown[0]!r} (known: {', '.join(sorted(table))})")
-    for name, key in table.items():
-        if name not in values:
-            if key.required:
-                raise ContrafuseError(path, f"missing required key {where}{name!r}")
-            continue
-        value = values[name]
-        kinds = key.kind if isinstance(key.kind, tuple) else (key.kind,)
-        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-            expected = " or ".join(k.__name__ for k in kinds)
-            raise ContrafuseError(path, f"{where}{name} must be {expected}, not {value!r}")
-        if key.choices and value not in key.choices:
-            raise ContrafuseError(path, f"{where}{name} must be one of {', '.join(key.choices)}, not {value!r}")
-        numbers = value.values() if isinstance(value, dict) and name == "patches" else [value]
-        if key.minimum is not None and any(not isinstance(v, NUMBER) or v < key.minimum for v in numbers):
-            raise ContrafuseError(path, f"{where}{name} must be at least {key.minimum:g}, not {value!r}")
-
-
 def resolve_input_path(value: str, base: Path) -> str:
     """``package:NAME`` -> the shipped file; a relative path -> relative to ``base``."""
     if value.startswith("package:"):
@@ -108,17 +77,17 @@ def load_config(path: str | os.PathLike) -> dict:
     """Read, validate and resolve a training config (see the module docstring)."""
     path = Path(path)
     cfg = read_yaml_mapping(path)
-    _check(KEYS, cfg, "", path)
+    check_keys(KEYS, cfg, "", path)
     if not cfg["stages"]:
         raise ContrafuseError(path, "stages must list at least one stage")
     for i, stage in enumerate(cfg["stages"]):
         if not isinstance(stage, dict):
             raise ContrafuseError(path, f"stages[{i}] must be a mapping such as {{name: train, epochs: 4}}")
-        _check(STAGE_KEYS, stage, f"stages[{i}].", path)
+        check_keys(STAGE_KEYS, stage, f"stages[{i}].", path)
         if "converge" in stage:
-            _check(CONVERGE_KEYS, stage["converge"], f"stages[{i}].converge.", path)
+            check_keys(CONVERGE_KEYS, stage["converge"], f"stages[{i}].converge.", path)
     if "self_adaptive" in cfg:
-        _check(SELF_ADAPTIVE_KEYS, cfg["self_adaptive"], "self_adaptive.", path)
+        check_keys(SELF_ADAPTIVE_KEYS, cfg["self_adaptive"], "self_adaptive.", path)
     for name, key in KEYS.items():
         if key.path and name in cfg:
             cfg[name] = resolve_input_path(cfg[name], path.parent)
