@@ -47,6 +47,10 @@ def _add_fusion_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--device", default="cpu", help="torch device for learned methods (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--weights", help="learned methods: a safetensors file to use instead of the shipped weights")
+    parser.add_argument("--tile", type=int, metavar="PIXELS",
+                        help="learned methods: run in tiles with cores of this side (exact: same result, bounded "
+                             "memory); 0 = never; default: tile only images too large for CONTRAFUSE_TILE_MEMORY "
+                             "(1 GB)")
     parser.add_argument("--inference", choices=["authors", "standard"],
                         help="learned methods: CoCoNet: " + "; ".join(f"{k}: {v}" for k, v in COCONET_INFERENCE.items())
                         + " (default: authors for coconet, standard for coconet-medical). CLF-Net: "
@@ -58,9 +62,11 @@ def _make_method(args):
     cls = METHODS.get(name)
     options = {}
     if getattr(cls, "uses_torch", False):
-        options = {"device": args.device, "weights": args.weights}
+        options = {"device": args.device, "weights": args.weights, "tile": args.tile}
     elif args.weights:
         raise ContrafuseError(args.weights, f"--weights applies to learned methods, not {name!r}")
+    elif args.tile is not None:
+        raise ContrafuseError(None, f"--tile applies to learned methods, not {name!r}")
     if args.inference:
         if args.inference not in getattr(cls, "inference_protocols", {}):
             raise ContrafuseError(None, f"--inference applies to the learned methods, not {name!r}")

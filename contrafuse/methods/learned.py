@@ -26,13 +26,27 @@ class TorchFusionMethod(FusionMethod):
     #: pixels of reflected image added around the inputs and cropped from the result, so that no
     #: convolution's zero padding reaches the output (0: run on the bare image)
     border = 0
+    #: the network needs sides that are a multiple of this (inputs are reflect-padded to it)
+    multiple = 1
+    #: tiled inference: how far (pixels) the network's convolutions reach, and its working memory
+    #: per pixel of a tile (measured: benchmarks/results/large_image.json)
+    halo = 0
+    bytes_per_pixel = 1000.0
 
     #: inference protocols ``{name: description}`` and the default one (none: a single protocol)
     inference_protocols: dict[str, str] = {}  # noqa: RUF012 - replaced, never mutated, by subclasses
     default_inference: str | None = None
 
-    def __init__(self, weights: str | os.PathLike | None = None, device: str = "cpu", inference: str | None = None):
+    def __init__(self, weights: str | os.PathLike | None = None, device: str = "cpu", inference: str | None = None,
+                 tile: int | None = None):
+        """``tile``: side of the tiles' cores in pixels for tiled inference (rounded up to the
+        network's multiple); ``0`` never tiles; ``None`` tiles only images whose whole-image run
+        would exceed the memory budget (``CONTRAFUSE_TILE_MEMORY``, default 1 GB)."""
         from ..precision import torch_device
+
+        if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 0):
+            raise ContrafuseError(self.name, f"tile must be a whole number of pixels >= 0, not {tile!r}")
+        self.tile = tile
 
         inference = inference or self.default_inference
         if inference not in (self.inference_protocols or {None: ""}):
@@ -61,25 +75,51 @@ class TorchFusionMethod(FusionMethod):
         return model
 
     def fuse_grey(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        height, width = first.shape
+        canvases = [self._canvas(a) for a in (first, second)]
+        core = self._core_size(*canvases[0].shape)
+        if core:
+            from .tiling import run_tiled
+            out = run_tiled(self.model, canvases, self._to_tensor, core=core, halo=self.halo, multiple=self.multiple)
+        else:
+            import torch
+            with torch.inference_mode():
+                out = self.model(*map(self._to_tensor, canvases))[0, 0].float().cpu().numpy()
+        r = self.border
+        return ((out[r:r + height, r:r + width] + 1) / 2).clip(0, 1).astype(np.float32)
+
+    def _canvas(self, image: np.ndarray) -> np.ndarray:
+        """The image with its reflected ``border``, then reflect-padded (bottom, right) to the
+        network's multiple: what the network runs on, whole or in tiles."""
         r = self.border
         if r:
-            mode = "reflect" if min(first.shape) > r else "edge"
-            fused = self._run(np.pad(first, r, mode=mode), np.pad(second, r, mode=mode))
-            return fused[r:r + first.shape[0], r:r + first.shape[1]]
-        return self._run(first, second)
+            image = np.pad(image, r, mode="reflect" if min(image.shape) > r else "edge")
+        pad_h, pad_w = (-image.shape[0]) % self.multiple, (-image.shape[1]) % self.multiple
+        if pad_h or pad_w:
+            mode = "reflect" if min(image.shape) > max(pad_h, pad_w) else "edge"
+            image = np.pad(image, ((0, pad_h), (0, pad_w)), mode=mode)
+        return image
 
-    def _run(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    def _core_size(self, height: int, width: int) -> int:
+        """Core side for tiled inference, or 0 to run the whole image at once."""
+        from .tiling import auto_core_size, tile_memory_budget
+
+        if self.tile == 0:
+            return 0
+        if self.tile is None:
+            if height * width * self.bytes_per_pixel <= tile_memory_budget():
+                return 0
+            core = auto_core_size(self.bytes_per_pixel, self.halo, self.multiple)
+        else:
+            core = -(-self.tile // self.multiple) * self.multiple
+        return core if core < max(height, width) else 0
+
+    def _to_tensor(self, array: np.ndarray):
         import torch
 
         low, high = self.input_range
-
-        def to_tensor(a):
-            tensor = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32) * (high - low) + low)[None, None]
-            return tensor.to(self.device).contiguous(memory_format=torch.channels_last)
-
-        with torch.inference_mode():
-            out = self.model(to_tensor(first), to_tensor(second))
-        return ((out[0, 0].float().cpu().numpy() + 1) / 2).clip(0, 1).astype(np.float32)
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32) * (high - low) + low)[None, None]
+        return tensor.to(self.device).contiguous(memory_format=torch.channels_last)
 
 
 #: CoCoNet inference protocols (docs/REPRODUCTION.md, "How CoCoNet is evaluated").
@@ -106,6 +146,9 @@ class CoCoNetMethod(TorchFusionMethod):
 
     description = "CoCoNet (Liu et al., IJCV 2023): coupled contrastive learning, multi-level attention; IR/visible"
     weights_file = "coconet_tno.safetensors"
+    multiple = 8
+    halo = 96  # 64 px already lands within 0.12 grey levels of the whole-image result; 96 matches it
+    bytes_per_pixel = 1300.0
 
     def build(self):
         from ..nn.coconet import CoCoNet
@@ -172,6 +215,7 @@ class CLFNetMethod(TorchFusionMethod):
 
     description = "CLF-Net (Zhu et al., IEEE TIM 2022): residual encoders, adaptive PatchNCE + windowed SSIM; IR/visible"
     weights_file = "clfnet_tno.safetensors"
+    bytes_per_pixel = 2200.0
     inference_protocols = CLFNET_INFERENCE
     default_inference = "authors"
 
@@ -184,7 +228,7 @@ class CLFNetMethod(TorchFusionMethod):
         # Run on the bare image the network draws a bright or dark band along the top rows (zero
         # padding, model card); with a reflected border as wide as the reach of its padded
         # convolutions every pixel sees image content, and pixels farther in are unchanged.
-        self.border = model.border_radius()
+        self.border = self.halo = model.border_radius()
         # BatchNorm folding and channels-last memory roughly halve CPU time at 640x480
         return model.fold_batchnorm().to(memory_format=torch.channels_last)
 

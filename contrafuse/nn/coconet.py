@@ -27,6 +27,17 @@ def conv_lrelu_bn(c_in: int, c_out: int, bn: bool = True) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class SpatialGram(nn.Module):
+    """``P Q^T`` of two ``(B, C, H, W)`` maps summed over all pixels: a ``(B, C, C)`` affinity.
+
+    A module of its own because it is a statistic of the whole image: tiled inference
+    (:mod:`contrafuse.methods.tiling`) accumulates it over the tiles and hands the total back here.
+    """
+
+    def forward(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(p.flatten(2), q.flatten(2).transpose(1, 2))
+
+
 class ChannelAttention(nn.Module):
     """Channel attention of Fig. 4.
 
@@ -42,11 +53,12 @@ class ChannelAttention(nn.Module):
         self.q = nn.Conv2d(channels, channels, 3, padding=1)
         self.h = nn.Conv2d(channels, channels, 3, padding=1)
         self.scale = nn.Parameter(torch.zeros(1))
+        self.gram = SpatialGram()
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         b, c, h, w = f.shape
-        mp, mq, hf = self.p(f).view(b, c, -1), self.q(f).view(b, c, -1), self.h(f)
-        affinity = torch.bmm(mp, mq.transpose(1, 2))
+        hf = self.h(f)
+        affinity = self.gram(self.p(f), self.q(f))
         affinity = affinity.amax(dim=-1, keepdim=True) - affinity
         attention = torch.softmax(affinity, dim=-1)
         attended = torch.bmm(attention, hf.view(b, c, -1)).view(b, c, h, w)
@@ -104,12 +116,12 @@ class CoCoNet(nn.Module):
             mode = "reflect" if min(height, width) > max(pad_h, pad_w) else "replicate"
             ir = F.pad(ir, (0, pad_w, 0, pad_h), mode=mode)
             vis = F.pad(vis, (0, pad_w, 0, pad_h), mode=mode)
-        ir_feats, vis_feats = self.vgg(ir), self.vgg(vis)
-
         e1 = self.enc1(torch.cat([ir, vis], 1))              # 32, 1/1
         e2 = self.enc2(F.max_pool2d(e1, 2))                  # 64, 1/2
         e3 = self.enc3(F.max_pool2d(e2, 2))                  # 128, 1/4
         e4 = self.enc4(F.max_pool2d(e3, 2))                  # 256, 1/8
+        # after the encoder, so that a tiled pass collecting encoder statistics stops before it
+        ir_feats, vis_feats = self.vgg(ir), self.vgg(vis)
 
         x = self.bottom(self.mam["256"](e4, ir_feats[2], vis_feats[2]))
         x = self.reduce3(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))

@@ -1,0 +1,243 @@
+"""Tiled inference in bounded memory that reproduces the whole-image result.
+
+A fully convolutional network can run tile by tile: each tile is cut with a *halo* at least as wide
+as the network's reach, and only its *core* (the tiles' cores partition the image) is kept. Two
+kinds of layer look at the whole image, and are handled exactly:
+
+* BatchNorm normalising with the batch's own statistics (CoCoNet's ``authors`` protocol), and
+* CoCoNet's channel attention, whose ``C x C`` affinity sums over every pixel (:class:`SpatialGram`).
+
+Each such *site* (a module, and which of its calls within one forward) holds a statistic of the
+whole image: a per-channel mean and variance, or a Gram matrix. The statistic of a site depends on
+the statistics of the sites before it, so it is gathered in passes: a probe on a small input finds
+which sites each one depends on; each pass runs every tile with the known statistics frozen and
+accumulates, over the tile cores only, the sites whose dependencies are all known (stopping the
+forward as soon as they are done); a last pass, with everything frozen, produces the output.
+Sums are accumulated in float64, so the tiled result matches the untiled one to float rounding
+(tested in ``tests/test_tiling.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import ContrafuseError
+
+#: Memory one tile's forward may use, unless ``CONTRAFUSE_TILE_MEMORY`` (bytes) says otherwise.
+DEFAULT_TILE_MEMORY = 1_000_000_000
+
+
+class _PassDone(Exception):
+    """Raised inside a forward once every site collected in this pass has its tile's share."""
+
+
+def is_batch_statistics_norm(module: nn.Module) -> bool:
+    return isinstance(module, nn.BatchNorm2d) and (module.training or module.running_mean is None)
+
+
+@dataclass
+class Tile:
+    """A tile of the canvas ``[y0:y1, x0:x1]`` and the core it contributes ``[cy0:cy1, cx0:cx1]``
+    (canvas coordinates)."""
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    cy0: int
+    cy1: int
+    cx0: int
+    cx1: int
+
+
+def plan_tiles(height: int, width: int, core: int, halo: int, multiple: int) -> list[Tile]:
+    """Cores of side ``core`` (a multiple of ``multiple``) covering the canvas, each grown by
+    ``halo`` on every side and clipped to the canvas (where the whole-image run pads too)."""
+    tiles = []
+    for cy0 in range(0, height, core):
+        for cx0 in range(0, width, core):
+            cy1, cx1 = min(cy0 + core, height), min(cx0 + core, width)
+            tiles.append(Tile(max(0, cy0 - halo), min(height, cy1 + halo), max(0, cx0 - halo),
+                              min(width, cx1 + halo), cy0, cy1, cx0, cx1))
+    return tiles
+
+
+class WholeImageStatistics:
+    """Hooks on a model's whole-image sites; see the module docstring."""
+
+    def __init__(self, model: nn.Module):
+        from ..nn.coconet import SpatialGram
+
+        self.sites = {name: m for name, m in model.named_modules()
+                      if is_batch_statistics_norm(m) or isinstance(m, SpatialGram)}
+        self.frozen: dict[tuple[str, int], object] = {}
+        self.collecting: set[tuple[str, int]] = set()
+        self.sums: dict[tuple[str, int], list] = {}
+        self.calls: Counter = Counter()
+        self.done: set[tuple[str, int]] = set()
+        self.core: tuple[int, int, int, int] | None = None  # core within the tile, tile pixels
+        self.tile_height = 0
+        self.markers: dict | None = None  # dependency probe
+        self.depends: dict[tuple[str, int], set] = {}
+        self._handles = [m.register_forward_hook(self._hook(name)) for name, m in self.sites.items()]
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    # -- hooks -----------------------------------------------------------------------------------
+    def _hook(self, name: str):
+        def hook(module, inputs, output):
+            key = (name, self.calls[name])
+            self.calls[name] += 1
+            if self.markers is not None:
+                return self._probe(key, inputs, output)
+            if key in self.frozen:
+                return self._apply(module, key, inputs, output)
+            if key in self.collecting:
+                self._collect(module, key, inputs)
+                self.done.add(key)
+                if self.done >= self.collecting:
+                    raise _PassDone
+            return None
+        return hook
+
+    def _core_of(self, x: torch.Tensor) -> torch.Tensor:
+        factor = self.tile_height // x.shape[-2]
+        y0, y1, x0, x1 = (v // factor for v in self.core)
+        return x[..., y0:y1, x0:x1]
+
+    def _collect(self, module, key, inputs) -> None:
+        if isinstance(module, nn.BatchNorm2d):
+            x = self._core_of(inputs[0]).double()
+            parts = [x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)), x.numel() // x.shape[1]]
+        else:
+            p, q = (self._core_of(t).double() for t in inputs)
+            parts = [torch.bmm(p.flatten(2), q.flatten(2).transpose(1, 2))]
+        if key in self.sums:
+            self.sums[key] = [a + b for a, b in zip(self.sums[key], parts)]
+        else:
+            self.sums[key] = parts
+
+    def finish_pass(self) -> None:
+        for key in self.collecting:
+            parts = self.sums.pop(key)
+            if len(parts) == 3:
+                total, squares, count = parts
+                mean = total / count
+                self.frozen[key] = (mean, (squares / count - mean * mean).clamp_min(0))
+            else:
+                self.frozen[key] = parts[0]
+        self.collecting = set()
+
+    def _apply(self, module, key, inputs, output):
+        if isinstance(module, nn.BatchNorm2d):
+            mean, var = self.frozen[key]
+            x = inputs[0]
+            return F.batch_norm(x, mean.to(x.dtype), var.to(x.dtype), module.weight, module.bias,
+                                training=False, eps=module.eps)
+        return self.frozen[key].to(output.dtype)
+
+    # -- dependency probe --------------------------------------------------------------------------
+    def _probe(self, key, inputs, output):
+        tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
+        known = list(self.markers)
+        depends = set()
+        if known and any(t.requires_grad for t in tensors):
+            grads = torch.autograd.grad([t.sum() for t in tensors if t.requires_grad],
+                                        [self.markers[k] for k in known], allow_unused=True, retain_graph=True)
+            depends = {k for k, g in zip(known, grads) if g is not None}
+        self.depends[key] = depends
+        self.markers[key] = torch.zeros((), requires_grad=True)
+        return output + self.markers[key]
+
+    def schedule(self, run, probe_inputs) -> list[set]:
+        """Which sites are collected in which pass (every site after all it depends on)."""
+        self.markers, self.depends = {}, {}
+        self.calls.clear()
+        with torch.enable_grad():
+            run(*probe_inputs)
+        self.markers = None
+        passes, known, pending = [], set(), set(self.depends)
+        while pending:
+            ready = {k for k in pending if self.depends[k] <= known}
+            passes.append(ready)
+            known |= ready
+            pending -= ready
+        return passes
+
+    def run_tile(self, run, tile_inputs, core, tile_height):
+        self.calls.clear()
+        self.done = set()
+        self.core, self.tile_height = core, tile_height
+        try:
+            return run(*tile_inputs)
+        except _PassDone:
+            return None
+
+
+def tile_memory_budget() -> int:
+    value = os.environ.get("CONTRAFUSE_TILE_MEMORY")
+    if value is None:
+        return DEFAULT_TILE_MEMORY
+    try:
+        budget = int(float(value))
+    except ValueError:
+        budget = 0
+    if budget <= 0:
+        raise ContrafuseError("CONTRAFUSE_TILE_MEMORY", f"must be a positive number of bytes, not {value!r}")
+    return budget
+
+
+def auto_core_size(bytes_per_pixel: float, halo: int, multiple: int, budget: int | None = None) -> int:
+    """The largest core side whose tile (core + 2 halo) fits the memory budget."""
+    side = int(math.sqrt((budget or tile_memory_budget()) / bytes_per_pixel)) - 2 * halo
+    return max(multiple, side // multiple * multiple, 4 * multiple)
+
+
+def run_tiled(model: nn.Module, canvases: list[np.ndarray], to_tensor, *, core: int, halo: int,
+              multiple: int) -> np.ndarray:
+    """Run ``model(*tensors)`` over ``canvases`` (equal-size 2-D arrays, each side a multiple of
+    ``multiple``) tile by tile; returns the whole output as a float32 array in the network's range."""
+    height, width = canvases[0].shape
+    if halo % multiple or core % multiple:
+        raise ValueError("halo and core must be multiples of the network's size multiple")
+    tiles = plan_tiles(height, width, core, halo, multiple)
+    stats = WholeImageStatistics(model)
+    try:
+        def run(*tensors):
+            return model(*tensors)
+
+        def inputs(tile):
+            return [to_tensor(c[tile.y0:tile.y1, tile.x0:tile.x1]) for c in canvases]
+
+        def core_of(tile):
+            return (tile.cy0 - tile.y0, tile.cy1 - tile.y0, tile.cx0 - tile.x0, tile.cx1 - tile.x0)
+
+        if stats.sites:
+            side = min(height, width, 8 * multiple) // multiple * multiple
+            probe = [to_tensor(c[:side, :side]) for c in canvases]
+            passes = stats.schedule(run, probe)
+        else:
+            passes = []
+        with torch.inference_mode():
+            for collect in passes:
+                stats.collecting = set(collect)
+                for tile in tiles:
+                    stats.run_tile(run, inputs(tile), core_of(tile), tile.y1 - tile.y0)
+                stats.finish_pass()
+            out = np.empty((height, width), np.float32)
+            for tile in tiles:
+                result = stats.run_tile(run, inputs(tile), core_of(tile), tile.y1 - tile.y0)
+                y0, y1, x0, x1 = core_of(tile)
+                out[tile.cy0:tile.cy1, tile.cx0:tile.cx1] = result[0, 0, y0:y1, x0:x1].float().cpu().numpy()
+        return out
+    finally:
+        stats.close()
