@@ -21,8 +21,8 @@ MRI = [("Harvard_MRI_PET_CDDFuse", "20"), ("Harvard_MRI_SPECT_CDDFuse", "30")]
 
 
 def main(out: Path = Path("docs/img/masks.png")) -> None:
-    tno = {pair.name: pair for pair in load_split("configs/splits/tno.yaml")["train"]}
-    medical = {(pair.dataset, pair.name): pair for pair in load_split("configs/splits/harvard_medical.yaml")["train"]}
+    tno = {pair.name: pair for pair in load_split("tno")["train"]}
+    medical = {(pair.dataset, pair.name): pair for pair in load_split("harvard_medical")["train"]}
     panels = [(f"IR: {name}", infrared_mask(load_grey_pair(tno[name])[0])) for name in INFRARED]
     for dataset, name in MRI:
         mri = load_grey_pair(medical[(dataset, name)])[1]

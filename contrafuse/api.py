@@ -64,6 +64,14 @@ def match_sizes(first: np.ndarray, second: np.ndarray, *, resize: str | None,
         "pass --resize ir or --resize vis to resample one")
 
 
+def load_pair(pair, *, resize: str | None = "ir", high_bit_rule: str = "minmax") -> tuple[np.ndarray, np.ndarray]:
+    """Read a pair (anything with ``first`` and ``second`` paths) as [0, 1] images of one size;
+    by default the first (infrared) is resampled to the second's size when they differ."""
+    first = as_unit_image(pair.first, high_bit_rule=high_bit_rule)
+    second = as_unit_image(pair.second, high_bit_rule=high_bit_rule)
+    return match_sizes(first, second, resize=resize, labels=(str(pair.first), str(pair.second)))
+
+
 def fuse_images(first: np.ndarray, second: np.ndarray, method: FusionMethod,
                 labels: tuple[str, str] = ("ir", "vis")) -> np.ndarray:
     """Fuse two same-size [0, 1] images; colour sources are fused on Y and their CbCr re-attached."""

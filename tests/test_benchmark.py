@@ -8,7 +8,8 @@ import pytest
 from conftest import REPO, dataset
 
 from contrafuse.bench.misalign import STRENGTHS, perturb
-from contrafuse.bench.runner import load_sources, rank_table
+from contrafuse.api import load_pair
+from contrafuse.bench.runner import rank_table
 from contrafuse.bench.suites import suite_pairs
 from contrafuse.cli import main
 from contrafuse.io import read_image
@@ -28,7 +29,7 @@ def test_quick_benchmark(tmp_path):
         assert {r["method"] for r in rows} == {"gff", "laplacian"} and len(rows) == 4
         pairs = {p.name: p for p in suite_pairs("tno")[:2]}
         for row in rows:
-            sources = [np.round(x * 255).astype(np.uint8) for x in load_sources(pairs[row["image"]])]
+            sources = [np.round(x * 255).astype(np.uint8) for x in load_pair(pairs[row["image"]])]
             fused = read_image(out / "fused" / "tno" / row["method"] / f"{row['image']}.png")
             direct = evaluate(*sources, fused, metrics=["EN", "SD", "VIFF"], convention=convention)
             for metric, value in direct.items():
@@ -98,3 +99,27 @@ def test_benchmark_config_x_keys_hold_anchors(tmp_path):
     path = tmp_path / "bench.yaml"
     path.write_text("x-mine: &mine [gff, dwt]\ndatasets: [{name: a, suite: tno, methods: *mine}]\n")
     assert load_benchmark_config(path)["datasets"][0]["methods"] == ["gff", "dwt"]
+
+
+def test_benchmark_of_own_folders_and_someone_elses_fused_images(tmp_path, monkeypatch, rng):
+    """A config naming the user's folders (relative to the config file) and a folder of another
+    method's results, run from another directory; the external images are evaluated as they are."""
+    from PIL import Image
+
+    data = tmp_path / "project"
+    for name in ("a", "b"):
+        for kind in ("ir", "vis"):
+            (data / kind).mkdir(parents=True, exist_ok=True)
+            Image.fromarray((rng.random((24, 32)) * 255).astype(np.uint8)).save(data / kind / f"{name}.png")
+        (data / "theirs").mkdir(exist_ok=True)
+        Image.fromarray(np.full((24, 32), 77, np.uint8)).save(data / "theirs" / f"{name}.bmp")
+    config = data / "bench.yaml"
+    config.write_text("datasets: [{name: mine, ir_dir: ir, vis_dir: vis}]\n"
+                      "methods: [average, {name: flat, fused_dir: theirs}]\nmetrics: [EN, SD]\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["benchmark", str(config), "-o", str(tmp_path / "out")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "out" / "mine" / "per_image_standard.csv")))
+    flat = [r for r in rows if r["method"] == "flat"]
+    assert sorted(r["image"] for r in flat) == ["a", "b"]
+    assert all(float(r["EN"]) == 0.0 and float(r["SD"]) == 0.0 for r in flat)  # a constant image
+    assert "flat" in (tmp_path / "out" / "report.md").read_text()

@@ -189,7 +189,7 @@ def test_medical_patches_per_dataset(tmp_path):
     from contrafuse.train.recipes import CoCoNetRecipe
 
     recipe = CoCoNetRecipe()
-    cfg = {"split": "configs/splits/harvard_medical.yaml", "patch_size": 64, "seed": 0,
+    cfg = {"split": "harvard_medical", "patch_size": 64, "seed": 0,
            "patches": {"Harvard_MRI_PET_CDDFuse": 7, "Harvard_MRI_SPECT_CDDFuse": 5}}
     patches = recipe.stage_data(cfg, {"contrastive": False})
     assert patches.shape == (12, 2, 64, 64)

@@ -190,7 +190,7 @@ yaml_values = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
     max_leaves=8,
 )
-VALID = {"method": "clfnet", "split": "splits/tno.yaml", "lr": 1e-3, "batch_size": 2, "patch_size": 64,
+VALID = {"method": "clfnet", "split": "tno", "lr": 1e-3, "batch_size": 2, "patch_size": 64,
          "stages": [{"name": "train", "epochs": 1}]}
 
 

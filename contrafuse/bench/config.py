@@ -32,14 +32,17 @@ KEYS = {
     "paper": Key(dict),
     "paper_note": Key(str),
 }
+# A method: registered (by name, with options), or someone else's fused images: ``fused_dir`` (one
+# image per pair, named by the pair's base name, any image type) or ``external`` with a ``pattern``.
 METHOD_KEYS = {"name": Key(str, required=True), "label": Key(str), "options": Key(dict),
-               "external": Key(str), "pattern": Key(str)}
-# A dataset entry: a suite name, or a mapping that names it and gives the suite (by name or as
-# {dataset, names, every} / {split, part}), optionally with methods of its own.
-DATASET_KEYS = {"name": Key(str), "suite": Key((str, dict)), "dataset": Key(str), "names": Key(list),
-                "every": Key(int, minimum=1), "split": Key(str), "part": Key(str), "methods": Key(list)}
-SUITE_KEYS = {"dataset": Key(str), "names": Key(list), "every": Key(int, minimum=1), "split": Key(str),
-              "part": Key(str)}
+               "fused_dir": Key(str), "external": Key(str), "pattern": Key(str)}
+# A dataset entry: a suite name, or a mapping that names it and gives the suite (by name, as your own
+# folders {ir_dir, vis_dir}, or as {dataset, names, every} / {split, part}), optionally with methods
+# of its own.
+SUITE_KEYS = {"ir_dir": Key(str), "vis_dir": Key(str), "dataset": Key(str), "names": Key(list),
+              "every": Key(int, minimum=1), "split": Key(str), "part": Key(str, choices=("train", "test"))}
+DATASET_KEYS = {"name": Key(str), "suite": Key((str, dict)), "methods": Key(list), **SUITE_KEYS}
+PATH_KEYS = ("ir_dir", "vis_dir", "fused_dir", "external")  # relative to the config file
 GRID_KEYS = {"images": Key(list), "box": Key(list), "include_sources": Key(bool)}
 COMPLEXITY_KEYS = {"flops_size": Key(list), "runtime_size": Key(list)}
 MISALIGNMENT_KEYS = {"datasets": Key(list), "pairs": Key(int, minimum=1), "seed": Key(int), "strengths": Key(dict)}
@@ -50,9 +53,11 @@ def _check_methods(entries, where: str, path: Path) -> None:
     for i, entry in enumerate(entries):
         entry = {"name": entry} if isinstance(entry, str) else entry
         check_keys(METHOD_KEYS, entry, f"{where}[{i}].", path)
-        if "external" not in entry and entry["name"] not in METHODS:
+        if "external" in entry and "fused_dir" in entry:
+            raise ContrafuseError(path, f"{where}[{i}]: give 'fused_dir' or 'external', not both")
+        if not ({"external", "fused_dir"} & set(entry)) and entry["name"] not in METHODS:
             raise ContrafuseError(path, f"{where}[{i}]: unknown method {entry['name']!r} "
-                                        f"(known: {', '.join(METHODS.names())}; or give 'external')")
+                                        f"(known: {', '.join(METHODS.names())}; or give 'fused_dir')")
 
 
 def _check_suite(spec, where: str, path: Path) -> None:
@@ -65,8 +70,10 @@ def _check_suite(spec, where: str, path: Path) -> None:
     suite = {k: v for k, v in spec.items() if k in SUITE_KEYS}
     if "suite" in spec:
         _check_suite(spec["suite"], f"{where}.suite", path)
-    elif not ("dataset" in suite or "split" in suite):
-        raise ContrafuseError(path, f"{where} needs 'suite', 'dataset' or 'split'")
+    elif ("ir_dir" in suite) != ("vis_dir" in suite):
+        raise ContrafuseError(path, f"{where}: give both 'ir_dir' and 'vis_dir'")
+    elif not ("dataset" in suite or "split" in suite or "ir_dir" in suite):
+        raise ContrafuseError(path, f"{where} needs 'suite', 'ir_dir' and 'vis_dir', 'dataset' or 'split'")
     if "names" in suite:
         check_list(suite["names"], f"{where}.names", path, (str,))
 
@@ -115,4 +122,20 @@ def load_benchmark_config(path: str | os.PathLike) -> dict:
     for name, rows in cfg.get("paper", {}).items():
         if not isinstance(rows, dict) or not all(isinstance(r, dict) for r in rows.values()):
             raise ContrafuseError(path, f"paper.{name} must map a row label to {{metric: value}}")
+    _resolve_paths(cfg, path.parent)
     return cfg
+
+
+def _resolve_paths(node, base: Path) -> None:
+    """Make folder paths (and split files that are not built-in names) absolute, relative to ``base``."""
+    from ..data.datasets import SPLITS
+
+    if isinstance(node, list):
+        for item in node:
+            _resolve_paths(item, base)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, str) and (key in PATH_KEYS or key == "split" and value not in SPLITS):
+                node[key] = str((base / value).resolve())
+            else:
+                _resolve_paths(value, base)

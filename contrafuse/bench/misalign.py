@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ..api import fuse_images, resize_to
+from ..api import fuse_images, load_pair, resize_to
 from ..io import write_image
 from ..methods import create_method
 from ..metrics import evaluate, summarise
@@ -50,7 +50,6 @@ def perturb(image: np.ndarray, strength: dict, rng: np.random.Generator) -> np.n
 
 
 def misalignment_study(specs, cfg: dict, metrics, out: Path) -> str:
-    from .runner import load_sources
 
     out.mkdir(parents=True, exist_ok=True)
     seed = int(cfg.get("seed", 0))
@@ -67,7 +66,7 @@ def misalignment_study(specs, cfg: dict, metrics, out: Path) -> str:
             method = create_method(spec.name, **spec.options)
             baseline, shifted = [], {k: [] for k in strengths}
             for index, pair in enumerate(pairs):
-                first, second = load_sources(pair)
+                first, second = load_pair(pair)
                 aligned = fuse_images(first, second, method)
                 src = [np.round(x * 255).astype(np.uint8) for x in (first, second)]
                 baseline.append(evaluate(*src, aligned, metrics=metrics))

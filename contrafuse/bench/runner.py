@@ -5,9 +5,11 @@ misalignment results.
 Config (YAML)::
 
     datasets: [tno, roadscene, {name: vifb, suite: vifb, methods: [...]}]  # suites; optional own methods
+    # or your own folders, paired by base name: {name: mine, ir_dir: data/ir, vis_dir: data/vis}
     methods:                                                      # registered or external
       - coconet
       - {name: gff, options: {r1: 45}}
+      - {name: theirs, fused_dir: results/theirs}                  # someone else's fused images, by base name
       - {name: SeAFusion, external: ../shared/datasets/VIFB_calib/fused, pattern: "{image}_SeAFusion.jpg"}
     metrics: [EN, SD, SF, AG, SCD, VIFF]
     conventions: [legacy, standard]
@@ -33,9 +35,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..api import as_unit_image, fuse_images, match_sizes
+from ..api import fuse_images, load_pair
 from ..errors import ContrafuseError
-from ..io import read_image, write_image
+from ..io import list_images, read_image, write_image
 from ..methods import METHODS, create_method
 from ..metrics import METRICS, conventions_used, evaluate, summarise
 from .config import load_benchmark_config
@@ -49,7 +51,7 @@ class MethodSpec:
     name: str
     options: dict = field(default_factory=dict)
     external: Path | None = None
-    pattern: str = "{image}.png"
+    pattern: str | None = "{image}.png"  # None: any image file named by the pair's base name
 
     def fingerprint(self) -> str:
         """Changes whenever the method, its options or its weights change (cache key)."""
@@ -72,25 +74,24 @@ def parse_methods(entries, base: Path) -> list[MethodSpec]:
         if isinstance(entry, str):
             entry = {"name": entry}
         name = entry["name"]
-        external = entry.get("external")
+        external = entry.get("external") or entry.get("fused_dir")
         if external is None and name not in METHODS:
             raise ContrafuseError(None, f"unknown method {name!r} in benchmark config")
         specs.append(MethodSpec(label=entry.get("label", name), name=name, options=entry.get("options", {}),
                                 external=(base / external).resolve() if external else None,
-                                pattern=entry.get("pattern", "{image}.png")))
+                                pattern=None if "fused_dir" in entry else entry.get("pattern", "{image}.png")))
     return specs
-
-
-def load_sources(pair):
-    first, second = as_unit_image(pair.first), as_unit_image(pair.second)
-    return match_sizes(first, second, resize="ir")
 
 
 def produce_fused(spec: MethodSpec, dataset: str, pairs, out: Path) -> dict[str, Path]:
     """Fused image path per pair name; runs the method only where the cached image is missing or
     the method's fingerprint changed."""
     if spec.external is not None:
-        paths = {p.name: spec.external / spec.pattern.format(image=p.name) for p in pairs}
+        if spec.pattern is None:
+            found = list_images(spec.external)
+            paths = {p.name: found.get(p.name, spec.external / f"{p.name}.*") for p in pairs}
+        else:
+            paths = {p.name: spec.external / spec.pattern.format(image=p.name) for p in pairs}
         missing = [n for n, path in paths.items() if not path.exists()]
         if missing:
             raise ContrafuseError(spec.external, f"external method {spec.label}: no fused image for {', '.join(missing)}")
@@ -108,7 +109,7 @@ def produce_fused(spec: MethodSpec, dataset: str, pairs, out: Path) -> dict[str,
         path = folder / f"{pair.name}.png"
         if not path.exists():
             method = method or create_method(spec.name, **spec.options)
-            first, second = load_sources(pair)
+            first, second = load_pair(pair)
             write_image(path, fuse_images(first, second, method), overwrite=True)
         paths[pair.name] = path
     return paths
@@ -185,7 +186,7 @@ def run_benchmark(config_path, out_dir=None, quick: bool = False) -> Path:
             fused[spec.label] = produce_fused(spec, label, pairs, out)
         folder = out / label
         folder.mkdir(exist_ok=True)
-        sources = {p.name: [np.round(x * 255).astype(np.uint8) for x in load_sources(p)] for p in pairs}
+        sources = {p.name: [np.round(x * 255).astype(np.uint8) for x in load_pair(p)] for p in pairs}
         for convention in conventions:
             used = conventions_used(metrics, convention)
             rows, means, stds = [], {}, {}

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ..data.datasets import Pair, dataset_pairs, datasets_root, load_split
+from ..data.datasets import Pair, dataset_pairs, datasets_root, folder_pairs, load_split
 from ..errors import ContrafuseError
-
-REPO = Path(__file__).resolve().parents[2]
-SPLITS = REPO / "configs" / "splits"
 
 
 #: The named suites (each described in :func:`suite_pairs`).
@@ -17,20 +12,22 @@ SUITES = ("tno", "roadscene", "roadscene_val", "mri_pet", "mri_spect", "mri_t1t2
 
 def suite_pairs(spec) -> list[Pair]:
     """Pairs of a suite given by name (``tno``, ``roadscene``, ``roadscene_val``, ``mri_pet``, ``mri_spect``,
-    ``mri_t1t2``, ``lytro``, ``vifb``) or by a dict ``{dataset, names?, every?}`` /
-    ``{split, part}``."""
+    ``mri_t1t2``, ``lytro``, ``vifb``) or by a dict: ``{name, ir_dir, vis_dir}`` (your own folders,
+    paired by base name), ``{dataset, names?, every?}`` or ``{split, part}`` (a built-in split's name
+    or a split file). Paths in a benchmark config are made absolute by its loader."""
     if isinstance(spec, dict):
+        if "ir_dir" in spec:
+            return folder_pairs(spec.get("name", "data"), spec["ir_dir"], spec["vis_dir"])
         if "split" in spec:
-            return load_split(REPO / spec["split"] if not Path(spec["split"]).is_absolute() else spec["split"])[
-                spec.get("part", "test")]
+            return load_split(spec["split"])[spec.get("part", "test")]
         return dataset_pairs(spec["dataset"], spec.get("names"), spec.get("every", 1))
     if spec == "tno":
-        return load_split(SPLITS / "tno.yaml")["test"]
+        return load_split("tno")["test"]
     if spec == "roadscene":
         names = (datasets_root() / "RoadScene" / "splits" / "CDDFuse_test50.txt").read_text().split()[:20]
         return dataset_pairs("RoadScene", [Path(n).stem for n in names])
     if spec in ("mri_pet", "mri_spect"):
-        test = load_split(SPLITS / "harvard_medical.yaml")["test"]
+        test = load_split("harvard_medical")["test"]
         wanted = "Harvard_MRI_PET_CDDFuse" if spec == "mri_pet" else "Harvard_MRI_SPECT_CDDFuse"
         return [p for p in test if p.dataset == wanted]
     if spec == "roadscene_val":

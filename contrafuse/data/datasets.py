@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from ..errors import ContrafuseError
 from ..io import luminance, pair_folders, read_image
@@ -43,6 +42,8 @@ class Pair:
 
 def dataset_pairs(dataset: str, names: list[str] | None = None, every: int = 1) -> list[Pair]:
     """Pairs of ``dataset`` (all, the listed ``names``, or every ``every``-th), by base name."""
+    if dataset not in MODALITIES:
+        raise ContrafuseError(None, f"unknown dataset {dataset!r} (known: {', '.join(MODALITIES)})")
     first_mod, second_mod = MODALITIES[dataset]
     root = datasets_root() / dataset
     pairs = [Pair(dataset, p.name, p.first, p.second)
@@ -56,9 +57,23 @@ def dataset_pairs(dataset: str, names: list[str] | None = None, every: int = 1) 
     return pairs[::every]
 
 
+#: The built-in splits (package data): name -> YAML file.
+SPLITS = {path.stem: path for path in sorted((Path(__file__).parent / "splits").glob("*.yaml"))}
+
+
+def split_path(name_or_path: str | os.PathLike) -> Path:
+    """A built-in split's file (``tno``, ``harvard_medical``), or the given path unchanged."""
+    text = os.fspath(name_or_path)
+    return SPLITS[text] if text in SPLITS else Path(text)
+
+
 def load_split(path: str | os.PathLike) -> dict[str, list[Pair]]:
-    """Read a split YAML (``train``/``test`` entries of ``dataset`` plus optional ``names``/``every``)."""
-    spec = yaml.safe_load(Path(path).read_text())
+    """Read a split YAML (``train``/``test`` entries of ``dataset`` plus optional ``names``/``every``);
+    ``path`` may name a built-in split (:data:`SPLITS`)."""
+    from ..io import read_yaml_mapping
+
+    path = split_path(path)
+    spec = read_yaml_mapping(path)
     split = {}
     for part in ("train", "test"):
         entries = spec.get(part, [])
@@ -68,6 +83,11 @@ def load_split(path: str | os.PathLike) -> dict[str, list[Pair]]:
     if overlap:
         raise ContrafuseError(path, f"pairs in both train and test: {sorted(overlap)}")
     return split
+
+
+def folder_pairs(name: str, first_dir: str | os.PathLike, second_dir: str | os.PathLike) -> list[Pair]:
+    """The user's own data: the images of two folders paired by base name, as dataset ``name``."""
+    return [Pair(name, p.name, p.first, p.second) for p in pair_folders(first_dir, second_dir)]
 
 
 def load_grey_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:

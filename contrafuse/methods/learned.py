@@ -38,11 +38,12 @@ class TorchFusionMethod(FusionMethod):
     default_inference: str | None = None
 
     def __init__(self, weights: str | os.PathLike | None = None, device: str = "cpu", inference: str | None = None,
-                 tile: int | None = None):
+                 tile: int | None = None, precision: str = "fp32"):
         """``tile``: side of the tiles' cores in pixels for tiled inference (rounded up to the
         network's multiple); ``0`` never tiles; ``None`` tiles only images whose whole-image run
-        would exceed the memory budget (``CONTRAFUSE_TILE_MEMORY``, default 1 GB)."""
-        from ..precision import torch_device
+        would exceed the memory budget (``CONTRAFUSE_TILE_MEMORY``, default 1 GB). ``precision``:
+        ``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 where the CPU/GPU runs it natively)."""
+        from ..precision import resolve_precision, torch_device
 
         if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 0):
             raise ContrafuseError(self.name, f"tile must be a whole number of pixels >= 0, not {tile!r}")
@@ -60,6 +61,7 @@ class TorchFusionMethod(FusionMethod):
             raise ContrafuseError(path, f"no trained weights for {self.name!r} (train one with "
                                   f"'contrafuse train' and pass weights=...)")
         self.device = torch_device(device)
+        self.precision = resolve_precision(precision, self.device)
         try:
             model = self.build()
         except (RuntimeError, OSError) as exc:
@@ -78,13 +80,17 @@ class TorchFusionMethod(FusionMethod):
         height, width = first.shape
         canvases = [self._canvas(a) for a in (first, second)]
         core = self._core_size(*canvases[0].shape)
-        if core:
-            from .tiling import run_tiled
-            out = run_tiled(self.model, canvases, self._to_tensor, core=core, halo=self.halo, multiple=self.multiple)
-        else:
-            import torch
-            with torch.inference_mode():
-                out = self.model(*map(self._to_tensor, canvases))[0, 0].float().cpu().numpy()
+        import torch
+
+        from ..precision import autocast
+        with autocast(self.device, self.precision):
+            if core:
+                from .tiling import run_tiled
+                out = run_tiled(self.model, canvases, self._to_tensor, core=core, halo=self.halo,
+                                multiple=self.multiple)
+            else:
+                with torch.inference_mode():
+                    out = self.model(*map(self._to_tensor, canvases))[0, 0].float().cpu().numpy()
         r = self.border
         return ((out[r:r + height, r:r + width] + 1) / 2).clip(0, 1).astype(np.float32)
 

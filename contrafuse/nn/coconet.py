@@ -35,7 +35,10 @@ class SpatialGram(nn.Module):
     """
 
     def forward(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        return torch.bmm(p.flatten(2), q.flatten(2).transpose(1, 2))
+        # float32 even under bfloat16 autocast: on 0-255 input the affinities reach ~1e6 and the
+        # softmax of their differences would see bfloat16's rounding (~1e4) as signal
+        with torch.autocast(p.device.type, enabled=False):
+            return torch.bmm(p.float().flatten(2), q.float().flatten(2).transpose(1, 2))
 
 
 class ChannelAttention(nn.Module):

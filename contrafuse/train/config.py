@@ -4,7 +4,8 @@ Every key a recipe or the training loop reads is declared in :data:`KEYS` (or :d
 for an entry of ``stages``) with its type and range; unknown keys, missing required keys, wrong
 types and out-of-range values are one-line errors naming the key and the file. Input paths
 (``split``, ``init_weights``, ``mask_dir``) are resolved relative to the config file, so a config
-works from any directory; ``package:NAME`` names a file shipped in ``contrafuse/weights``.
+works from any directory; ``package:NAME`` names a file shipped in ``contrafuse/weights``, and
+``split`` may name a built-in split (``tno``, ``harvard_medical``: ``contrafuse/data/splits``).
 ``output`` is relative to the working directory, where runs are written.
 """
 
@@ -88,8 +89,11 @@ def load_config(path: str | os.PathLike) -> dict:
             check_keys(CONVERGE_KEYS, stage["converge"], f"stages[{i}].converge.", path)
     if "self_adaptive" in cfg:
         check_keys(SELF_ADAPTIVE_KEYS, cfg["self_adaptive"], "self_adaptive.", path)
+    from ..data.datasets import SPLITS
     for name, key in KEYS.items():
-        if key.path and name in cfg:
+        if name == "split" and cfg[name] in SPLITS:
+            cfg[name] = str(SPLITS[cfg[name]])
+        elif key.path and name in cfg:
             cfg[name] = resolve_input_path(cfg[name], path.parent)
     cfg["_path"] = str(path)
     return cfg
