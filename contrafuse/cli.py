@@ -51,6 +51,12 @@ def _add_fusion_options(parser: argparse.ArgumentParser) -> None:
                         help="learned methods: run in tiles with cores of this side (exact: same result, bounded "
                              "memory); 0 = never; default: tile only images too large for CONTRAFUSE_TILE_MEMORY "
                              "(1 GB)")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"],
+                        help="learned methods: arithmetic (default fp32; auto = bf16 autocast where the CPU/GPU has "
+                             "native bfloat16; measured differences in README)")
+    parser.add_argument("--backend", choices=["torch", "onnxruntime"],
+                        help="learned methods: torch (default) or onnxruntime (CPU, float32, exported once into the "
+                             "cache; needs pip install onnxruntime onnx onnxscript)")
     parser.add_argument("--inference", choices=["authors", "standard"],
                         help="learned methods: CoCoNet: " + "; ".join(f"{k}: {v}" for k, v in COCONET_INFERENCE.items())
                         + " (default: authors for coconet, standard for coconet-medical). CLF-Net: "
@@ -62,11 +68,14 @@ def _make_method(args):
     cls = METHODS.get(name)
     options = {}
     if getattr(cls, "uses_torch", False):
-        options = {"device": args.device, "weights": args.weights, "tile": args.tile}
-    elif args.weights:
-        raise ContrafuseError(args.weights, f"--weights applies to learned methods, not {name!r}")
-    elif args.tile is not None:
-        raise ContrafuseError(None, f"--tile applies to learned methods, not {name!r}")
+        options = {"device": args.device, "weights": args.weights, "tile": getattr(args, "tile", None)}
+        for option in ("precision", "backend"):
+            if getattr(args, option, None):
+                options[option] = getattr(args, option)
+    else:
+        for flag in ("weights", "tile", "precision", "backend"):
+            if getattr(args, flag, None) is not None:
+                raise ContrafuseError(None, f"--{flag} applies to learned methods, not {name!r}")
     if args.inference:
         if args.inference not in getattr(cls, "inference_protocols", {}):
             raise ContrafuseError(None, f"--inference applies to the learned methods, not {name!r}")
@@ -245,6 +254,24 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+@command("export")
+def cmd_export(args) -> int:
+    from .methods.onnx import export_onnx
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".onnx":
+        raise ContrafuseError(out, "the output must be a .onnx file")
+    if out.exists() and not args.overwrite:
+        raise ContrafuseError(out, "output exists (use --overwrite to replace it)")
+    args.method = args.method or DEFAULT_METHOD
+    method = _make_method(args)
+    if not getattr(method, "uses_torch", False):
+        raise ContrafuseError(None, f"only the learned methods export to ONNX, not {method.name!r}")
+    check_writable(out)
+    print(f"wrote {export_onnx(method, out)}")
+    return 0
+
+
 @command("methods")
 def cmd_methods(args) -> int:
     width = max(len(n) for n in METHODS.names())
@@ -271,6 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fusion_options(p)
 
     sub.add_parser("methods", help="list the fusion methods")
+
+    p = sub.add_parser("export", help="export a learned method's network to ONNX (run it with ONNX Runtime)")
+    p.add_argument("--method", default=None, help=f"a learned method (default: {DEFAULT_METHOD})")
+    p.add_argument("-o", "--output", required=True, help="output .onnx file")
+    p.add_argument("--weights", help="a safetensors file to export instead of the shipped weights")
+    p.add_argument("--inference", choices=["authors", "standard"], help="inference protocol baked into the export")
+    p.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("evaluate", help="compute fusion metrics for folders of sources and fused images")
     p.add_argument("--ir-dir", required=True)

@@ -32,19 +32,28 @@ class TorchFusionMethod(FusionMethod):
     #: per pixel of a tile (measured: benchmarks/results/large_image.json)
     halo = 0
     bytes_per_pixel = 1000.0
+    #: whether some layer looks at the whole image (tiled inference then needs the torch backend)
+    needs_whole_image_statistics = False
+    #: the network's source files in contrafuse/nn (part of the exported-model cache key)
+    network_sources: tuple[str, ...] = ()
+    #: inference backends
+    backends = ("torch", "onnxruntime")
 
     #: inference protocols ``{name: description}`` and the default one (none: a single protocol)
     inference_protocols: dict[str, str] = {}  # noqa: RUF012 - replaced, never mutated, by subclasses
     default_inference: str | None = None
 
     def __init__(self, weights: str | os.PathLike | None = None, device: str = "cpu", inference: str | None = None,
-                 tile: int | None = None, precision: str = "fp32"):
+                 tile: int | None = None, precision: str = "fp32", backend: str = "torch"):
         """``tile``: side of the tiles' cores in pixels for tiled inference (rounded up to the
         network's multiple); ``0`` never tiles; ``None`` tiles only images whose whole-image run
         would exceed the memory budget (``CONTRAFUSE_TILE_MEMORY``, default 1 GB). ``precision``:
-        ``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 where the CPU/GPU runs it natively)."""
-        from ..precision import resolve_precision, torch_device
-
+        ``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 where the CPU/GPU runs it natively).
+        ``backend``: ``torch``, or ``onnxruntime`` (CPU, float32; the network exported once into
+        the cache, see :mod:`contrafuse.methods.onnx`; no PyTorch import once it is there)."""
+        if backend not in self.backends:
+            raise ContrafuseError(self.name, f"unknown backend {backend!r} (choose from {', '.join(self.backends)})")
+        self.backend = backend
         if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 0):
             raise ContrafuseError(self.name, f"tile must be a whole number of pixels >= 0, not {tile!r}")
         self.tile = tile
@@ -60,6 +69,30 @@ class TorchFusionMethod(FusionMethod):
         if not path.is_file():
             raise ContrafuseError(path, f"no trained weights for {self.name!r} (train one with "
                                   f"'contrafuse train' and pass weights=...)")
+        self.onnx = None
+        if backend == "onnxruntime":
+            if precision not in ("fp32", "auto") or device != "cpu":
+                raise ContrafuseError(self.name, "the onnxruntime backend runs float32 on the CPU "
+                                      "(leave --precision and --device at their defaults)")
+            from .onnx import OnnxNetwork, cache_path
+            nn_dir = Path(__file__).resolve().parents[1] / "nn"
+            cached = cache_path(self.name, inference, path, [nn_dir / f for f in self.network_sources]
+                                + [Path(__file__).resolve()])
+            if not cached.is_file():
+                self._load_torch(path, device, "fp32")
+                from .onnx import export_onnx
+                export_onnx(self, cached)
+            self.onnx = OnnxNetwork(cached)
+            recipe = self.onnx.recipe
+            self.input_range, self.border = tuple(recipe["input_range"]), recipe["border"]
+            self.halo, self.multiple = recipe["halo"], recipe["multiple"]
+            self.model, self.precision = None, "fp32"
+            return
+        self._load_torch(path, device, precision)
+
+    def _load_torch(self, path: Path, device: str, precision: str) -> None:
+        from ..precision import resolve_precision, torch_device
+
         self.device = torch_device(device)
         self.precision = resolve_precision(precision, self.device)
         try:
@@ -80,6 +113,27 @@ class TorchFusionMethod(FusionMethod):
         height, width = first.shape
         canvases = [self._canvas(a) for a in (first, second)]
         core = self._core_size(*canvases[0].shape)
+        if self.onnx is not None:
+            out = self._run_onnx(canvases, core)
+        else:
+            out = self._run_torch(canvases, core)
+        r = self.border
+        return ((out[r:r + height, r:r + width] + 1) / 2).clip(0, 1).astype(np.float32)
+
+    def _run_onnx(self, canvases: list[np.ndarray], core: int) -> np.ndarray:
+        def to_array(a):
+            low, high = self.input_range
+            return (np.ascontiguousarray(a, dtype=np.float32) * (high - low) + low)[None, None]
+
+        if not core:
+            return self.onnx(*map(to_array, canvases))[0, 0]
+        if self.needs_whole_image_statistics:
+            raise ContrafuseError(self.name, "this image needs tiled inference, which for this network "
+                                  "needs the torch backend (whole-image statistics); use --backend torch")
+        from .tiling import run_tiled
+        return run_tiled(self.onnx, canvases, to_array, core=core, halo=self.halo, multiple=self.multiple)
+
+    def _run_torch(self, canvases: list[np.ndarray], core: int) -> np.ndarray:
         import torch
 
         from ..precision import autocast
@@ -91,8 +145,7 @@ class TorchFusionMethod(FusionMethod):
             else:
                 with torch.inference_mode():
                     out = self.model(*map(self._to_tensor, canvases))[0, 0].float().cpu().numpy()
-        r = self.border
-        return ((out[r:r + height, r:r + width] + 1) / 2).clip(0, 1).astype(np.float32)
+        return out
 
     def _canvas(self, image: np.ndarray) -> np.ndarray:
         """The image with its reflected ``border``, then reflect-padded (bottom, right) to the
@@ -153,6 +206,8 @@ class CoCoNetMethod(TorchFusionMethod):
     description = "CoCoNet (Liu et al., IJCV 2023): coupled contrastive learning, multi-level attention; IR/visible"
     weights_file = "coconet_tno.safetensors"
     multiple = 8
+    needs_whole_image_statistics = True  # the channel attention's Gram matrices (and BatchNorm in 'authors')
+    network_sources = ("coconet.py", "vgg.py")
     halo = 96  # 64 px already lands within 0.12 grey levels of the whole-image result; 96 matches it
     bytes_per_pixel = 1300.0
 
@@ -222,6 +277,7 @@ class CLFNetMethod(TorchFusionMethod):
     description = "CLF-Net (Zhu et al., IEEE TIM 2022): residual encoders, adaptive PatchNCE + windowed SSIM; IR/visible"
     weights_file = "clfnet_tno.safetensors"
     bytes_per_pixel = 2200.0
+    network_sources = ("clfnet.py",)
     inference_protocols = CLFNET_INFERENCE
     default_inference = "authors"
 

@@ -25,9 +25,6 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional as F
 
 from ..errors import ContrafuseError
 
@@ -39,7 +36,8 @@ class _PassDone(Exception):
     """Raised inside a forward once every site collected in this pass has its tile's share."""
 
 
-def is_batch_statistics_norm(module: nn.Module) -> bool:
+def is_batch_statistics_norm(module) -> bool:
+    from torch import nn
     return isinstance(module, nn.BatchNorm2d) and (module.training or module.running_mean is None)
 
 
@@ -72,7 +70,7 @@ def plan_tiles(height: int, width: int, core: int, halo: int, multiple: int) -> 
 class WholeImageStatistics:
     """Hooks on a model's whole-image sites; see the module docstring."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model):
         from ..nn.coconet import SpatialGram
 
         self.sites = {name: m for name, m in model.named_modules()
@@ -109,13 +107,14 @@ class WholeImageStatistics:
             return None
         return hook
 
-    def _core_of(self, x: torch.Tensor) -> torch.Tensor:
+    def _core_of(self, x):
         factor = self.tile_height // x.shape[-2]
         y0, y1, x0, x1 = (v // factor for v in self.core)
         return x[..., y0:y1, x0:x1]
 
     def _collect(self, module, key, inputs) -> None:
-        if isinstance(module, nn.BatchNorm2d):
+        import torch
+        if isinstance(module, torch.nn.BatchNorm2d):
             x = self._core_of(inputs[0]).double()
             parts = [x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)), x.numel() // x.shape[1]]
         else:
@@ -138,15 +137,17 @@ class WholeImageStatistics:
         self.collecting = set()
 
     def _apply(self, module, key, inputs, output):
-        if isinstance(module, nn.BatchNorm2d):
+        import torch
+        if isinstance(module, torch.nn.BatchNorm2d):
             mean, var = self.frozen[key]
             x = inputs[0]
-            return F.batch_norm(x, mean.to(x.dtype), var.to(x.dtype), module.weight, module.bias,
+            return torch.nn.functional.batch_norm(x, mean.to(x.dtype), var.to(x.dtype), module.weight, module.bias,
                                 training=False, eps=module.eps)
         return self.frozen[key].to(output.dtype)
 
     # -- dependency probe --------------------------------------------------------------------------
     def _probe(self, key, inputs, output):
+        import torch
         tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
         known = list(self.markers)
         depends = set()
@@ -160,6 +161,7 @@ class WholeImageStatistics:
 
     def schedule(self, run, probe_inputs) -> list[set]:
         """Which sites are collected in which pass (every site after all it depends on)."""
+        import torch
         self.markers, self.depends = {}, {}
         self.calls.clear()
         with torch.enable_grad():
@@ -202,40 +204,45 @@ def auto_core_size(bytes_per_pixel: float, halo: int, multiple: int, budget: int
     return max(multiple, side // multiple * multiple, 4 * multiple)
 
 
-def run_tiled(model: nn.Module, canvases: list[np.ndarray], to_tensor, *, core: int, halo: int,
-              multiple: int) -> np.ndarray:
+def run_tiled(model, canvases: list[np.ndarray], to_tensor, *, core: int, halo: int, multiple: int) -> np.ndarray:
     """Run ``model(*tensors)`` over ``canvases`` (equal-size 2-D arrays, each side a multiple of
-    ``multiple``) tile by tile; returns the whole output as a float32 array in the network's range."""
+    ``multiple``) tile by tile; returns the whole output as a float32 array in the network's range.
+    ``model`` is a torch module (whole-image statistics handled) or any callable on what
+    ``to_tensor`` makes, returning ``(1, 1, h, w)`` (e.g. an ONNX Runtime session: no statistics)."""
     height, width = canvases[0].shape
     if halo % multiple or core % multiple:
         raise ValueError("halo and core must be multiples of the network's size multiple")
     tiles = plan_tiles(height, width, core, halo, multiple)
+
+    def inputs(tile):
+        return [to_tensor(c[tile.y0:tile.y1, tile.x0:tile.x1]) for c in canvases]
+
+    def core_of(tile):
+        return (tile.cy0 - tile.y0, tile.cy1 - tile.y0, tile.cx0 - tile.x0, tile.cx1 - tile.x0)
+
+    out = np.empty((height, width), np.float32)
+    if not hasattr(model, "named_modules"):
+        for tile in tiles:
+            y0, y1, x0, x1 = core_of(tile)
+            out[tile.cy0:tile.cy1, tile.cx0:tile.cx1] = np.asarray(model(*inputs(tile)))[0, 0, y0:y1, x0:x1]
+        return out
+
+    import torch
     stats = WholeImageStatistics(model)
     try:
-        def run(*tensors):
-            return model(*tensors)
-
-        def inputs(tile):
-            return [to_tensor(c[tile.y0:tile.y1, tile.x0:tile.x1]) for c in canvases]
-
-        def core_of(tile):
-            return (tile.cy0 - tile.y0, tile.cy1 - tile.y0, tile.cx0 - tile.x0, tile.cx1 - tile.x0)
-
         if stats.sites:
             side = min(height, width, 8 * multiple) // multiple * multiple
-            probe = [to_tensor(c[:side, :side]) for c in canvases]
-            passes = stats.schedule(run, probe)
+            passes = stats.schedule(model, [to_tensor(c[:side, :side]) for c in canvases])
         else:
             passes = []
         with torch.inference_mode():
             for collect in passes:
                 stats.collecting = set(collect)
                 for tile in tiles:
-                    stats.run_tile(run, inputs(tile), core_of(tile), tile.y1 - tile.y0)
+                    stats.run_tile(model, inputs(tile), core_of(tile), tile.y1 - tile.y0)
                 stats.finish_pass()
-            out = np.empty((height, width), np.float32)
             for tile in tiles:
-                result = stats.run_tile(run, inputs(tile), core_of(tile), tile.y1 - tile.y0)
+                result = stats.run_tile(model, inputs(tile), core_of(tile), tile.y1 - tile.y0)
                 y0, y1, x0, x1 = core_of(tile)
                 out[tile.cy0:tile.cy1, tile.cx0:tile.cx1] = result[0, 0, y0:y1, x0:x1].float().cpu().numpy()
         return out

@@ -1,0 +1,105 @@
+"""ONNX export of the learned networks and inference with ONNX Runtime (optional extra
+``pip install contrafuse[onnx]``).
+
+:func:`export_onnx` writes a network with its weights and inference protocol baked in (CoCoNet's
+``authors`` protocol exports its per-image BatchNorm as such), and records in the file's metadata
+what the caller must do around it: the input range, the reflected border and the size multiple.
+:class:`OnnxNetwork` runs such a file on NumPy arrays without importing PyTorch. ``backend=
+"onnxruntime"`` on a learned method exports once into the cache (``$CONTRAFUSE_HOME/onnx``, keyed
+by the weights, the protocol and the network's source code) and reuses the file afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ContrafuseError
+
+#: Metadata keys written into every exported file.
+META_KEY = "contrafuse"
+
+
+def export_onnx(method, path: str | os.PathLike) -> Path:
+    """Export ``method`` (a torch-backed learned method) to ``path`` atomically."""
+    import copy
+
+    import onnx
+    import torch
+
+    from ..io import atomic_replace
+
+    path = Path(path)
+    model = copy.deepcopy(method.model).float().to(memory_format=torch.contiguous_format).cpu()
+    m = max(method.multiple, 8)
+    generator = torch.Generator().manual_seed(0)
+    # two different example tensors: the exporter merges graph inputs fed the same tensor
+    examples = tuple(torch.rand(1, 1, 8 * m, 12 * m, generator=generator) for _ in range(2))
+    height, width = torch.export.Dim("height"), torch.export.Dim("width")
+    shapes = ({2: height, 3: width}, {2: height, 3: width})  # both inputs share one size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=path.parent)
+    os.close(fd)
+    try:
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, examples, tmp, input_names=["first", "second"], output_names=["fused"],
+                              dynamic_shapes=shapes, dynamo=True,
+                              external_data=False)
+        graph = onnx.load(tmp)
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = META_KEY, json.dumps(recipe_of(method))
+        onnx.save(graph, tmp)
+        atomic_replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def recipe_of(method) -> dict:
+    """What a runner needs besides the graph: how inputs are mapped and padded."""
+    return {"method": method.name, "inference": method.inference, "input_range": list(method.input_range),
+            "border": method.border, "multiple": method.multiple, "halo": method.halo,
+            "whole_image_statistics": method.needs_whole_image_statistics}
+
+
+def cache_path(method_name: str, inference: str | None, weights: Path, sources: list[Path]) -> Path:
+    """Where the exported file for these weights, protocol and network code is cached."""
+    from ..weights import home
+
+    digest = hashlib.sha256()
+    for part in [method_name, str(inference), *[p.read_bytes() for p in [weights, *sources]]]:
+        digest.update(part if isinstance(part, bytes) else part.encode())
+    return home() / "onnx" / f"{method_name}-{inference or 'default'}-{digest.hexdigest()[:16]}.onnx"
+
+
+class OnnxNetwork:
+    """An exported network run by ONNX Runtime on ``(1, 1, H, W)`` float32 arrays."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ContrafuseError(None, "the onnxruntime backend needs ONNX Runtime: pip install onnxruntime") from None
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ContrafuseError(path, f"cannot load ONNX model ({str(exc).splitlines()[0]})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if META_KEY not in meta:
+            raise ContrafuseError(path, "not a contrafuse export (no contrafuse metadata)")
+        self.recipe = json.loads(meta[META_KEY])
+
+    def __call__(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"first": first, "second": second})[0]
