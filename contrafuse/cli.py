@@ -272,6 +272,16 @@ def cmd_export(args) -> int:
     return 0
 
 
+@command("serve")
+def cmd_serve(args) -> int:
+    try:
+        from .web.app import serve
+    except ImportError as exc:
+        raise ContrafuseError(None, f"the web app needs {exc.name}: pip install fastapi uvicorn python-multipart") from None
+    serve(args.host, args.port)
+    return 0
+
+
 @command("methods")
 def cmd_methods(args) -> int:
     width = max(len(n) for n in METHODS.names())
@@ -298,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fusion_options(p)
 
     sub.add_parser("methods", help="list the fusion methods")
+
+    p = sub.add_parser("serve", help="a local web app: upload a pair, pick methods, compare and download")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
 
     p = sub.add_parser("export", help="export a learned method's network to ONNX (run it with ONNX Runtime)")
     p.add_argument("--method", default=None, help=f"a learned method (default: {DEFAULT_METHOD})")

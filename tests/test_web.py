@@ -1,0 +1,164 @@
+"""The web app (contrafuse serve): the HTTP API's good path and each bad upload, and the page in a
+real browser (Playwright driving Debian's chromium)."""
+
+import io
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import dataset
+from PIL import Image
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from contrafuse.web.app import create_app  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def client():
+    return TestClient(create_app())
+
+
+@pytest.fixture(scope="module")
+def tno():
+    folder = dataset("TNO_CoCoNet")
+    return folder / "ir" / "TNO_001.png", folder / "vis" / "TNO_001.png"
+
+
+def upload(path_or_bytes, name="x.png"):
+    data = path_or_bytes.read_bytes() if isinstance(path_or_bytes, Path) else path_or_bytes
+    return (name, io.BytesIO(data), "application/octet-stream")
+
+
+def png(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_fuse_returns_a_png_of_the_inputs_size(client, tno):
+    r = client.post("/api/fuse", files={"ir": upload(tno[0]), "vis": upload(tno[1])}, data={"method": "gff"})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    fused = Image.open(io.BytesIO(r.content))
+    assert fused.size == Image.open(tno[0]).size
+    # the same as the library's result
+    from contrafuse import fuse
+    expected = np.round(fuse(str(tno[0]), str(tno[1]), method="gff") * 255)
+    assert np.abs(np.asarray(fused, float) - expected).max() <= 1
+
+
+def test_evaluate_returns_metrics(client, tno):
+    r = client.post("/api/evaluate", files={"ir": upload(tno[0]), "vis": upload(tno[1])},
+                    data={"method": "average", "metrics": "EN,SD"})
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body["metrics"]) == {"EN", "SD"} and 0 < body["metrics"]["EN"] <= 8
+    assert body["convention"] == "standard" and body["higher_is_better"]["EN"] is True
+
+
+@pytest.mark.parametrize("case, status, fragment", [
+    ("not an image", 400, "not a readable image"),
+    ("empty", 400, "empty"),
+    ("sizes", 400, "differs"),
+    ("method", 400, "unknown method"),
+    ("missing", 400, "no file uploaded"),
+    ("too large", 413, "upload limit"),
+    ("too many pixels", 413, "pixel limit"),
+])
+def test_bad_uploads_get_a_4xx_with_a_json_error(client, tno, monkeypatch, case, status, fragment):
+    files = {"ir": upload(tno[0], "ir.png"), "vis": upload(tno[1], "vis.png")}
+    data = {"method": "gff"}
+    if case == "not an image":
+        files["vis"] = upload(b"hello, not a png", "notes.png")
+    elif case == "empty":
+        files["ir"] = upload(b"", "blank.png")
+    elif case == "sizes":
+        files["vis"] = upload(png(np.zeros((20, 30), np.uint8)), "small.png")
+    elif case == "method":
+        data["method"] = "magic"
+    elif case == "missing":
+        del files["vis"]
+    elif case == "too large":
+        monkeypatch.setenv("CONTRAFUSE_WEB_MAX_UPLOAD", "1000")
+    elif case == "too many pixels":
+        monkeypatch.setenv("CONTRAFUSE_MAX_PIXELS", "1000")
+    r = client.post("/api/fuse", files=files, data=data)
+    assert r.status_code == status, r.text
+    assert fragment in r.json()["error"]
+
+
+def test_page_and_lists(client):
+    assert client.get("/").status_code == 200 and "contrafuse" in client.get("/").text
+    names = [m["name"] for m in client.get("/api/methods").json()]
+    assert "coconet" in names and "gff" in names
+    assert any(m["name"] == "VIFF" for m in client.get("/api/metrics").json())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    import uvicorn
+    port = free_port()
+    config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if instance.started:
+            break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_the_page_in_a_real_browser(server, tno, tmp_path):
+    """Load the page, upload a TNO pair, run two methods, see both results with metrics, download one;
+    fails if the page shows an error."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(server)
+        page.wait_for_selector("#run:enabled")  # the method and metric lists are loaded
+        page.set_input_files("#ir", str(tno[0]))
+        page.set_input_files("#vis", str(tno[1]))
+        for box in page.query_selector_all("input[name=method]:checked"):
+            box.uncheck()
+        page.check("input[name=method][value=gff]")
+        page.check("input[name=method][value=average]")
+        page.click("#run")
+        page.wait_for_selector("text=done: 2 method(s)", timeout=120_000)
+        assert not page.is_visible("[data-testid=error]"), page.inner_text("[data-testid=error]")
+        for method in ("gff", "average"):
+            card = page.locator(f"[data-label='result: {method}']")
+            assert card.locator("img").evaluate("img => img.naturalWidth") == Image.open(tno[0]).size[0]
+            assert "EN" in card.inner_text()
+        with page.expect_download() as info:
+            page.click("[data-label='result: gff'] a.download")
+        saved = tmp_path / "download.png"
+        info.value.save_as(saved)
+        assert Image.open(saved).size == Image.open(tno[0]).size
+        if os.environ.get("CONTRAFUSE_SCREENSHOT"):  # the README's picture
+            page.screenshot(path=os.environ["CONTRAFUSE_SCREENSHOT"], full_page=True)
+        # a bad upload shows its message in the page
+        (tmp_path / "notes.png").write_text("not an image")
+        page.set_input_files("#vis", str(tmp_path / "notes.png"))
+        page.click("#run")
+        page.wait_for_selector("[data-testid=error]:visible", timeout=60_000)
+        assert "notes.png" in page.inner_text("[data-testid=error]")
+        browser.close()
