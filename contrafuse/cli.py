@@ -117,22 +117,32 @@ def cmd_fuse(args) -> int:
     missing = [flag for flag, val in (("--ir-dir", args.ir_dir), ("--vis-dir", args.vis_dir), ("--out-dir", args.out_dir)) if not val]
     if missing:
         raise ContrafuseError(None, "give --ir, --vis and -o, or --ir-dir, --vis-dir and --out-dir" if len(missing) == 3 else f"missing {', '.join(missing)}")
+    from . import distributed
+
     pairs = pair_folders(args.ir_dir, args.vis_dir)
     out_dir = Path(args.out_dir)
-    check_writable(out_dir / ".contrafuse-write-test.png")
-    method = _make_method(args)
-    failed = _report_unmatched(args.ir_dir, args.vis_dir)
-    jobs = [(pair.name, out_dir / f"{pair.name}.{args.format}", (pair.first, pair.second),
-             lambda out, pair=pair: _fuse_one(pair.first, pair.second, out, method, args)) for pair in pairs]
-    return _write_each(jobs, f"fusing ({method.name})", "fused", out_dir, args.overwrite, failed)
+    group = distributed.join() if distributed.launched() else distributed.Group()
+    try:
+        check_writable(out_dir / f".contrafuse-write-test-{group.rank}.png")
+        method = _make_method(args)
+        failed = _report_unmatched(args.ir_dir, args.vis_dir) if group.is_main else 0
+        # under torchrun each process fuses a disjoint shard: every world_size-th pair
+        jobs = [(pair.name, out_dir / f"{pair.name}.{args.format}", (pair.first, pair.second),
+                 lambda out, pair=pair: _fuse_one(pair.first, pair.second, out, method, args))
+                for pair in pairs[group.rank::group.world_size]]
+        return _write_each(jobs, f"fusing ({method.name})", "fused", out_dir, args.overwrite, failed, group)
+    finally:
+        group.close()
 
 
-def _write_each(jobs, label: str, done: str, out_dir: Path, overwrite: bool, failed: int = 0) -> int:
+def _write_each(jobs, label: str, done: str, out_dir: Path, overwrite: bool, failed: int = 0, group=None) -> int:
     """Folder mode: for each ``(name, output, inputs, work)`` skip an output that exists (unless
     ``overwrite``; one that is an input goes on to ``work``, which refuses it), else ``work(output)``;
-    report a failure and go on. Prints a summary; exit status 2 if anything failed."""
+    report a failure and go on. Prints a summary (one, summed over the processes of a torchrun
+    launch ``group``); exit status 2 if anything failed anywhere."""
     made = skipped = 0
-    for name, out, inputs, work in tqdm(jobs, desc=label, unit="item", file=sys.stderr):
+    main_process = group is None or group.is_main
+    for name, out, inputs, work in tqdm(jobs, desc=label, unit="item", file=sys.stderr, disable=not main_process):
         try:
             if out.exists() and not overwrite and not any(_same_file(out, s) for s in inputs):
                 skipped += 1
@@ -143,7 +153,10 @@ def _write_each(jobs, label: str, done: str, out_dir: Path, overwrite: bool, fai
         except ContrafuseError as exc:
             failed += 1
             tqdm.write(f"fail {name}: {exc}", file=sys.stderr)
-    print(f"{made} {done}, {skipped} skipped, {failed} failed -> {out_dir}")
+    if group is not None and group.active:
+        made, skipped, failed = (int(v) for v in group.sum([made, skipped, failed]))
+    if main_process:
+        print(f"{made} {done}, {skipped} skipped, {failed} failed -> {out_dir}")
     return EXIT_BAD_INPUT if failed else 0
 
 

@@ -2,6 +2,13 @@
 time-based checkpoints and exact resume (stage, epoch and batch; the batch order of an epoch is a
 function of the seed, so a resumed run sees the same batches).
 
+Under ``torchrun`` (:mod:`contrafuse.distributed`) each configured batch is split evenly across the
+processes and their gradients are averaged before every step: the effective batch and learning
+rate are the config's for any number of processes, and a run may resume with another number.
+BatchNorm layers become SyncBatchNorm on GPUs (statistics over the whole batch); on CPUs, where
+PyTorch has no SyncBatchNorm, each process normalises with the statistics of its share. Only
+process 0 writes the run folder (``config.yaml`` records ``world_size``).
+
 A method supplies a *recipe* (see :mod:`contrafuse.train.recipes`): ``build_model(cfg)``,
 ``stage_data(cfg, stage)`` -> float32 array (N, C, H, W), and ``step(model, batch, stage)`` ->
 dict of scalar losses including ``total``.
@@ -22,6 +29,7 @@ import yaml
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from .. import distributed
 from ..errors import ContrafuseError
 from ..precision import autocast, resolve_precision, torch_device
 
@@ -84,21 +92,32 @@ def train(cfg: dict, recipe, *, out_dir: str | os.PathLike | None = None, resume
           max_steps: int | None = None, device: str = "cpu") -> Path:
     """Run (or resume) the staged schedule of ``cfg``; returns the output folder."""
     out = Path(out_dir or cfg.get("output", f"runs/{cfg['method']}"))
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists() and not resume:
         raise ContrafuseError(ckpt_path, "a run exists here; pass --resume to continue it or choose another --out")
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg["threads"]))
+    group = distributed.join(torch.device(device).type if isinstance(device, str) and device else "cpu")
+    try:
+        return _train(cfg, recipe, out, ckpt_path, resume, max_steps, device, group)
+    finally:
+        group.close()
+
+
+def _train(cfg, recipe, out: Path, ckpt_path: Path, resume: bool, max_steps, device, group) -> Path:
+    if group.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    threads = int(cfg.get("threads") or 0) or (torch.get_num_threads() if not group.active else os.cpu_count() or 1)
+    torch.set_num_threads(max(1, threads // group.local_world_size))  # the processes of a machine share its cores
     seed = int(cfg.get("seed", 0))
     torch.manual_seed(seed)
     np.random.seed(seed)
 
-    device = torch_device(device)
+    device = torch_device(f"cuda:{group.local_rank}" if group.active and str(device).startswith("cuda") else device)
     precision = resolve_precision(str(cfg.get("precision", "auto")), device)
     # channels-last memory: faster for CLF-Net's convolutions, much slower for CoCoNet's (measured)
     memory_format = torch.channels_last if getattr(recipe, "channels_last", False) else torch.contiguous_format
     model = recipe.build_model(cfg).to(device, memory_format=memory_format)
+    if group.active and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=float(cfg["lr"]))
     progress = {"stage": 0, "epoch": int(cfg.get("start_epoch", 0)), "batch": 0, "step": 0, "seconds": 0.0}
@@ -110,13 +129,21 @@ def train(cfg: dict, recipe, *, out_dir: str | os.PathLike | None = None, resume
         optimizer.load_state_dict(saved["optimizer"])
         progress = saved["progress"]
         torch.set_rng_state(saved["torch_rng"])
-        print(f"resuming {out} at stage {progress['stage']} epoch {progress['epoch']} batch {progress['batch']}")
+        if group.is_main:
+            print(f"resuming {out} at stage {progress['stage']} epoch {progress['epoch']} batch {progress['batch']}")
     recorded = {k: v for k, v in cfg.items() if not k.startswith("_")}
-    (out / "config.yaml").write_text(yaml.safe_dump({**recorded, "precision": precision}))
+    if group.is_main:
+        (out / "config.yaml").write_text(yaml.safe_dump({**recorded, "precision": precision,
+                                                          "world_size": group.world_size}))
 
     def checkpoint():
-        _atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                            "progress": dict(progress), "torch_rng": torch.get_rng_state()}, ckpt_path)
+        if group.is_main:
+            _atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                "progress": dict(progress), "torch_rng": torch.get_rng_state()}, ckpt_path)
+
+    def export(path: Path, metadata: dict) -> None:
+        if group.is_main:
+            export_weights(model, path, metadata)
 
     every = 60.0 * float(cfg.get("checkpoint_minutes", 3))
     last_ckpt, start = time.time(), time.time() - progress["seconds"]
@@ -125,25 +152,36 @@ def train(cfg: dict, recipe, *, out_dir: str | os.PathLike | None = None, resume
         for stage_index in range(progress["stage"], len(cfg["stages"])):
             stage = cfg["stages"][stage_index]
             log_path = out / f"log_{stage.get('name', stage_index)}.csv"  # one CSV of losses per stage
-            if not resume and log_path.exists():
+            if not resume and log_path.exists() and group.is_main:
                 log_path.unlink()
-            with open(log_path, "a", newline="") as log_file:
+            with open(log_path if group.is_main else os.devnull, "a", newline="") as log_file:
                 writer = None
                 data = torch.from_numpy(recipe.stage_data(cfg, stage))
                 batch_size = int(stage.get("batch_size", cfg.get("batch_size", 1)))
+                if batch_size % group.world_size:
+                    raise ContrafuseError(cfg.get("_path"), f"batch_size {batch_size} cannot be split evenly "
+                                          f"across {group.world_size} processes")
+                share = batch_size // group.world_size
                 batches = len(data) // batch_size
                 for epoch in range(progress["epoch"], int(stage["epochs"])):
                     order = np.random.default_rng([seed, stage_index, epoch]).permutation(len(data))
                     bar = tqdm(range(progress["batch"], batches), total=batches, initial=progress["batch"],
-                               desc=f"{stage.get('name', stage_index)} epoch {epoch + 1}/{stage['epochs']}")
+                               desc=f"{stage.get('name', stage_index)} epoch {epoch + 1}/{stage['epochs']}",
+                               disable=not group.is_main)
                     model.train()
                     for b in bar:
-                        batch = data[order[b * batch_size:(b + 1) * batch_size]].to(device)
+                        mine = order[b * batch_size:(b + 1) * batch_size][group.rank * share:(group.rank + 1) * share]
+                        batch = data[mine].to(device)
                         with autocast(device, precision):
                             losses = recipe.step(model, batch.contiguous(memory_format=memory_format), stage)
                         optimizer.zero_grad(set_to_none=True)
                         losses["total"].backward()
+                        group.average_gradients(params)
                         optimizer.step()
+                        if group.active:  # log the batch's losses, not one process's share
+                            names = list(losses)
+                            means = group.sum([float(losses[k].detach()) / group.world_size for k in names])
+                            losses = {k: torch.tensor(v) for k, v in zip(names, means)}
                         progress.update(batch=b + 1, step=progress["step"] + 1, seconds=time.time() - start)
                         progress["epoch_loss"] = progress.get("epoch_loss", 0.0) + float(losses["total"].detach())
                         row = {"stage": stage.get("name", stage_index), "epoch": epoch + 1, "batch": b + 1,
@@ -166,7 +204,7 @@ def train(cfg: dict, recipe, *, out_dir: str | os.PathLike | None = None, resume
                     means = progress.setdefault("epoch_means", []) + [progress.pop("epoch_loss", 0.0) / batches]
                     progress.update(epoch=epoch + 1, batch=0, epoch_means=means)
                     checkpoint()
-                    export_weights(model, out / f"{stage.get('name', stage_index)}_epoch{epoch + 1}.safetensors",
+                    export(out / f"{stage.get('name', stage_index)}_epoch{epoch + 1}.safetensors",
                                    {"method": cfg["method"], "stage": stage.get("name", stage_index),
                                     "epoch": epoch + 1, "steps": progress["step"], "precision": precision})
                     if converged(means, stage.get("converge")):
@@ -175,12 +213,13 @@ def train(cfg: dict, recipe, *, out_dir: str | os.PathLike | None = None, resume
                         break
             progress.update(stage=stage_index + 1, epoch=0, batch=0, epoch_means=[])
             checkpoint()
-            export_weights(model, out / f"after_{stage.get('name', stage_index)}.safetensors",
+            export(out / f"after_{stage.get('name', stage_index)}.safetensors",
                            {"method": cfg["method"], "stage": stage.get("name", stage_index), "steps": progress["step"]})
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep the progress of the completed steps
         checkpoint()
-        print(f"interrupted: checkpoint saved in {out}; continue with --resume", file=sys.stderr)
+        if group.is_main:
+            print(f"interrupted: checkpoint saved in {out}; continue with --resume", file=sys.stderr)
         raise
-    export_weights(model, out / "model.safetensors",
+    export(out / "model.safetensors",
                    {"method": cfg["method"], "steps": progress["step"], "seconds": round(progress["seconds"])})
     return out

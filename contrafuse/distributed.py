@@ -1,0 +1,91 @@
+"""Running under ``torchrun``: several processes, one machine or several, gloo on CPUs, NCCL on GPUs.
+
+``torchrun`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; without them everything runs as one
+process, unchanged. Training (:func:`contrafuse.train.loop.train`) splits each configured batch
+across the processes and averages their gradients, so the effective batch and learning rate are
+the config's whatever the number of processes (and a run may resume with a different number);
+folder fusion gives each process a disjoint shard of the pairs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import ContrafuseError
+
+
+@dataclass
+class Group:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    def sum(self, values: list[float]) -> list[float]:
+        """Element-wise sum of ``values`` over all processes (unchanged for one process)."""
+        if not self.active:
+            return list(values)
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def average_gradients(self, parameters) -> None:
+        """Replace each gradient by its mean over the processes (one flat all-reduce)."""
+        if not self.active:
+            return
+        import torch
+        import torch.distributed as dist
+
+        grads = [p.grad for p in parameters if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def barrier(self) -> None:
+        if self.active:
+            import torch.distributed as dist
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.active:
+            import torch.distributed as dist
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def launched() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def join(device_type: str = "cpu") -> Group:
+    """The process group of a torchrun launch (initialised here), or a one-process group."""
+    if not launched():
+        return Group()
+    try:
+        group = Group(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)),
+                      int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])))
+    except (KeyError, ValueError) as exc:
+        raise ContrafuseError("torchrun", f"incomplete launch environment ({exc})") from None
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    return group
