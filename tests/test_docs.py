@@ -1,4 +1,4 @@
-"""The numbers in docs/REPRODUCTION.md come from committed result files: every decimal number on
+"""The numbers in docs/REPRODUCTION.md and README.md come from committed result files: every decimal number on
 the page must equal, to the decimals shown, a number in the generated reports, summaries, CSVs,
 benchmark results, model cards, training configs or the benchmark configs (which hold the papers'
 published rows)."""
@@ -27,14 +27,29 @@ def _committed_numbers() -> list[float]:
     return sorted(values)
 
 
-def test_reproduction_numbers_come_from_committed_files():
+def _unsourced(document: str, quoted: dict) -> list[str]:
+    """Decimal numbers in ``document`` matching (to the decimals shown) no committed number."""
     values = _committed_numbers()
-    text = (REPO / "docs" / "REPRODUCTION.md").read_text()
 
     def committed(token: str) -> bool:
         half = 0.5 * 10 ** -len(token.split(".")[1]) + 1e-12
         i = bisect.bisect_left(values, float(token) - half)
         return i < len(values) and values[i] <= float(token) + half
 
-    unsourced = [t for t in re.findall(r"(?<![\w.])\d+\.\d+(?![\w.])", text) if t not in QUOTED and not committed(t)]
+    text = (REPO / document).read_text()
+    return [t for t in re.findall(r"(?<![\w.])\d+\.\d+(?![\w.])", text) if t not in quoted and not committed(t)]
+
+
+def test_reproduction_numbers_come_from_committed_files():
+    unsourced = _unsourced("docs/REPRODUCTION.md", QUOTED)
     assert not unsourced, f"numbers in docs/REPRODUCTION.md found in no committed result file: {unsourced}"
+
+
+#: README decimals that are definitions or references, not measurements
+README_QUOTED = {"0.5": "the percentile rule's lower bound", "99.5": "the percentile rule's upper bound",
+                 "3.4": "a section number of the CoCoNet paper", "0.04": "the order of SF on 0..1 (legacy)"}
+
+
+def test_readme_numbers_come_from_committed_files():
+    unsourced = _unsourced("README.md", README_QUOTED)
+    assert not unsourced, f"numbers in README.md found in no committed result file: {unsourced}"
