@@ -285,6 +285,46 @@ def cmd_export(args) -> int:
     return 0
 
 
+@command("task-eval")
+def cmd_task_eval(args) -> int:
+    from .tasks import detection_table, segmentation_table, write_table
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise ContrafuseError(None, "--methods lists no method")
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise ContrafuseError(out, "output exists (use --overwrite to replace it)")
+    check_writable(out)
+    if args.task == "detection":
+        from .tasks.detection import HogPeopleDetector, OnnxDetector
+        if args.detector:
+            ids = None
+            if args.class_ids:
+                try:
+                    ids = {int(v): i for i, v in enumerate(args.class_ids.split(","))}
+                except ValueError:
+                    raise ContrafuseError(None, f"--class-ids must be comma-separated integers, not {args.class_ids!r}") from None
+            detector = OnnxDetector(args.detector, layout=args.detector_layout, class_ids=ids)
+        else:
+            detector = HogPeopleDetector()
+        print(f"detector: {detector.name}")
+        rows = detection_table(args.ir_dir, args.vis_dir, args.labels, methods, detector)
+        column = "mAP50"
+    else:
+        from .tasks.segmentation import OnnxSegmenter
+        if not args.segmenter or not args.classes:
+            raise ContrafuseError(None, "segmentation needs --segmenter MODEL.onnx and --classes N")
+        segmenter = OnnxSegmenter(args.segmenter)
+        rows = segmentation_table(args.ir_dir, args.vis_dir, args.labels, methods, segmenter, args.classes)
+        column = "mIoU"
+    write_table(rows, out, overwrite=args.overwrite)
+    for row in rows:
+        print(f"{row['method']:<16} {column} {row[column]}")
+    print(f"wrote {out}")
+    return 0
+
+
 @command("serve")
 def cmd_serve(args) -> int:
     try:
@@ -321,6 +361,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fusion_options(p)
 
     sub.add_parser("methods", help="list the fusion methods")
+
+    p = sub.add_parser("task-eval", help="task-driven evaluation: detection (AP50/mAP50) or segmentation (mIoU) "
+                                         "on the sources and each method's fused images")
+    p.add_argument("task", choices=["detection", "segmentation"])
+    p.add_argument("--ir-dir", required=True)
+    p.add_argument("--vis-dir", required=True)
+    p.add_argument("--labels", required=True, help="detection: YOLO .txt per image; segmentation: PNG class masks")
+    p.add_argument("--methods", default="ir,vis,gff,coconet,clfnet",
+                   help="comma-separated; 'ir' and 'vis' are the sources themselves")
+    p.add_argument("--detector", help="a YOLO-style ONNX detector (default: OpenCV's HOG people detector, person only)")
+    p.add_argument("--detector-layout", choices=["yolov8", "yolov5"], default="yolov8")
+    p.add_argument("--class-ids", help="the detector's class index for each label class, in order (e.g. 0,1,2)")
+    p.add_argument("--segmenter", help="segmentation: an ONNX segmenter")
+    p.add_argument("--classes", type=int, help="segmentation: number of classes")
+    p.add_argument("-o", "--output", required=True, help="results CSV, one row per method")
+    p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("serve", help="a local web app: upload a pair, pick methods, compare and download")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")

@@ -80,22 +80,29 @@ def cache_path(method_name: str, inference: str | None, weights: Path, sources: 
     return home() / "onnx" / f"{method_name}-{inference or 'default'}-{digest.hexdigest()[:16]}.onnx"
 
 
+def ort_session(path: str | os.PathLike, threads: int | None = None):
+    """An ONNX Runtime CPU session for ``path``, or a one-line error."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ContrafuseError(None, "ONNX models need ONNX Runtime: pip install onnxruntime") from None
+    if not Path(path).is_file():
+        raise ContrafuseError(path, "file not found")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ContrafuseError(path, f"cannot load ONNX model ({str(exc).splitlines()[0]})") from None
+
+
 class OnnxNetwork:
     """An exported network run by ONNX Runtime on ``(1, 1, H, W)`` float32 arrays."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ContrafuseError(None, "the onnxruntime backend needs ONNX Runtime: pip install onnxruntime") from None
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ContrafuseError(path, f"cannot load ONNX model ({str(exc).splitlines()[0]})") from None
+        self.session = ort_session(path, threads)
         meta = self.session.get_modelmeta().custom_metadata_map
         if META_KEY not in meta:
             raise ContrafuseError(path, "not a contrafuse export (no contrafuse metadata)")
