@@ -13,7 +13,8 @@ Choices where the paper's text and the authors' code (zzj-dyj/CLF-Net) differ, w
   not feed a ring of zeros through the 1x1 convolution; ``padding="paper"`` follows the text.
 * BatchNorm after both convolutions of the path, none on the identity; no conv biases (code).
 * Channels (code): encoder 1 -> 16 -> 16 -> 32 -> 64; decoder 128 -> 64 -> 32 -> 16 -> 1.
-  This gives 190,611 parameters: the 0.1906 M of Table VII.
+  This gives 190,120 parameters; Table VII's 0.1906 M also counts 512 that the authors' code
+  allocates and its forward pass never uses (docs/REPRODUCTION.md).
 * The projection head of the PatchNCE loss (Sec. III-C) lives here as ``head`` so that it trains
   with the network; it is not used for fusion and not counted above.
 """
