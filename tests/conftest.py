@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,12 @@ DATASETS = REPO.parent / "shared" / "datasets"
 
 
 def dataset(*parts: str) -> Path:
+    """A dataset folder of ../shared; a test needing an absent one is skipped, or fails where
+    CONTRAFUSE_REQUIRE_DATA=1 (CI sets it, so that missing data cannot pass silently)."""
     path = DATASETS.joinpath(*parts)
     if not path.exists():
+        if os.environ.get("CONTRAFUSE_REQUIRE_DATA") == "1":
+            pytest.fail(f"dataset {path} not available (CONTRAFUSE_REQUIRE_DATA=1)")
         pytest.skip(f"dataset {path} not available")
     return path
 
