@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pywt
-from scipy import ndimage
 
 from .base import FusionMethod, register_method
 
@@ -37,6 +35,7 @@ _BURT_KERNEL = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 
 
 def _blur(image: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
     out = ndimage.correlate1d(image, _BURT_KERNEL, axis=0, mode="reflect")
     return ndimage.correlate1d(out, _BURT_KERNEL, axis=1, mode="reflect")
 
@@ -92,6 +91,7 @@ class DiscreteWavelet(FusionMethod):
         self.wavelet, self.levels = wavelet, levels
 
     def fuse_grey(self, first, second):
+        import pywt
         levels = max(1, min(self.levels, pywt.dwt_max_level(min(first.shape), self.wavelet)))
         ca = pywt.wavedec2(first.astype(np.float64), self.wavelet, level=levels, mode="symmetric")
         cb = pywt.wavedec2(second.astype(np.float64), self.wavelet, level=levels, mode="symmetric")
@@ -109,6 +109,7 @@ class DiscreteWavelet(FusionMethod):
 
 def box_mean(image: np.ndarray, radius: int) -> np.ndarray:
     """Mean over a (2r+1)x(2r+1) window, reflected at the border."""
+    from scipy import ndimage
     return ndimage.uniform_filter(image, size=2 * radius + 1, mode="reflect")
 
 
@@ -134,6 +135,7 @@ class GuidedFilteringFusion(FusionMethod):
         self.saliency_radius, self.saliency_sigma = saliency_radius, saliency_sigma
 
     def fuse_grey(self, first, second):
+        from scipy import ndimage
         sources = [first.astype(np.float64), second.astype(np.float64)]
         # Eq. (1)-(2): base layer by a 31x31 mean filter, detail layer the remainder.
         bases = [ndimage.uniform_filter(s, size=self.base_size, mode="reflect") for s in sources]
