@@ -50,10 +50,10 @@ def _add_fusion_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile", type=int, metavar="PIXELS",
                         help="learned methods: run in tiles with cores of this side (exact: same result, bounded "
                              "memory); 0 = never; default: tile only images too large for CONTRAFUSE_TILE_MEMORY "
-                             "(1 GB)")
+                             "(750 MB)")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"],
-                        help="learned methods: arithmetic (default fp32; auto = bf16 autocast where the CPU/GPU has "
-                             "native bfloat16; measured differences in README)")
+                        help="learned methods: arithmetic (default auto = bf16 autocast where the CPU/GPU has "
+                             "native bfloat16, else fp32; fp32 reproduces docs/REPRODUCTION.md exactly)")
     parser.add_argument("--backend", choices=["torch", "onnxruntime"],
                         help="learned methods: torch (default) or onnxruntime (CPU, float32, exported once into the "
                              "cache; needs pip install onnxruntime onnx onnxscript)")

@@ -67,7 +67,7 @@ def test_coconet_authors_inference_is_the_papers_test_script():
     import torch
     rng = np.random.default_rng(1)
     ir, vis = (rng.random((40, 52), dtype=np.float32) for _ in range(2))
-    authors = create_method("coconet")
+    authors = create_method("coconet", precision="fp32")
     authors.border = 0  # the test script runs the bare image; the reflected border is tested below
     standard = create_method("coconet", inference="standard")
     reference = create_method("coconet", inference="standard").model.train()
@@ -148,8 +148,8 @@ def test_clfnet_authors_protocol_stretches_as_scipy_imsave():
     0 and maximum to 255; `standard` leaves the network's range, which is narrower."""
     tno = dataset("TNO_CoCoNet")
     ir, vis = (np.asarray(Image.open(tno / part / "TNO_017.png").convert("L"), np.float32) / 255 for part in ("ir", "vis"))
-    stretched = create_method("clfnet").fuse_grey(ir, vis)
-    plain = create_method("clfnet", inference="standard").fuse_grey(ir, vis)
+    stretched = create_method("clfnet", precision="fp32").fuse_grey(ir, vis)
+    plain = create_method("clfnet", inference="standard", precision="fp32").fuse_grey(ir, vis)
     assert stretched.min() == 0 and stretched.max() == pytest.approx(1.0)
     assert plain.max() - plain.min() < 0.95
     expected = (plain - plain.min()) / (plain.max() - plain.min())

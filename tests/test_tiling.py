@@ -23,8 +23,8 @@ def pair():
     ("clfnet", {}),                           # local network, global min-max stretch at the end
 ])
 def test_tiled_equals_whole_image(pair, name, options):
-    whole = create_method(name, tile=0, **options).fuse_grey(*pair)
-    tiled = create_method(name, tile=112, **options).fuse_grey(*pair)  # 2 x 2 tiles
+    whole = create_method(name, tile=0, precision="fp32", **options).fuse_grey(*pair)
+    tiled = create_method(name, tile=112, precision="fp32", **options).fuse_grey(*pair)  # 2 x 2 tiles
     assert tiled.shape == whole.shape == pair[0].shape
     assert np.abs(tiled - whole).max() * 255 < 0.05
 
@@ -32,10 +32,18 @@ def test_tiled_equals_whole_image(pair, name, options):
 def test_a_short_halo_is_what_makes_tiles_differ(pair):
     """The property above is not vacuous: with a halo shorter than the network's reach the tiles'
     edges show (so the test would catch tiles cut wrongly)."""
-    whole = create_method("coconet", tile=0, inference="standard").fuse_grey(*pair)
-    method = create_method("coconet", tile=48, inference="standard")
+    whole = create_method("coconet", tile=0, inference="standard", precision="fp32").fuse_grey(*pair)
+    method = create_method("coconet", tile=48, inference="standard", precision="fp32")
     method.halo = 8
     assert np.abs(method.fuse_grey(*pair) - whole).max() * 255 > 1
+
+
+def test_tiled_equals_whole_image_in_bfloat16_within_a_grey_level(pair):
+    """With the default arithmetic (bf16 autocast where the CPU has it) tiles round differently
+    from the whole image, but stay within one grey level of it."""
+    whole = create_method("clfnet", tile=0, precision="bf16").fuse_grey(*pair)
+    tiled = create_method("clfnet", tile=64, precision="bf16").fuse_grey(*pair)
+    assert np.abs(tiled - whole).max() * 255 <= 1.0
 
 
 def test_tile_cores_partition_the_canvas():

@@ -60,6 +60,9 @@ class MethodSpec:
             default = getattr(METHODS.get(self.name), "default_inference", None)
             if default and "inference" not in self.options:
                 parts.append(f"inference={default}")
+            if getattr(METHODS.get(self.name), "uses_torch", False):  # the arithmetic "auto" resolves to here
+                from ..precision import resolve_precision
+                parts.append(f"precision={resolve_precision(self.options.get('precision', 'auto'), 'cpu')}")
             weights = getattr(METHODS.get(self.name), "weights_file", "")
             if weights:
                 from ..weights import PACKAGE_WEIGHTS
