@@ -38,11 +38,12 @@ def test_a_short_halo_is_what_makes_tiles_differ(pair):
     assert np.abs(method.fuse_grey(*pair) - whole).max() * 255 > 1
 
 
-def test_tiled_equals_whole_image_in_bfloat16_within_a_grey_level(pair):
-    """With the default arithmetic (bf16 autocast where the CPU has it) tiles round differently
-    from the whole image, but stay within one grey level of it."""
-    whole = create_method("clfnet", tile=0, precision="bf16").fuse_grey(*pair)
-    tiled = create_method("clfnet", tile=64, precision="bf16").fuse_grey(*pair)
+@pytest.mark.parametrize("name", ["coconet", "clfnet"])
+def test_tiled_equals_whole_image_in_bfloat16_within_a_grey_level(pair, name):
+    """With bfloat16 autocast (the default where the CPU has it) tiles round differently from the
+    whole image, but stay within one grey level of it."""
+    whole = create_method(name, tile=0, precision="bf16").fuse_grey(*pair)
+    tiled = create_method(name, tile=112, precision="bf16").fuse_grey(*pair)
     assert np.abs(tiled - whole).max() * 255 <= 1.0
 
 

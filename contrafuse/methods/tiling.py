@@ -140,9 +140,9 @@ class WholeImageStatistics:
         import torch
         if isinstance(module, torch.nn.BatchNorm2d):
             mean, var = self.frozen[key]
-            x = inputs[0]
-            return torch.nn.functional.batch_norm(x, mean.to(x.dtype), var.to(x.dtype), module.weight, module.bias,
-                                training=False, eps=module.eps)
+            x = inputs[0]  # normalised in float32, as autocast runs BatchNorm, and returned in its own type
+            return torch.nn.functional.batch_norm(x.float(), mean.float(), var.float(), module.weight, module.bias,
+                                                  training=False, eps=module.eps).to(output.dtype)
         return self.frozen[key].to(output.dtype)
 
     # -- dependency probe --------------------------------------------------------------------------
