@@ -21,7 +21,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-VARIANTS = {"fp32": {}, "bf16": {"precision": "bf16"}, "onnxruntime": {"backend": "onnxruntime"}}
+VARIANTS = {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16"}, "onnxruntime": {"backend": "onnxruntime"}}
 METRICS = ["EN", "SD", "SF", "AG", "MI", "VIFF", "SCD", "Qabf"]
 
 
