@@ -99,13 +99,26 @@ any_file = st.one_of(
 )
 
 
-def _read_or_error(path: Path):
+def _result_or_error(func, path: Path):
+    """``func(path)``, or None after checking its error is one line naming ``path``."""
     try:
-        return read_image(path)
+        return func(path)
     except ContrafuseError as exc:
         message = str(exc)
         assert "\n" not in message and str(path) in message, message
         return None
+
+
+def _read_or_error(path: Path):
+    return _result_or_error(read_image, path)
+
+
+def _load_text_or_error(loader, text: str, name: str):
+    """Write ``text`` to a file called ``name`` and load it with ``loader`` (see _result_or_error)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(text, encoding="utf-8")
+        return _result_or_error(loader, path)
 
 
 @given(any_file)
@@ -212,15 +225,9 @@ def configs(draw):
 @given(st.one_of(configs().map(lambda c: yaml.safe_dump(c, allow_unicode=True)),
                  st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("latin-1"))))
 def test_config_loader_accepts_or_names_the_problem(text):
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "experiment config.yaml"
-        path.write_text(text, encoding="utf-8")
-        try:
-            cfg = load_config(path)
-        except ContrafuseError as exc:
-            message = str(exc)
-            assert "\n" not in message and str(path) in message, message
-            return
+    cfg = _load_text_or_error(load_config, text, "experiment config.yaml")
+    if cfg is None:
+        return
     for name, key in KEYS.items():  # what loads satisfies the declared table
         if key.required:
             assert name in cfg
@@ -267,14 +274,9 @@ def test_benchmark_config_loader_accepts_or_names_the_problem(text):
     from contrafuse.bench.config import load_benchmark_config
     from contrafuse.bench.suites import SUITES
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "my bench.yaml"
-        path.write_text(text, encoding="utf-8")
-        try:
-            cfg = load_benchmark_config(path)
-        except ContrafuseError as exc:
-            assert "\n" not in str(exc) and str(path) in str(exc), str(exc)
-            return
+    cfg = _load_text_or_error(load_benchmark_config, text, "my bench.yaml")
+    if cfg is None:
+        return
     from contrafuse.methods import METHODS
     from contrafuse.metrics import METRICS
     assert all((m if isinstance(m, str) else m["name"]) in METHODS for m in cfg.get("methods", []))

@@ -123,17 +123,13 @@ class TorchFusionMethod(FusionMethod):
         return ((out[r:r + height, r:r + width] + 1) / 2).clip(0, 1).astype(np.float32)
 
     def _run_onnx(self, canvases: list[np.ndarray], core: int) -> np.ndarray:
-        def to_array(a):
-            low, high = self.input_range
-            return (np.ascontiguousarray(a, dtype=np.float32) * (high - low) + low)[None, None]
-
         if not core:
-            return self.onnx(*map(to_array, canvases))[0, 0]
+            return self.onnx(*map(self._network_input, canvases))[0, 0]
         if self.needs_whole_image_statistics:
             raise ContrafuseError(self.name, "this image needs tiled inference, which for this network "
                                   "needs the torch backend (whole-image statistics); use --backend torch")
         from .tiling import run_tiled
-        return run_tiled(self.onnx, canvases, to_array, core=core, halo=self.halo, multiple=self.multiple)
+        return run_tiled(self.onnx, canvases, self._network_input, core=core, halo=self.halo, multiple=self.multiple)
 
     def _run_torch(self, canvases: list[np.ndarray], core: int) -> np.ndarray:
         import torch
@@ -175,11 +171,15 @@ class TorchFusionMethod(FusionMethod):
             core = -(-self.tile // self.multiple) * self.multiple
         return core if core < max(height, width) else 0
 
+    def _network_input(self, array: np.ndarray) -> np.ndarray:
+        """A [0, 1] image mapped linearly onto the network's input range, as ``(1, 1, H, W)``."""
+        low, high = self.input_range
+        return (np.ascontiguousarray(array, dtype=np.float32) * (high - low) + low)[None, None]
+
     def _to_tensor(self, array: np.ndarray):
         import torch
 
-        low, high = self.input_range
-        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32) * (high - low) + low)[None, None]
+        tensor = torch.from_numpy(self._network_input(array))
         return tensor.to(self.device).contiguous(memory_format=torch.channels_last)
 
 

@@ -88,6 +88,8 @@ def detection_table(ir_dir, vis_dir, labels_dir, methods: list[str], detector) -
 
 def segmentation_table(ir_dir, vis_dir, labels_dir, methods: list[str], segmenter, classes: int) -> list[dict]:
     """One row per method: mIoU and IoU per class of ``segmenter`` against label masks (NAME.png)."""
+    from PIL import Image
+
     from ..io import list_images
     from .segmentation import confusion, iou_per_class, mean_iou
 
@@ -100,7 +102,6 @@ def segmentation_table(ir_dir, vis_dir, labels_dir, methods: list[str], segmente
         if missing:
             raise ContrafuseError(labels_dir, f"no label mask for {', '.join(missing[:3])}")
         for name, image in by_name.items():
-            from PIL import Image
             truth = np.asarray(Image.open(labels[name]))
             matrix += confusion(segmenter(image), truth, classes)
         iou = iou_per_class(matrix)
