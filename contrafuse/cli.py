@@ -448,6 +448,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"contrafuse: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except MemoryError:
+        if args.debug:
+            raise
+        print("contrafuse: error: not enough memory for this input (a very large image? learned methods "
+              "tile above CONTRAFUSE_TILE_MEMORY; CONTRAFUSE_MAX_PIXELS caps image size)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("contrafuse: interrupted", file=sys.stderr)
         return 130

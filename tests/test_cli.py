@@ -185,3 +185,18 @@ def test_real_colour_pair(capsys, tmp_path):
     out = tmp_path / "road.png"
     code, _, _ = run(capsys, "fuse", "--ir", str(root / "ir" / "FLIR_00006.jpg"), "--vis", str(root / "vis" / "FLIR_00006.jpg"), "-o", str(out))
     assert code == 0 and Image.open(out).mode == "RGB"
+
+
+def test_running_out_of_memory_is_a_one_line_error(capsys, grey_pair, tmp_path, monkeypatch):
+    """Hypothesis found a 1x1 PNG beside one declaring 1x99,999,359 pixels: resampling to that
+    size raised MemoryError. Whatever runs out of memory, the CLI says so in one line."""
+    import contrafuse.cli as cli
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(cli, "fuse_images", exhausted)
+    ir, vis = grey_pair
+    code, _, err = run(capsys, "fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "f.png"), "--method", "dwt")
+    assert_one_line_error(code, err, "not enough memory")
+    assert not (tmp_path / "f.png").exists()
