@@ -121,6 +121,7 @@ def main() -> None:
         "after, 10 anchors": (SCHEDULE[stage1] * rows[stage1]["after"]["seconds_per_step"]
                               + SCHEDULE[stage2] * rows[anchors]["after"]["seconds_per_step"]),
     }
+    seconds.update({f"speed-up, {k}": seconds["before"] / seconds[k] for k in ("after, 30 anchors", "after, 10 anchors")})
     write_result(HERE / "results" / "training_speed.json", {
         "what": "seconds per optimiser step of the shipped training configs, code at 'before' vs the working tree",
         "before": args.before, "steps": args.steps, "stages": rows,

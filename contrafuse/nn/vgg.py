@@ -95,6 +95,8 @@ class VGG19(nn.Module):
         return super().train(False)  # no dropout/BN here, but stay in eval regardless
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.convs[self.plan[-1]].weight.is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)  # follow the layout the weights were given
         outputs = []
         for name in self.plan:
             if name == "M":

@@ -113,7 +113,7 @@ def _train(cfg, recipe, out: Path, ckpt_path: Path, resume: bool, max_steps, dev
 
     device = torch_device(f"cuda:{group.local_rank}" if group.active and str(device).startswith("cuda") else device)
     precision = resolve_precision(str(cfg.get("precision", "auto")), device)
-    # channels-last memory: faster for CLF-Net's convolutions, much slower for CoCoNet's (measured)
+    # channels-last memory where the recipe asks for it (faster convolutions, measured per method)
     memory_format = torch.channels_last if getattr(recipe, "channels_last", False) else torch.contiguous_format
     model = recipe.build_model(cfg).to(device, memory_format=memory_format)
     if group.active and device.type == "cuda":
