@@ -10,6 +10,10 @@ import argparse
 import signal
 import sys
 import warnings
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -83,7 +87,8 @@ def _make_method(args):
     return create_method(name, **options)
 
 
-def _fuse_one(ir: Path, vis: Path, out: Path, method, args) -> None:
+def _read_pair(ir: Path, vis: Path, out: Path, args) -> tuple:
+    """Refuse an output that is an input (or exists, without --overwrite), then read the pair."""
     for source in (ir, vis):
         if out.exists() and _same_file(out, source):
             raise ContrafuseError(out, "output path is one of the inputs; refusing to overwrite an input")
@@ -91,7 +96,11 @@ def _fuse_one(ir: Path, vis: Path, out: Path, method, args) -> None:
         raise ContrafuseError(out, "output exists (use --overwrite to replace it)")
     first = as_unit_image(ir, high_bit_rule=args.high_bit_rule)
     second = as_unit_image(vis, high_bit_rule=args.high_bit_rule)
-    first, second = match_sizes(first, second, resize=args.resize, labels=(str(ir), str(vis)))
+    return match_sizes(first, second, resize=args.resize, labels=(str(ir), str(vis)))
+
+
+def _fuse_one(ir: Path, vis: Path, out: Path, method, args) -> None:
+    first, second = _read_pair(ir, vis, out, args)
     write_image(out, fuse_images(first, second, method, (str(ir), str(vis))), bits=args.bits, overwrite=args.overwrite)
 
 
@@ -127,32 +136,83 @@ def cmd_fuse(args) -> int:
         method = _make_method(args)
         failed = _report_unmatched(args.ir_dir, args.vis_dir) if group.is_main else 0
         # under torchrun each process fuses a disjoint shard: every world_size-th pair
-        jobs = [(pair.name, out_dir / f"{pair.name}.{args.format}", (pair.first, pair.second),
-                 lambda out, pair=pair: _fuse_one(pair.first, pair.second, out, method, args))
+        jobs = [FolderJob(pair.name, out_dir / f"{pair.name}.{args.format}", (pair.first, pair.second),
+                          read=lambda out, pair=pair: _read_pair(pair.first, pair.second, out, args),
+                          compute=lambda images, pair=pair: fuse_images(*images, method, (str(pair.first), str(pair.second))),
+                          write=lambda out, image: write_image(out, image, bits=args.bits, overwrite=args.overwrite))
                 for pair in pairs[group.rank::group.world_size]]
-        return _write_each(jobs, f"fusing ({method.name})", "fused", out_dir, args.overwrite, failed, group)
+        return _run_folder(jobs, f"fusing ({method.name})", "fused", out_dir, args.overwrite, failed, group)
     finally:
         group.close()
 
 
-def _write_each(jobs, label: str, done: str, out_dir: Path, overwrite: bool, failed: int = 0, group=None) -> int:
-    """Folder mode: for each ``(name, output, inputs, work)`` skip an output that exists (unless
-    ``overwrite``; one that is an input goes on to ``work``, which refuses it), else ``work(output)``;
-    report a failure and go on. Prints a summary (one, summed over the processes of a torchrun
-    launch ``group``); exit status 2 if anything failed anywhere."""
+@dataclass
+class FolderJob:
+    """One item of a folder command: ``read(out)`` -> data, ``compute(data)`` -> result,
+    ``write(out, result)``; ``inputs`` are the files an existing ``out`` must not be."""
+    name: str
+    out: Path
+    inputs: tuple
+    read: Callable
+    compute: Callable
+    write: Callable
+
+
+def _run_folder(jobs: list[FolderJob], label: str, done: str, out_dir: Path, overwrite: bool, failed: int = 0,
+                group=None) -> int:
+    """Folder mode. An output that exists is skipped (unless ``overwrite``; one that is an input
+    goes on to ``read``, which refuses it); a failing item is reported and the rest go on. Reading
+    the next items and writing the finished ones run in two background threads while the current
+    item computes, so a model does not wait for the disk (image decoding and encoding release the
+    GIL). Prints one summary (summed over the processes of a torchrun launch ``group``); exit
+    status 2 if anything failed anywhere."""
     made = skipped = 0
     main_process = group is None or group.is_main
-    for name, out, inputs, work in tqdm(jobs, desc=label, unit="item", file=sys.stderr, disable=not main_process):
-        try:
-            if out.exists() and not overwrite and not any(_same_file(out, s) for s in inputs):
-                skipped += 1
-                tqdm.write(f"skip {name}: {out} exists (use --overwrite)", file=sys.stderr)
+    todo = []
+    for job in jobs:
+        if job.out.exists() and not overwrite and not any(_same_file(job.out, s) for s in job.inputs):
+            skipped += 1
+            if main_process:
+                tqdm.write(f"skip {job.name}: {job.out} exists (use --overwrite)", file=sys.stderr)
+        else:
+            todo.append(job)
+
+    def report(job: FolderJob, exc: ContrafuseError) -> None:
+        nonlocal failed
+        failed += 1
+        tqdm.write(f"fail {job.name}: {exc}", file=sys.stderr)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="read") as reader, \
+            ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
+        reads = deque((job, reader.submit(job.read, job.out)) for job in todo[:2])  # read two ahead
+        upcoming = iter(todo[2:])
+        writes: deque = deque()
+        for _ in tqdm(range(len(todo)), desc=label, unit="item", file=sys.stderr, disable=not main_process):
+            job, pending = reads.popleft()
+            following = next(upcoming, None)
+            if following is not None:
+                reads.append((following, reader.submit(following.read, following.out)))
+            try:
+                if job.out.exists() and any(_same_file(job.out, s) for s in job.inputs):
+                    raise ContrafuseError(job.out, "output path is one of the inputs; refusing to overwrite an input")
+                result = job.compute(pending.result())
+            except ContrafuseError as exc:
+                report(job, exc)
                 continue
-            work(out)
-            made += 1
-        except ContrafuseError as exc:
-            failed += 1
-            tqdm.write(f"fail {name}: {exc}", file=sys.stderr)
+            writes.append((job, writer.submit(job.write, job.out, result)))
+            while writes and (len(writes) > 2 or writes[0][1].done()):  # at most two results held in memory
+                written, future = writes.popleft()
+                try:
+                    future.result()
+                    made += 1
+                except ContrafuseError as exc:
+                    report(written, exc)
+        for written, future in writes:
+            try:
+                future.result()
+                made += 1
+            except ContrafuseError as exc:
+                report(written, exc)
     if group is not None and group.active:
         made, skipped, failed = (int(v) for v in group.sum([made, skipped, failed]))
     if main_process:
@@ -252,10 +312,10 @@ def cmd_masks(args) -> int:
             return mri_mask(image, segmentation=args.segmentation)
     out_dir = Path(args.output)
     check_writable(out_dir / ".contrafuse-write-test.png")
-    jobs = [(name, out_dir / f"{name}.png", (path,),
-             lambda out, path=path: write_image(out, make(luminance(read_image(path))), overwrite=args.overwrite))
+    jobs = [FolderJob(name, out_dir / f"{name}.png", (path,), read=lambda out, path=path: luminance(read_image(path)),
+                      compute=make, write=lambda out, mask: write_image(out, mask, overwrite=args.overwrite))
             for name, path in sorted(images.items())]
-    return _write_each(jobs, f"{args.kind} masks", "masks", out_dir, args.overwrite)
+    return _run_folder(jobs, f"{args.kind} masks", "masks", out_dir, args.overwrite)
 
 
 @command("benchmark")

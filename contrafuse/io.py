@@ -209,7 +209,10 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, bits: int = 8,
     fd, tmp = _temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
-            pil.save(handle, format=Image.registered_extensions()[suffix])
+            # zlib level 1 for PNG (as OpenCV's default): a quarter of the encoding time of Pillow's
+            # default level 6 for files about 5 % larger (RoadScene fusions, measured)
+            options = {"compress_level": 1} if suffix == ".png" else {}
+            pil.save(handle, format=Image.registered_extensions()[suffix], **options)
             handle.flush()
             os.fsync(handle.fileno())
         atomic_replace(tmp, path)

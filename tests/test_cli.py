@@ -164,6 +164,36 @@ def test_folder_mode_reports_bad_pair_and_continues(capsys, tmp_path, rng):
     assert (out / "a.png").exists() and not (out / "b.png").exists()
 
 
+def test_folder_mode_equals_single_pairs_with_failures_in_between(capsys, tmp_path, rng):
+    """The folder pipeline (reads ahead, writes behind) fuses each pair exactly as a single-pair
+    run does, keeps going past failures at any position and reports each once."""
+    names = [f"p{i}" for i in range(7)]
+    for name in names:
+        save(tmp_path / "ir" / f"{name}.png", (rng.random((24, 20)) * 255).astype(np.uint8))
+        save(tmp_path / "vis" / f"{name}.png", (rng.random((24, 20)) * 255).astype(np.uint8))
+    for bad in ("p0", "p3", "p6"):  # first, middle and last
+        (tmp_path / "vis" / f"{bad}.png").write_bytes(b"not a png")
+    code, stdout, err = run(capsys, "fuse", "--ir-dir", str(tmp_path / "ir"), "--vis-dir", str(tmp_path / "vis"),
+                            "--out-dir", str(tmp_path / "out"), "--method", "laplacian")
+    assert code == 2 and "4 fused, 0 skipped, 3 failed" in stdout
+    assert sorted(line.split(":")[0] for line in err.splitlines() if line.startswith("fail")) == [
+        "fail p0", "fail p3", "fail p6"]
+    for name in ("p1", "p2", "p4", "p5"):
+        single = tmp_path / f"{name}.png"
+        assert run(capsys, "fuse", "--ir", str(tmp_path / "ir" / f"{name}.png"), "--vis",
+                   str(tmp_path / "vis" / f"{name}.png"), "-o", str(single), "--method", "laplacian")[0] == 0
+        assert np.array_equal(np.asarray(Image.open(single)), np.asarray(Image.open(tmp_path / "out" / f"{name}.png")))
+
+
+def test_masks_never_overwrite_their_input(capsys, tmp_path, rng):
+    image = tmp_path / "ir" / "a.png"
+    save(image, (rng.random((32, 32)) * 255).astype(np.uint8))
+    before = image.read_bytes()
+    code, stdout, err = run(capsys, "masks", "--ir-dir", str(tmp_path / "ir"), "-o", str(tmp_path / "ir"), "--overwrite")
+    assert code == 2 and "0 masks, 0 skipped, 1 failed" in stdout and "one of the inputs" in err
+    assert image.read_bytes() == before
+
+
 def test_methods_command(capsys):
     code, out, _ = run(capsys, "methods")
     assert code == 0
