@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import dataset, save
+from conftest import DATASETS, dataset, save
 from PIL import Image
 
 from contrafuse.cli import main
@@ -15,11 +15,17 @@ from contrafuse.metrics import METRICS, STANDARD, conventions_used, create_metri
 from contrafuse.metrics.vifb import VIFB_METRICS
 
 # ---------------------------------------------------------------------------------------------
-# VIFB calibration: our vifb convention against VIFB's own MATLAB values (5 significant digits).
-# CI checks every image with five of the 25 methods; benchmarks/vifb_calibration.py checks all
-# 250 triples and records the worst errors in benchmarks/results/vifb_calibration.json.
+# VIFB calibration: our vifb convention against VIFB's own MATLAB values (relative error 1e-3) for
+# every one of the 25 methods whose fused images VIFB distributes, on two of its ten images (about a
+# minute); benchmarks/vifb_calibration.py checks all 250 triples and records the worst errors in
+# benchmarks/results/vifb_calibration.json.
 
-CALIBRATION_METHODS = ["ADF", "GFF", "IFCNN", "SeAFusion", "U2Fusion"]
+CALIBRATION_IMAGES = ["carShadow", "kettle"]
+#: VIFB's published values for these two disagree with its published images by more than the
+#: rounding of its tables: worst relative errors 6.0 % (YDTR, Cross_entropy on kettle) and 2.3 %
+#: (SwinFusion) in benchmarks/results/vifb_calibration.json, where the other 23 methods stay under
+#: 5e-5. The values were presumably computed from images other than the JPEGs distributed.
+MISMATCHED_REFERENCES = {"YDTR", "SwinFusion"}
 
 
 def vifb_reference():
@@ -28,12 +34,21 @@ def vifb_reference():
         return root, {(r["image"], r["method"], r["metric"]): float(r["value"]) for r in csv.DictReader(handle)}
 
 
-@pytest.mark.parametrize("method", CALIBRATION_METHODS)
+def _vifb_methods():
+    """The methods with fused images in VIFB_calib (read at collection; when the data is absent one
+    placeholder, whose test skips or, under CONTRAFUSE_REQUIRE_DATA=1, fails)."""
+    fused = DATASETS / "VIFB_calib" / "fused"
+    methods = sorted({p.stem.split("_", 1)[1] for p in fused.glob("*.jpg")}) if fused.is_dir() else ["(no data)"]
+    return [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason="published values disagree with the "
+                                                    "published images")) if m in MISMATCHED_REFERENCES else m
+            for m in methods]
+
+
+@pytest.mark.parametrize("method", _vifb_methods())
 def test_vifb_calibration(method):
     root, reference = vifb_reference()
-    images = sorted({key[0] for key in reference})
-    assert len(images) == 10
-    for image in images:
+    assert len({key[0] for key in reference}) == 10
+    for image in CALIBRATION_IMAGES:
         vis = np.asarray(Image.open(root / "vis" / f"{image}.jpg"))
         ir = np.asarray(Image.open(root / "ir" / f"{image}.jpg"))
         fused = np.asarray(Image.open(root / "fused" / f"{image}_{method}.jpg"))
