@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from contrafuse.bench.timing import write_result
-from contrafuse.metrics.vifb import VIFB_METRICS
+from contrafuse.metrics import VIFB_COLUMNS
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent / "shared" / "datasets" / "VIFB_calib"
@@ -26,14 +26,14 @@ def main() -> None:
     with open(ROOT / "vifb_reference_metrics.csv") as handle:
         reference = {(r["image"], r["method"], r["metric"]): float(r["value"]) for r in csv.DictReader(handle)}
     triples = sorted({(img, m) for img, m, _ in reference if (ROOT / "fused" / f"{img}_{m}.jpg").exists()})
-    worst = {name: {"relative_error": 0.0} for name in VIFB_METRICS}
+    worst = {name: {"relative_error": 0.0} for name in VIFB_COLUMNS}
     by_method: dict[str, float] = {}
     start = time.time()
     for image, method in triples:
         vis = np.asarray(Image.open(ROOT / "vis" / f"{image}.jpg"))
         ir = np.asarray(Image.open(ROOT / "ir" / f"{image}.jpg"))
         fused = np.asarray(Image.open(ROOT / "fused" / f"{image}_{method}.jpg"))
-        for name, (_, func) in VIFB_METRICS.items():
+        for name, (_, func) in VIFB_COLUMNS.items():
             got, expected = func(vis, ir, fused), reference[(image, method, name)]
             error = abs(got - expected) / max(abs(expected), 1e-12)
             by_method[method] = max(by_method.get(method, 0.0), error)

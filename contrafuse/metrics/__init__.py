@@ -33,39 +33,6 @@ from ..io import luminance, read_image
 from . import gradient, information, similarity, vifb, visual
 
 
-@dataclass(frozen=True)
-class MetricInfo:
-    name: str
-    higher_is_better: bool
-    value_range: str
-    reference: str
-
-
-METRICS: dict[str, MetricInfo] = {m.name: m for m in [
-    MetricInfo("EN", True, "[0, 8] bits", "Roberts et al., J. Appl. Remote Sens. 2008"),
-    MetricInfo("SD", True, "[0, 127.5] (legacy: [0, 15.97])", "Aslantas & Bendes, AEU 2015"),
-    MetricInfo("SF", True, "[0, inf) (legacy: on 0..1)", "Eskicioglu & Fisher, IEEE TCOM 1995"),
-    MetricInfo("AG", True, "[0, inf)", "Cui et al., Opt. Commun. 2015"),
-    MetricInfo("MI", True, "[0, 16] bits (vifb: nats)", "Qu, Zhang & Yan, Electron. Lett. 2002"),
-    MetricInfo("FMI_pixel", True, "[0, 1]", "Haghighat, Aghagolzadeh & Seyedarabi, CEE 2011; fast form AICT 2014"),
-    MetricInfo("FMI_dct", True, "[0, 1]", "Haghighat et al. 2011 / 2014, DCT features"),
-    MetricInfo("FMI_w", True, "[0, 1]", "Haghighat et al. 2011 / 2014, discrete Meyer wavelet features"),
-    MetricInfo("VIFF", True, "[0, ~1]", "Han, Cai, Cao & Xu, Information Fusion 2013"),
-    MetricInfo("VIFP", True, "[0, ~2]", "Sheikh & Bovik, IEEE TIP 2006 (summed over both sources)"),
-    MetricInfo("SCD", True, "[-2, 2]", "Aslantas & Bendes, AEU 2015"),
-    MetricInfo("Qabf", True, "[0, 1]", "Xydeas & Petrovic, Electron. Lett. 2000"),
-    MetricInfo("Nabf", False, "[0, 1]", "Kumar, SIViP 2013 (modified N^{AB/F})"),
-    MetricInfo("SSIM", True, "[-1, 1] (vifb: summed, [-2, 2])", "Wang et al., IEEE TIP 2004"),
-    MetricInfo("MS_SSIM", True, "[0, 1]", "Wang, Simoncelli & Bovik, Asilomar 2003"),
-    MetricInfo("PSNR", True, "[0, inf] dB", "Jagalingam & Hegde, Aquatic Procedia 2015"),
-    MetricInfo("RMSE", False, "[0, 255]", "Jagalingam & Hegde, Aquatic Procedia 2015"),
-    MetricInfo("CC", True, "[-1, 1]", "Pearson correlation, mean over sources"),
-    MetricInfo("CE", False, "[0, inf) bits", "Bulanon, Burks & Alchanatis, Biosyst. Eng. 2009"),
-    MetricInfo("EI", True, "[0, inf)", "Rajalingam & Priya, IJESI 2018"),
-    MetricInfo("Qcb", True, "[0, 1]", "Chen & Blum, Image Vis. Comput. 2009"),
-    MetricInfo("Qcv", False, "[0, inf)", "Chen & Varshney, Information Fusion 2007"),
-]}
-
 Fn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
 
 
@@ -73,45 +40,35 @@ def _fused_only(func) -> Fn:
     return lambda ir, vis, fused: func(fused)
 
 
-STANDARD: dict[str, Fn] = {
-    "EN": _fused_only(information.entropy),
-    "SD": _fused_only(gradient.standard_deviation),
-    "SF": _fused_only(gradient.spatial_frequency),
-    "AG": _fused_only(gradient.average_gradient),
-    "MI": information.mutual_information,
-    "FMI_pixel": lambda i, v, f: information.feature_mutual_information(i, v, f, "pixel"),
-    "FMI_dct": lambda i, v, f: information.feature_mutual_information(i, v, f, "dct"),
-    "FMI_w": lambda i, v, f: information.feature_mutual_information(i, v, f, "wavelet"),
-    "VIFF": visual.viff,
-    "VIFP": visual.vifp,
-    "SCD": similarity.scd,
-    "Qabf": gradient.qabf,
-    "Nabf": gradient.nabf,
-    "SSIM": similarity.ssim,
-    "MS_SSIM": similarity.ms_ssim,
-    "PSNR": similarity.psnr,
-    "RMSE": similarity.rmse,
-    "CC": similarity.correlation,
-    "CE": information.cross_entropy,
-    "EI": _fused_only(gradient.edge_intensity),
-    "Qcb": visual.qcb,
-    "Qcv": visual.qcv,
-}
+@dataclass(frozen=True)
+class Metric:
+    """One row of the metric table: everything contrafuse knows about a metric.
 
-LEGACY: dict[str, Fn] = {
-    **STANDARD,
-    "SD": _fused_only(gradient.standard_deviation_uint8),
-    "SF": _fused_only(lambda f: gradient.spatial_frequency(f, scale=1 / 255)),
-    "AG": _fused_only(lambda f: gradient.average_gradient(f, central=True)),
-    "SSIM": lambda i, v, f: similarity.ssim(i, v, f, border="replicate"),
-}
+    ``standard`` takes (ir, vis, fused) as float 0..255 luminance; ``legacy`` is the MATLAB
+    toolbox's definition where it differs (else the standard one applies); ``vifb`` is
+    ``(VIFB column name, VIFB's code)``, the code taking (vis, ir, fused) as read, colour and all
+    (metrics VIFB lacks fall back to ``standard``). ``min_size``: the smallest image side the
+    definition accepts (its windows or scales).
+    """
+    name: str
+    higher_is_better: bool
+    value_range: str
+    reference: str
+    standard: Fn
+    legacy: Fn | None = None
+    vifb: tuple[str, Callable] | None = None
+    min_size: int = 1
 
-#: the VIFB functions take (visible, infrared, fused) as read; adapt to our (ir, vis, fused) order
-def _vifb_order(func) -> Fn:
-    return lambda ir, vis, fused: func(vis, ir, fused)
+    def definition(self, convention: str) -> tuple[Callable, str]:
+        """The function computing this metric under ``convention`` and the convention it actually uses."""
+        if convention not in CONVENTIONS:
+            raise ContrafuseError(None, f"unknown convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
+        if convention == "legacy":  # the toolbox's own definition, or the standard one on its rgb2gray
+            return self.legacy or self.standard, "legacy"
+        if convention == "vifb" and self.vifb is not None:
+            return self.vifb[1], "vifb"
+        return self.standard, "standard"
 
-
-VIFB: dict[str, Fn] = {name: _vifb_order(func) for name, func in vifb.BY_SHORT_NAME.items()}
 
 CONVENTIONS: dict[str, str] = {
     "standard": "textbook floating-point definitions on 0..255 luminance (default)",
@@ -119,26 +76,88 @@ CONVENTIONS: dict[str, str] = {
     "vifb": "VIFB benchmark MATLAB code for its 13 metrics; others fall back to standard",
 }
 
-DEFAULT_METRICS = list(METRICS)
+#: The metric table. Adding a metric: its function in a module of this package, one row here, tests.
+METRICS: dict[str, Metric] = {m.name: m for m in [
+    Metric("EN", True, "[0, 8] bits", "Roberts et al., J. Appl. Remote Sens. 2008",
+           _fused_only(information.entropy), vifb=("Entropy", vifb.entropy)),
+    Metric("SD", True, "[0, 127.5] (legacy: [0, 15.97])", "Aslantas & Bendes, AEU 2015",
+           _fused_only(gradient.standard_deviation), legacy=_fused_only(gradient.standard_deviation_uint8),
+           vifb=("Variance", vifb.variance)),
+    Metric("SF", True, "[0, inf) (legacy: on 0..1)", "Eskicioglu & Fisher, IEEE TCOM 1995",
+           _fused_only(gradient.spatial_frequency),
+           legacy=_fused_only(lambda f: gradient.spatial_frequency(f, scale=1 / 255)),
+           vifb=("Spatial_frequency", vifb.spatial_frequency), min_size=2),
+    Metric("AG", True, "[0, inf)", "Cui et al., Opt. Commun. 2015",
+           _fused_only(gradient.average_gradient), legacy=_fused_only(lambda f: gradient.average_gradient(f, central=True)),
+           vifb=("Avg_gradient", vifb.avg_gradient), min_size=2),
+    Metric("MI", True, "[0, 16] bits (vifb: nats)", "Qu, Zhang & Yan, Electron. Lett. 2002",
+           information.mutual_information, vifb=("Mutinf", vifb.mutual_information)),
+    Metric("FMI_pixel", True, "[0, 1]", "Haghighat, Aghagolzadeh & Seyedarabi, CEE 2011; fast form AICT 2014",
+           lambda i, v, f: information.feature_mutual_information(i, v, f, "pixel"), min_size=3),
+    Metric("FMI_dct", True, "[0, 1]", "Haghighat et al. 2011 / 2014, DCT features",
+           lambda i, v, f: information.feature_mutual_information(i, v, f, "dct"), min_size=3),
+    Metric("FMI_w", True, "[0, 1]", "Haghighat et al. 2011 / 2014, discrete Meyer wavelet features",
+           lambda i, v, f: information.feature_mutual_information(i, v, f, "wavelet"), min_size=3),
+    Metric("VIFF", True, "[0, ~1]", "Han, Cai, Cao & Xu, Information Fusion 2013", visual.viff,
+           min_size=visual.VIF_MIN_SIDE),
+    Metric("VIFP", True, "[0, ~2]", "Sheikh & Bovik, IEEE TIP 2006 (summed over both sources)", visual.vifp,
+           min_size=visual.VIF_MIN_SIDE),
+    Metric("SCD", True, "[-2, 2]", "Aslantas & Bendes, AEU 2015", similarity.scd),
+    Metric("Qabf", True, "[0, 1]", "Xydeas & Petrovic, Electron. Lett. 2000", gradient.qabf,
+           vifb=("Qabf", vifb.qabf_per_channel), min_size=3),
+    Metric("Nabf", False, "[0, 1]", "Kumar, SIViP 2013 (modified N^{AB/F})", gradient.nabf, min_size=3),
+    Metric("SSIM", True, "[-1, 1] (vifb: summed, [-2, 2])", "Wang et al., IEEE TIP 2004", similarity.ssim,
+           legacy=lambda i, v, f: similarity.ssim(i, v, f, border="replicate"), vifb=("Ssim", vifb.ssim_sum),
+           min_size=11),
+    Metric("MS_SSIM", True, "[0, 1]", "Wang, Simoncelli & Bovik, Asilomar 2003", similarity.ms_ssim, min_size=176),
+    Metric("PSNR", True, "[0, inf] dB", "Jagalingam & Hegde, Aquatic Procedia 2015", similarity.psnr,
+           vifb=("Psnr", vifb.psnr)),
+    Metric("RMSE", False, "[0, 255]", "Jagalingam & Hegde, Aquatic Procedia 2015", similarity.rmse,
+           vifb=("Rmse", vifb.rmse)),
+    Metric("CC", True, "[-1, 1]", "Pearson correlation, mean over sources", similarity.correlation),
+    Metric("Qw", True, "[-1, 1]", "Piella & Heijmans, ICIP 2003 (weighted fusion quality index)", similarity.piella_qw,
+           min_size=8),
+    Metric("CE", False, "[0, inf) bits", "Bulanon, Burks & Alchanatis, Biosyst. Eng. 2009", information.cross_entropy,
+           vifb=("Cross_entropy", vifb.cross_entropy)),
+    Metric("EI", True, "[0, inf)", "Rajalingam & Priya, IJESI 2018", _fused_only(gradient.edge_intensity),
+           vifb=("Edge_intensity", vifb.edge_intensity), min_size=3),
+    Metric("Qcb", True, "[0, 1]", "Chen & Blum, Image Vis. Comput. 2009", visual.qcb,
+           vifb=("Qcb", vifb.qcb_per_channel), min_size=32),
+    Metric("Qcv", False, "[0, inf)", "Chen & Varshney, Information Fusion 2007", visual.qcv,
+           vifb=("Qcv", vifb.qcv_per_channel), min_size=16),
+]}
+
+#: VIFB's column name -> (our name, VIFB's code), for calibration against its published values
+VIFB_COLUMNS: dict[str, tuple[str, Callable]] = {m.vifb[0]: (m.name, m.vifb[1]) for m in METRICS.values() if m.vifb}
 
 
-def definition(metric: str, convention: str) -> tuple[Fn, str]:
-    """The function computing ``metric`` under ``convention`` and the convention it actually uses."""
-    if metric not in METRICS:
-        raise ContrafuseError(None, f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
-    if convention == "standard":
-        return STANDARD[metric], "standard"
-    if convention == "legacy":
-        return LEGACY[metric], "legacy"
-    if convention == "vifb":
-        return (VIFB[metric], "vifb") if metric in VIFB else (STANDARD[metric], "standard")
-    raise ContrafuseError(None, f"unknown convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
+def metric(name: str) -> Metric:
+    """The table row of ``name``; a one-line error naming the known metrics otherwise."""
+    if name not in METRICS:
+        raise ContrafuseError(None, f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
+    return METRICS[name]
 
 
-def create_metric(name: str, convention: str = "standard") -> Callable:
-    """A callable ``metric(ir, vis, fused) -> float`` taking paths or arrays (see :func:`evaluate`)."""
-    definition(name, convention)  # validate early
-    return lambda ir, vis, fused: evaluate(ir, vis, fused, metrics=[name], convention=convention)[name]
+def definition(name: str, convention: str) -> tuple[Callable, str]:
+    """The function computing ``name`` under ``convention`` and the convention it actually uses."""
+    return metric(name).definition(convention)
+
+
+@dataclass(frozen=True)
+class BoundMetric:
+    """A metric under one convention, called as ``m(ir, vis, fused) -> float`` on paths or arrays
+    (see :func:`evaluate`); ``info`` is its table row, ``convention_used`` the definition applied."""
+    info: Metric
+    convention: str
+    convention_used: str
+
+    def __call__(self, ir, vis, fused) -> float:
+        return evaluate(ir, vis, fused, metrics=[self.info.name], convention=self.convention)[self.info.name]
+
+
+def create_metric(name: str, convention: str = "standard") -> BoundMetric:
+    """``create_metric("Qabf", "legacy")(ir, vis, fused)``: one metric, validated up front."""
+    return BoundMetric(metric(name), convention, definition(name, convention)[1])
 
 
 def _as_read(image, label: str) -> np.ndarray:
@@ -181,15 +200,19 @@ def evaluate(ir, vis, fused, metrics=None, convention: str = "standard") -> dict
     images are reduced to luminance except under ``vifb``, which applies VIFB's own per-channel
     rule. :func:`conventions_used` tells which definition produced each value.
     """
-    names = list(metrics) if metrics is not None else DEFAULT_METRICS
+    names = list(metrics) if metrics is not None else list(METRICS)
     raw = [_as_read(x, label) for x, label in ((ir, "ir"), (vis, "vis"), (fused, "fused"))]
     shapes = {r.shape[:2] for r in raw}
     if len(shapes) != 1:
         raise ContrafuseError(None, f"images differ in size: {[r.shape[:2] for r in raw]}")
+    (height, width), = shapes
     grey = {}
     results = {}
     for name in names:
         func, used = definition(name, convention)
+        if min(height, width) < METRICS[name].min_size:
+            size = METRICS[name].min_size
+            raise ContrafuseError(None, f"{name}: images of {width}x{height} are too small (needs at least {size}x{size})")
         if used == "vifb":
             results[name] = float(func(*raw))
         else:

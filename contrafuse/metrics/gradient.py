@@ -27,7 +27,7 @@ def standard_deviation_uint8(fused) -> float:
 def spatial_frequency(fused, scale: float = 1.0) -> float:
     """SF (Eskicioglu & Fisher 1995; CoCoNet Eqs. 15-17): sqrt(RF^2 + CF^2), both normalised by
     M N. ``scale`` multiplies intensities first (1/255 gives the legacy 0..1 convention)."""
-    (fused,) = check_images(fused, min_size=2, name="SF")
+    (fused,) = check_images(fused, name="SF")
     fused = fused * scale
     rf = ((fused[:, 1:] - fused[:, :-1]) ** 2).sum() / fused.size
     cf = ((fused[1:, :] - fused[:-1, :]) ** 2).sum() / fused.size
@@ -41,7 +41,7 @@ def average_gradient(fused, central: bool = False) -> float:
     ``central=True``: MATLAB ``gradient`` (central differences inside, one-sided at the border)
     summed over the whole image and divided by (M-1)(N-1), as the MATLAB toolboxes do.
     """
-    (fused,) = check_images(fused, min_size=2, name="AG")
+    (fused,) = check_images(fused, name="AG")
     rows, cols = fused.shape
     if central:
         dy, dx = np.gradient(fused)
@@ -53,14 +53,14 @@ def average_gradient(fused, central: bool = False) -> float:
 
 def edge_intensity(fused) -> float:
     """EI (Rajalingam & Priya 2018): mean Sobel gradient magnitude, replicated borders."""
-    (fused,) = check_images(fused, min_size=3, name="EI")
+    (fused,) = check_images(fused, name="EI")
     gx, gy = sobel_xy(fused)
     return float(np.sqrt(gx**2 + gy**2).mean())
 
 
 def qabf(ir, vis, fused) -> float:
     """Q^{AB/F} (Xydeas & Petrovic 2000): edge-preservation weighted by source edge strength."""
-    ir, vis, fused = check_images(ir, vis, fused, min_size=3, name="Qabf")
+    ir, vis, fused = check_images(ir, vis, fused, name="Qabf")
     return _qabf_reference(ir, vis, fused)
 
 
@@ -68,7 +68,7 @@ def nabf(ir, vis, fused) -> float:
     """N^{AB/F}: the fusion-artifact measure in the modified form of Kumar (SIViP 2013), as used by
     the fusion evaluation toolboxes: where the fused gradient exceeds both sources', the loss of
     edge preservation counts as artefact, weighted by source edge strength."""
-    ir, vis, fused = check_images(ir, vis, fused, min_size=3, name="Nabf")
+    ir, vis, fused = check_images(ir, vis, fused, name="Nabf")
     td, wt_min, lg = 2.0, 0.001, 1.5
     nrg, kg, sigma_g = 0.9999, 19.0, 0.5
     nra, ka, sigma_a = 0.9995, 22.0, 0.5

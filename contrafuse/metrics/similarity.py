@@ -1,4 +1,4 @@
-"""Source-to-fused similarity metrics: SSIM, MS-SSIM, PSNR, RMSE, CC, SCD. Grey float, 0..255."""
+"""Source-to-fused similarity metrics: SSIM, MS-SSIM, PSNR, RMSE, CC, SCD, Piella's Q_W. Grey float, 0..255."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def ssim(ir, vis, fused, reduce: str = "mean", border: str = "valid") -> float:
     """SSIM (Wang et al. 2004) of the fused image with each source, averaged (``reduce="mean"``,
     range [-1, 1]) or summed (``"sum"``, as VIFB reports it). ``border`` as in
     :func:`ssim_components` (``"replicate"``: MATLAB's ``ssim``, as the legacy toolbox calls it)."""
-    ir, vis, fused = check_images(ir, vis, fused, min_size=11, name="SSIM")
+    ir, vis, fused = check_images(ir, vis, fused, name="SSIM")
     total = ssim_pair(ir, fused, border) + ssim_pair(vis, fused, border)
     return total / 2 if reduce == "mean" else total
 
@@ -69,7 +69,7 @@ def ms_ssim_pair(a, b) -> float:
 def ms_ssim(ir, vis, fused) -> float:
     """MS-SSIM of the fused image with each source, averaged. Needs at least 176 x 176 pixels
     (an 11 x 11 window at the fifth scale)."""
-    ir, vis, fused = check_images(ir, vis, fused, min_size=176, name="MS_SSIM")
+    ir, vis, fused = check_images(ir, vis, fused, name="MS_SSIM")
     return (ms_ssim_pair(ir, fused) + ms_ssim_pair(vis, fused)) / 2
 
 
@@ -107,3 +107,54 @@ def scd(ir, vis, fused) -> float:
     """SCD (Aslantas & Bendes 2015): corr(F - VIS, IR) + corr(F - IR, VIS)."""
     ir, vis, fused = check_images(ir, vis, fused, name="SCD")
     return _corr(fused - vis, ir) + _corr(fused - ir, vis)
+
+
+def _window_statistics(x: np.ndarray, y: np.ndarray, window: int, rows: int = 64):
+    """Means, variances and covariance of every ``window`` x ``window`` sliding window of x and y
+    (population moments; the valid windows only), computed in blocks of output rows so that memory
+    stays bounded. Constant windows get a variance of exactly 0."""
+    out_h = x.shape[0] - window + 1
+    stats = [np.empty((out_h, x.shape[1] - window + 1)) for _ in range(5)]
+    for top in range(0, out_h, rows):
+        block = slice(top, min(top + rows, out_h) + window - 1)
+        wx = np.lib.stride_tricks.sliding_window_view(x[block], (window, window))
+        wy = np.lib.stride_tricks.sliding_window_view(y[block], (window, window))
+        mx, my = wx.mean(axis=(-2, -1)), wy.mean(axis=(-2, -1))
+        dx, dy = wx - mx[..., None, None], wy - my[..., None, None]
+        part = (mx, my, (dx * dx).mean(axis=(-2, -1)), (dy * dy).mean(axis=(-2, -1)), (dx * dy).mean(axis=(-2, -1)))
+        for target, value in zip(stats, part):
+            target[top: top + value.shape[0]] = value
+    return stats
+
+
+def _uiqi_map(x: np.ndarray, y: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Wang & Bovik's universal image quality index Q0 per window (IEEE SPL 2002),
+    ``4 cov mx my / ((vx + vy)(mx^2 + my^2))``, with their code's rules for flat or black windows;
+    and the variance of x per window (Piella's salience)."""
+    mx, my, vx, vy, cov = _window_statistics(x, y, window)
+    spread, level = vx + vy, mx * mx + my * my
+    q = np.ones_like(mx)  # both flat and black: identical
+    both = (spread > 0) & (level > 0)
+    q[both] = 4 * cov[both] * mx[both] * my[both] / (spread[both] * level[both])
+    flat = (spread == 0) & (level > 0)
+    q[flat] = 2 * mx[flat] * my[flat] / level[flat]
+    black = (spread > 0) & (level == 0)
+    q[black] = 2 * cov[black] / spread[black]
+    return q, vx
+
+
+def piella_qw(ir, vis, fused, window: int = 8) -> float:
+    """Q_W, Piella & Heijmans' weighted fusion quality index (ICIP 2003, Eq. 6): over sliding
+    ``window`` x ``window`` windows w, ``sum_w c(w) [lambda(w) Q0(IR, F | w) + (1 - lambda(w)) Q0(VIS, F | w)]``
+    with Q0 the universal image quality index, salience s = local variance,
+    ``lambda = s(IR) / (s(IR) + s(VIS))`` (1/2 where both are flat) and
+    ``c(w) = max(s(IR), s(VIS)) / sum over all windows`` (uniform where every window is flat).
+    8 x 8 windows as in Wang & Bovik's Q0 code."""
+    ir, vis, fused = check_images(ir, vis, fused, name="Qw")
+    q_ir, s_ir = _uiqi_map(ir, fused, window)
+    q_vis, s_vis = _uiqi_map(vis, fused, window)
+    total = s_ir + s_vis
+    lam = np.divide(s_ir, total, out=np.full_like(total, 0.5), where=total > 0)
+    salience = np.maximum(s_ir, s_vis)
+    weights = salience / salience.sum() if salience.sum() > 0 else np.full_like(salience, 1 / salience.size)
+    return float((weights * (lam * q_ir + (1 - lam) * q_vis)).sum())

@@ -251,21 +251,20 @@ def spatial_frequency(vis, ir, fused) -> float:
     return float(np.sqrt(rf + cf))
 
 
-VIFB_METRICS = {
-    "Avg_gradient": ("AG", avg_gradient),
-    "Cross_entropy": ("CE", lambda v, i, f: _per_channel(_cross_entropy, v, i, f)),
-    "Edge_intensity": ("EI", edge_intensity),
-    "Entropy": ("EN", lambda v, i, f: _per_channel(_entropy, v, i, f)),
-    "Mutinf": ("MI", lambda v, i, f: _per_channel(_mutinf, v, i, f)),
-    "Psnr": ("PSNR", lambda v, i, f: _per_channel(_psnr, v, i, f)),
-    "Qabf": ("Qabf", lambda v, i, f: _per_channel(_qabf, v, i, f)),
-    "Qcb": ("Qcb", lambda v, i, f: _per_channel(_qcb, v, i, f)),
-    "Qcv": ("Qcv", lambda v, i, f: _per_channel(_qcv, v, i, f)),
-    "Rmse": ("RMSE", lambda v, i, f: _per_channel(_rmse, v, i, f)),
-    "Spatial_frequency": ("SF", spatial_frequency),
-    "Ssim": ("SSIM", lambda v, i, f: _per_channel(_ssim, v, i, f)),
-    "Variance": ("SD", lambda v, i, f: _per_channel(_variance, v, i, f)),
-}
+# --- VIFB's metrics as functions of (vis, ir, fused) as read, colour handled VIFB's way ---------
+# (contrafuse.metrics.METRICS names each by its VIFB column)
 
-#: our short name -> VIFB function taking (vis, ir, fused) as read
-BY_SHORT_NAME = {short: func for short, func in VIFB_METRICS.values()}
+def _each_channel(func):
+    return lambda vis, ir, fused: _per_channel(func, vis, ir, fused)
+
+
+cross_entropy = _each_channel(_cross_entropy)
+entropy = _each_channel(_entropy)
+mutual_information = _each_channel(_mutinf)
+psnr = _each_channel(_psnr)
+qabf_per_channel = _each_channel(_qabf)
+qcb_per_channel = _each_channel(_qcb)
+qcv_per_channel = _each_channel(_qcv)
+rmse = _each_channel(_rmse)
+ssim_sum = _each_channel(_ssim)
+variance = _each_channel(_variance)

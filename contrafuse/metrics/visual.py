@@ -51,7 +51,7 @@ def viff(ir, vis, fused) -> float:
     """VIFF (Han, Cai, Cao & Xu, Information Fusion 14(2), 2013): per scale, at every pixel the
     source whose gain g is smaller supplies VID/VIND; VIFF = sum_k p_k sum(VID + C) / sum(VIND + C)
     with p = [1, 0, 0.15, 1] / 2.15, visual noise 0.005 * 255^2, C = 1e-7 (reference VIFF_Public)."""
-    ir, vis, fused = check_images(ir, vis, fused, min_size=VIF_MIN_SIDE, name="VIFF")
+    ir, vis, fused = check_images(ir, vis, fused, name="VIFF")
     noise, c = 0.005 * 255 * 255, 1e-7
     weights = np.array([1.0, 0.0, 0.15, 1.0]) / 2.15
     maps1, maps2 = vif_maps(ir, fused, noise), vif_maps(vis, fused, noise)
@@ -73,17 +73,17 @@ def vifp_pair(ref, dist) -> float:
 def vifp(ir, vis, fused) -> float:
     """VIF-P (Sheikh & Bovik 2006, multi-scale pixel domain, noise variance 2) of the fused image
     against each source, summed, as many fusion papers report it."""
-    ir, vis, fused = check_images(ir, vis, fused, min_size=VIF_MIN_SIDE, name="VIFP")
+    ir, vis, fused = check_images(ir, vis, fused, name="VIFP")
     return vifp_pair(ir, fused) + vifp_pair(vis, fused)
 
 
 def qcb(ir, vis, fused) -> float:
     """Q_CB (Chen & Blum, Image Vis. Comput. 27, 2009)."""
-    ir, vis, fused = check_images(ir, vis, fused, min_size=32, name="Qcb")
+    ir, vis, fused = check_images(ir, vis, fused, name="Qcb")
     return _qcb_reference(ir, vis, fused)
 
 
 def qcv(ir, vis, fused) -> float:
     """Q_CV (Chen & Varshney, Information Fusion 8, 2007); lower is better."""
-    ir, vis, fused = check_images(ir, vis, fused, min_size=16, name="Qcv")
+    ir, vis, fused = check_images(ir, vis, fused, name="Qcv")
     return _qcv_reference(ir, vis, fused)
