@@ -24,7 +24,6 @@ from .errors import ContrafuseError
 from .io import HIGH_BIT_RULES, check_writable, pair_folders, unmatched_names, write_image
 from .io import list_images as list_images_by_name
 from .methods import DEFAULT_METHOD, METHODS, create_method
-from .methods.learned import CLFNET_INFERENCE, COCONET_INFERENCE
 
 EXIT_BAD_INPUT = 2
 
@@ -42,6 +41,15 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
+def _method_options() -> dict[str, list]:
+    """Every command-line option the registered methods declare: keyword -> [(method, option)]."""
+    declared: dict[str, list] = {}
+    for name in METHODS.names():
+        for option in METHODS.get(name).cli_options():
+            declared.setdefault(option.keyword, []).append((name, option))
+    return declared
+
+
 def _add_fusion_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default=None, help=f"fusion method (default: {DEFAULT_METHOD}); see 'contrafuse methods'")
     parser.add_argument("--resize", choices=["ir", "vis"], help="resample this input to the other's size when sizes differ")
@@ -49,41 +57,36 @@ def _add_fusion_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--high-bit-rule", choices=list(HIGH_BIT_RULES), default="minmax",
                         help="how 16-bit/float inputs map to [0, 1]: " + "; ".join(f"{k}: {v}" for k, v in HIGH_BIT_RULES.items()))
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.add_argument("--device", default="cpu", help="torch device for learned methods (cpu, cuda, cuda:1, ...)")
-    parser.add_argument("--weights", help="learned methods: a safetensors file to use instead of the shipped weights")
-    parser.add_argument("--tile", type=int, metavar="PIXELS",
-                        help="learned methods: run in tiles with cores of this side (exact: same result, bounded "
-                             "memory); 0 = never; default: tile only images too large for CONTRAFUSE_TILE_MEMORY "
-                             "(750 MB)")
-    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"],
-                        help="learned methods: arithmetic (default auto = bf16 autocast where the CPU/GPU has "
-                             "native bfloat16, else fp32; fp32 reproduces docs/REPRODUCTION.md exactly)")
-    parser.add_argument("--backend", choices=["torch", "onnxruntime"],
-                        help="learned methods: torch (default) or onnxruntime (CPU, float32, exported once into the "
-                             "cache; needs pip install onnxruntime onnx onnxscript)")
-    parser.add_argument("--inference", choices=["authors", "standard"],
-                        help="learned methods: CoCoNet: " + "; ".join(f"{k}: {v}" for k, v in COCONET_INFERENCE.items())
-                        + " (default: authors for coconet, standard for coconet-medical). CLF-Net: "
-                        + "; ".join(f"{k}: {v}" for k, v in CLFNET_INFERENCE.items()) + " (default: authors)")
+    _add_method_options(parser)
+
+
+def _add_method_options(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    """One flag per option keyword the methods declare (``only``: these keywords alone); its help
+    joins the methods' own texts and names the methods that take it."""
+    for keyword, entries in _method_options().items():
+        if only is not None and keyword not in only:
+            continue
+        helps = list(dict.fromkeys(option.help for _, option in entries))
+        choices = list(dict.fromkeys(c for _, option in entries for c in option.choices)) or None
+        first = entries[0][1]
+        parser.add_argument(f"--{keyword.replace('_', '-')}", dest=f"option_{keyword}", type=first.type,
+                            choices=choices, metavar=first.metavar,
+                            help="; ".join(helps) + f" [{', '.join(sorted({n for n, _ in entries}))}]")
 
 
 def _make_method(args):
+    """The method named by ``--method`` with the options given on the command line; an option the
+    method does not take is a one-line error."""
     name = args.method or DEFAULT_METHOD
-    cls = METHODS.get(name)
+    accepted = {option.keyword for option in METHODS.get(name).cli_options()}
     options = {}
-    if getattr(cls, "uses_torch", False):
-        options = {"device": args.device, "weights": args.weights, "tile": getattr(args, "tile", None)}
-        for option in ("precision", "backend"):
-            if getattr(args, option, None):
-                options[option] = getattr(args, option)
-    else:
-        for flag in ("weights", "tile", "precision", "backend"):
-            if getattr(args, flag, None) is not None:
-                raise ContrafuseError(None, f"--{flag} applies to learned methods, not {name!r}")
-    if args.inference:
-        if args.inference not in getattr(cls, "inference_protocols", {}):
-            raise ContrafuseError(None, f"--inference applies to the learned methods, not {name!r}")
-        options["inference"] = args.inference
+    for keyword in _method_options():
+        value = getattr(args, f"option_{keyword}", None)
+        if value is None:
+            continue
+        if keyword not in accepted:
+            raise ContrafuseError(None, f"--{keyword.replace('_', '-')} does not apply to method {name!r}")
+        options[keyword] = value
     return create_method(name, **options)
 
 
@@ -445,9 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a learned method's network to ONNX (run it with ONNX Runtime)")
     p.add_argument("--method", default=None, help=f"a learned method (default: {DEFAULT_METHOD})")
     p.add_argument("-o", "--output", required=True, help="output .onnx file")
-    p.add_argument("--weights", help="a safetensors file to export instead of the shipped weights")
-    p.add_argument("--inference", choices=["authors", "standard"], help="inference protocol baked into the export")
-    p.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    _add_method_options(p, only=("weights", "inference"))  # the protocol is baked into the export
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("evaluate", help="compute fusion metrics for folders of sources and fused images")

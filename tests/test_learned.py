@@ -86,7 +86,7 @@ def test_inference_and_weights_options_are_checked(tmp_path, capsys):
     tno = dataset("TNO_CoCoNet")
     pair = ["--ir", str(tno / "ir" / "TNO_017.png"), "--vis", str(tno / "vis" / "TNO_017.png"), "-o", str(tmp_path / "f.png")]
     assert main(["fuse", *pair, "--method", "gff", "--inference", "standard"]) == 2
-    assert "--inference applies to the learned methods" in capsys.readouterr().err
+    assert "--inference does not apply to method 'gff'" in capsys.readouterr().err
     assert main(["fuse", *pair, "--method", "gff", "--weights", "w.safetensors"]) == 2
     assert main(["fuse", *pair, "--weights", str(tmp_path / "none.safetensors")]) == 2
     assert "weights file not found" in capsys.readouterr().err

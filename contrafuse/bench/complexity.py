@@ -22,9 +22,11 @@ def _method_for_timing(spec):
         if not getattr(cls, "uses_torch", False):
             raise
         import torch
+
+        from ..nn import build_network
         method = object.__new__(cls)
         method.device = torch.device("cpu")
-        method.model = cls.build(method).eval()
+        method.model = build_network(cls.network).eval()
         return method
 
 
@@ -51,8 +53,9 @@ def complexity_table(specs, cfg: dict, out_json: Path, quick: bool = False) -> s
         row = {"parameters": 0, "trainable_parameters": 0, "flops": None}
         model = getattr(method, "model", None)
         if model is not None:
-            model = type(method).build(method).eval()  # as trained: before inference-only folding
-            fusion_params = [p for n, p in model.named_parameters() if not n.startswith("head.")]
+            from ..nn import build_network, fusion_parameters
+            model = build_network(type(method).network).eval()  # as trained: before inference-only folding
+            fusion_params = fusion_parameters(model)
             row["parameters"] = int(sum(p.numel() for p in fusion_params))
             row["trainable_parameters"] = int(sum(p.numel() for p in fusion_params if p.requires_grad))
             row["flops"] = count_flops(model, flops_size)

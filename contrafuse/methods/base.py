@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import ContrafuseError
 from ..registry import Registry
+
+
+@dataclass(frozen=True)
+class MethodOption:
+    """A constructor keyword that a method offers on the command line as ``--keyword``
+    (underscores become dashes). Methods sharing a keyword share the flag."""
+    keyword: str
+    help: str
+    type: type = str
+    choices: tuple = ()
+    metavar: str | None = None
 
 
 class FusionMethod(ABC):
@@ -24,6 +36,11 @@ class FusionMethod(ABC):
     name: str = ""
     #: one line shown by ``contrafuse methods``
     description: str = ""
+
+    @classmethod
+    def cli_options(cls) -> list[MethodOption]:
+        """The options this method takes from the command line (default: none)."""
+        return []
 
     @abstractmethod
     def fuse_grey(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:

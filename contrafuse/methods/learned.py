@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ContrafuseError
 from ..weights import PACKAGE_WEIGHTS, load_trained_weights
-from .base import FusionMethod, register_method
+from .base import FusionMethod, MethodOption, register_method
 
 
 class TorchFusionMethod(FusionMethod):
@@ -34,8 +34,8 @@ class TorchFusionMethod(FusionMethod):
     bytes_per_pixel = 1000.0
     #: whether some layer looks at the whole image (tiled inference then needs the torch backend)
     needs_whole_image_statistics = False
-    #: the network's source files in contrafuse/nn (part of the exported-model cache key)
-    network_sources: tuple[str, ...] = ()
+    #: the network's name in :data:`contrafuse.nn.NETWORKS`
+    network = ""
     #: inference backends
     backends = ("torch", "onnxruntime")
 
@@ -76,10 +76,9 @@ class TorchFusionMethod(FusionMethod):
             if precision not in ("fp32", "auto") or device != "cpu":
                 raise ContrafuseError(self.name, "the onnxruntime backend runs float32 on the CPU "
                                       "(leave --precision and --device at their defaults)")
+            from ..nn import source_files
             from .onnx import OnnxNetwork, cache_path
-            nn_dir = Path(__file__).resolve().parents[1] / "nn"
-            cached = cache_path(self.name, inference, path, [nn_dir / f for f in self.network_sources]
-                                + [Path(__file__).resolve()])
+            cached = cache_path(self.name, inference, path, [*source_files(), Path(__file__).resolve()])
             if not cached.is_file():
                 self._load_torch(path, device, "fp32")
                 from .onnx import export_onnx
@@ -91,6 +90,25 @@ class TorchFusionMethod(FusionMethod):
             self.model, self.precision = None, "fp32"
             return
         self._load_torch(path, device, precision)
+
+    @classmethod
+    def cli_options(cls) -> list[MethodOption]:
+        options = [
+            MethodOption("weights", "a safetensors file to use instead of the shipped weights", metavar="FILE"),
+            MethodOption("device", "torch device (cpu, cuda, cuda:1, ...; default cpu)"),
+            MethodOption("tile", "run in tiles with cores of this side (exact: same result, bounded memory); "
+                         "0 = never; default: tile only images too large for CONTRAFUSE_TILE_MEMORY (750 MB)",
+                         type=int, metavar="PIXELS"),
+            MethodOption("precision", "arithmetic: auto (default: bf16 autocast where the CPU/GPU has native "
+                         "bfloat16, else fp32), bf16, or fp32 (reproduces docs/REPRODUCTION.md exactly)",
+                         choices=("auto", "bf16", "fp32")),
+            MethodOption("backend", "torch (default) or onnxruntime (CPU, float32, exported once into the cache; "
+                         "needs pip install onnxruntime onnx onnxscript)", choices=cls.backends)]
+        if cls.inference_protocols:
+            options.append(MethodOption(
+                "inference", f"{cls.name}: " + "; ".join(f"{k}: {v}" for k, v in cls.inference_protocols.items())
+                + f" (default {cls.default_inference})", choices=tuple(cls.inference_protocols)))
+        return options
 
     def _load_torch(self, path: Path, device: str, precision: str) -> None:
         from ..precision import resolve_precision, torch_device
@@ -105,7 +123,9 @@ class TorchFusionMethod(FusionMethod):
         self.model = self.prepare(model.to(self.device).eval())
 
     def build(self):
-        raise NotImplementedError
+        """The untrained network, as training builds it (:func:`contrafuse.nn.build_network`)."""
+        from ..nn import build_network
+        return build_network(self.network)
 
     def prepare(self, model):
         """Inference-only speed-ups after the weights are loaded (default: none)."""
@@ -209,13 +229,9 @@ class CoCoNetMethod(TorchFusionMethod):
     weights_file = "coconet_tno.safetensors"
     multiple = 8
     needs_whole_image_statistics = True  # the channel attention's Gram matrices (and BatchNorm in 'authors')
-    network_sources = ("coconet.py", "vgg.py")
+    network = "coconet"
     halo = 96  # 64 px already lands within 0.12 grey levels of the whole-image result; 96 matches it
     bytes_per_pixel = 1300.0
-
-    def build(self):
-        from ..nn.coconet import CoCoNet
-        return CoCoNet()
 
     def prepare(self, model):
         import torch
@@ -281,13 +297,9 @@ class CLFNetMethod(TorchFusionMethod):
     description = "CLF-Net (Zhu et al., IEEE TIM 2022): residual encoders, adaptive PatchNCE + windowed SSIM; IR/visible"
     weights_file = "clfnet_tno.safetensors"
     bytes_per_pixel = 2200.0
-    network_sources = ("clfnet.py",)
+    network = "clfnet"
     inference_protocols = CLFNET_INFERENCE
     default_inference = "authors"
-
-    def build(self):
-        from ..nn.clfnet import CLFNet
-        return CLFNet()
 
     def prepare(self, model):
         import torch

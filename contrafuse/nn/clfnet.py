@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import NETWORKS
+
 
 class ResidualBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, *, project_identity: bool, last: bool = False,
@@ -77,8 +79,11 @@ class ProjectionHead(nn.Module):
         return self.mlp(x)
 
 
+@NETWORKS.register("clfnet")
 class CLFNet(nn.Module):
     """``forward(ir, vis)`` on grey tensors in [-1, 1] of any size; returns [-1, 1], same size."""
+
+    training_only = ("head.",)  # the PatchNCE projection head
 
     def __init__(self, width: int = 16, padding: str = "code"):
         super().__init__()
@@ -103,10 +108,6 @@ class CLFNet(nn.Module):
         output: the sum of the paddings along one encoder and the decoder (8 for both paddings)."""
         return sum(m.padding[0] for part in (self.ir_encoder, self.decoder) for m in part.modules()
                    if isinstance(m, nn.Conv2d))
-
-    def fusion_parameters(self) -> int:
-        """Parameter count of the fusion network (encoders and decoder, not the training head)."""
-        return sum(p.numel() for name, p in self.named_parameters() if not name.startswith("head."))
 
     def encode(self, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.ir_encoder(ir), self.vis_encoder(vis)

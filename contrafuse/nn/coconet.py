@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import NETWORKS
 from .vgg import BACKBONE_PLAN, BACKBONE_TAPS, VGG19
 
 
@@ -83,6 +84,7 @@ class MultiLevelAttention(nn.Module):
         return self.merge(torch.cat([self.attention(unet), self.attention(ir), self.attention(vis)], 1))
 
 
+@NETWORKS.register("coconet")
 class CoCoNet(nn.Module):
     """CoCoNet generator: ``forward(ir, vis)`` with grey tensors in [-1, 1], any size, returns [-1, 1]."""
 

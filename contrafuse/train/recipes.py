@@ -44,7 +44,7 @@ class CoCoNetRecipe:
         import torch
 
         from ..losses.coconet import CoupledContrastiveLoss, SelfAdaptiveLoss
-        from ..nn.coconet import CoCoNet
+        from ..nn import build_network
         from ..weights import vgg19_state
 
         self._mri_segmentation = cfg.get("mri_segmentation", "som")
@@ -62,7 +62,7 @@ class CoCoNetRecipe:
             self._contrastive = CoupledContrastiveLoss(vgg,
                                                        extra_negatives=cfg.get("extra_negatives", 2))
         self._mask_kind = cfg.get("masks", "infrared")
-        return CoCoNet(vgg_state=state, vgg_fold=fold)
+        return build_network("coconet", vgg_state=state, vgg_fold=fold)
 
     def stage_data(self, cfg, stage):
         split = load_split(cfg["split"])
@@ -137,9 +137,9 @@ class CLFNetRecipe:
 
     def build_model(self, cfg):
         from ..losses.clfnet import CLFNetLoss
-        from ..nn.clfnet import CLFNet
+        from ..nn import build_network
 
-        model = CLFNet()
+        model = build_network("clfnet")
         self._loss = CLFNetLoss(model, samples=cfg.get("samples", 200), tau=cfg.get("tau", 0.07),
                                 lambda_nce=cfg.get("lambda_nce", 1.0), lambda_ssim=cfg.get("lambda_ssim", 1.0),
                                 window=cfg.get("ssim_window", 16), window_kind=cfg.get("ssim_window_kind", "uniform"),
