@@ -1,21 +1,29 @@
-"""Copy trained runs into the package and write their model cards.
+"""Copy trained runs into the package and write their model cards (a maintainer's script: the
+package never writes into itself).
 
     python benchmarks/package_models.py --run coconet_tno=runs/coconet_tno \
         --run clfnet_tno=runs/clfnet_tno --run coconet_medical=runs/coconet_medical \
         --benchmark docs/benchmark
 
-``--refresh NAME`` re-evaluates a shipped model whose run folder is gone: the card keeps its
-training section and gets new test metrics and notes. Test-metric tables come from the
-benchmark's summary.json (legacy and standard conventions).
+A card is written from the run folder: its config, loss logs (schedule, final losses, wall time)
+and ``sessions.jsonl`` (the hardware each training session recorded), plus test-split metrics
+from the benchmark's summary.json (legacy and standard conventions). ``--refresh NAME``
+re-evaluates a shipped model whose run folder is gone: the card keeps its training section and
+gets new test metrics and notes.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import re
+import shutil
 from pathlib import Path
 
-from contrafuse.train.card import refresh_model_card, write_model_card
+import yaml
+
+from contrafuse.weights import PACKAGE_WEIGHTS, store_half
 
 #: card name -> (title, benchmark method labels, datasets)
 #: CoCoNet's weights (6.8 M parameters) are stored as float16 to keep each file under 20 MB
@@ -26,6 +34,108 @@ CARDS = {
     "coconet_medical": ("CoCoNet, MRI-PET/SPECT (Harvard)", ["coconet-medical"], ["mri_pet", "mri_spect"]),
 }
 METRICS = ["EN", "SD", "SF", "AG", "MI", "VIFF", "VIFP", "SCD", "Qabf"]
+
+
+def stage_summaries(run_dir: Path, cfg: dict) -> list[dict]:
+    rows = []
+    for stage in cfg["stages"]:
+        log = run_dir / f"log_{stage['name']}.csv"
+        if not log.exists():
+            continue
+        with open(log, newline="") as handle:
+            entries = list(csv.DictReader(handle))
+        last = entries[-1]
+        losses = {k: float(v) for k, v in last.items() if k not in ("stage", "epoch", "batch", "step", "seconds")}
+        tail = entries[-20:]
+        mean_tail = {k: sum(float(r[k]) for r in tail) / len(tail) for k in losses}
+        rows.append({"stage": stage["name"], "planned_epochs": stage["epochs"], "epochs_run": int(last["epoch"]),
+                     "last_batch": int(last["batch"]), "steps": len(entries), "end_seconds": float(last["seconds"]),
+                     "final_losses_mean_of_last_20_steps": mean_tail})
+    return rows
+
+
+def training_hardware(run_dir: Path) -> str:
+    """The machines a run trained on, from the ``sessions.jsonl`` its training loop appends one line
+    to per start or resume (machine, device, precision, processes)."""
+    log = run_dir / "sessions.jsonl"
+    if not log.is_file():
+        return "not recorded (a run from before sessions.jsonl)"
+    seen = []
+    for line in log.read_text().splitlines():
+        session = json.loads(line)
+        text = (f"{session['machine'].get('cpu')} ({session['machine'].get('cores')} cores), {session['device']}, "
+                f"{session['precision']}, {session['world_size']} process(es), torch {session['machine'].get('torch')}")
+        if text not in seen:
+            seen.append(text)
+    return "; ".join(f"`{t}`" for t in seen)
+
+
+def write_model_card(run_dir, name: str, title: str, test_tables: dict[str, str], notes: list[str],
+                     half: bool = False) -> Path:
+    """Copy ``run_dir/model.safetensors`` (or the newest export) to the package as ``name``.safetensors
+    (float16 storage when ``half``) and write ``name``.md. ``test_tables``: heading -> markdown
+    table of test metrics."""
+    run_dir = Path(run_dir)
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    for key in ("split", "init_weights", "mask_dir"):  # resolved at load time; shown from here
+        if key in cfg and Path(cfg[key]).is_absolute() and Path(cfg[key]).is_relative_to(Path.cwd()):
+            cfg[key] = str(Path(cfg[key]).relative_to(Path.cwd()))
+    source = run_dir / "model.safetensors"
+    if not source.exists():
+        source = run_dir / "export.safetensors"
+    target = PACKAGE_WEIGHTS / f"{name}.safetensors"
+    PACKAGE_WEIGHTS.mkdir(parents=True, exist_ok=True)
+    if half:
+        store_half(source, target)
+    else:
+        shutil.copyfile(source, target)
+    stages = stage_summaries(run_dir, cfg)
+    wall = max((s["end_seconds"] for s in stages), default=0.0)
+    hardware = training_hardware(run_dir)
+    lines = [f"# Model card: {title}", "",
+             weights_line(name, half), "",
+             "## Training", "",
+             f"- Config: `{json.dumps({k: v for k, v in cfg.items() if k != 'stages'})}`",
+             f"- Split: `{cfg['split']}` (see docs/data.md); no test pair in training.",
+             f"- Wall time: {wall / 3600:.2f} h of training steps; hardware, as the run recorded it: {hardware}.", "",
+             "| stage | planned epochs | reached (epoch, batch) | steps | final losses (mean of last 20 steps) |",
+             "|---|---|---|---|---|"]
+    for s in stages:
+        losses = ", ".join(f"{k} {v:.4g}" for k, v in s["final_losses_mean_of_last_20_steps"].items())
+        lines.append(f"| {s['stage']} | {s['planned_epochs']} | ({s['epochs_run']}, {s['last_batch']}) | "
+                     f"{s['steps']} | {losses} |")
+    lines += [""] + test_section(test_tables) + ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    card = PACKAGE_WEIGHTS / f"{name}.md"
+    card.write_text("\n".join(lines))
+    return card
+
+
+def weights_line(name: str, half: bool) -> str:
+    size = (PACKAGE_WEIGHTS / f"{name}.safetensors").stat().st_size / 1e6
+    return (f"Weights: `contrafuse/weights/{name}.safetensors` ({size:.1f} MB, safetensors, trainable parameters "
+            f"and BatchNorm statistics only{', stored as float16' if half else ''}).")
+
+
+def test_section(test_tables: dict[str, str]) -> list[str]:
+    lines = ["## Test metrics", ""]
+    for heading, table in test_tables.items():
+        lines += [f"### {heading}", "", table, ""]
+    return lines
+
+
+def refresh_model_card(name: str, test_tables: dict[str, str], notes: list[str], half: bool = False) -> Path:
+    """Re-evaluate a shipped model whose training run is no longer at hand: rewrite the card's
+    weights line, test metrics and notes, keeping its training section; store the weights as
+    float16 when ``half``."""
+    card = PACKAGE_WEIGHTS / f"{name}.md"
+    weights = PACKAGE_WEIGHTS / f"{name}.safetensors"
+    if half:
+        store_half(weights, weights)
+    text = card.read_text()
+    text = re.sub(r"^Weights: .*$", lambda _: weights_line(name, half), text, count=1, flags=re.MULTILINE)
+    head = text[: text.index("## Test metrics")]
+    card.write_text(head + "\n".join(test_section(test_tables) + ["## Notes", ""] + [f"- {n}" for n in notes] + [""]))
+    return card
 
 
 def table(summary: dict, dataset: str, method: str) -> dict[str, str]:

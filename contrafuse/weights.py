@@ -182,3 +182,25 @@ def load_trained_weights(model, path: str | os.PathLike, label: str = "weights")
     missing = [k for k in missing if not k.startswith("vgg.")]
     if missing or unexpected:
         raise ContrafuseError(path, f"{label} do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+
+def store_half(source: Path, target: Path) -> None:
+    """Write ``source``'s weights to ``target`` with float32 parameters stored as float16 (halves the
+    package size; they load back into float32 models). BatchNorm running statistics stay float32
+    (CoCoNet's variances exceed float16's range). Metadata is kept; the write is atomic."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(source), "pt") as handle:
+        metadata = handle.metadata()
+        names = handle.keys()  # a safe_open handle is not a mapping
+        state = {k: handle.get_tensor(k) for k in names}
+    wanted = {k for k, v in state.items() if v.dtype == torch.float32 and ".running_" not in k}
+    if not wanted and Path(source).resolve() == Path(target).resolve():
+        return  # already stored as float16: leave the file (and its benchmark cache key) alone
+    state = {k: v.half() if k in wanted else v for k, v in state.items()}
+    tmp = target.with_name(target.name + ".tmp")
+    save_file(state, str(tmp), metadata=metadata)
+    tmp.chmod(0o644)  # safetensors writes owner-only files
+    os.replace(tmp, target)

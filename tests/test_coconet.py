@@ -1,5 +1,6 @@
 """CoCoNet: VGG-19 weights and folding, network shape handling, losses, training step."""
 
+import json
 import math
 
 import pytest
@@ -147,6 +148,9 @@ def test_training_loop_checkpoints_and_resumes(tmp_path, monkeypatch):
     assert all(torch.allclose(a[k], b[k]) for k in a)
     rows = (tmp_path / "b" / "log_s.csv").read_text().strip().splitlines()
     assert rows[0].startswith("stage,epoch,batch,step") and len(rows) == 3
+    sessions = [json.loads(line) for line in (tmp_path / "b" / "sessions.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in sessions] == [0, 1]  # the start and the resume, with where each began
+    assert all(s["machine"]["cores"] and s["device"] == "cpu" for s in sessions)
 
     # an interrupt (Ctrl-C, or SIGTERM via the CLI) during the third step keeps the two completed
     class Interrupted(TinyRecipe):

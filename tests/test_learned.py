@@ -102,7 +102,7 @@ def test_half_storage_keeps_batchnorm_statistics_exact(tmp_path):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from contrafuse.train.card import store_half
+    from contrafuse.weights import store_half
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4)).eval()
     model[1].running_var.fill_(6.0e6)

@@ -1,6 +1,7 @@
 """One training loop for every learned method: staged schedule, seeds, CSV log, progress bar,
 time-based checkpoints and exact resume (stage, epoch and batch; the batch order of an epoch is a
-function of the seed, so a resumed run sees the same batches).
+function of the seed, so a resumed run sees the same batches). Every start and resume appends the
+machine, device and precision to the run's ``sessions.jsonl``, which model cards quote.
 
 Under ``torchrun`` (:mod:`contrafuse.distributed`) each configured batch is split evenly across the
 processes and their gradients are averaged before every step: the effective batch and learning
@@ -18,9 +19,11 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import os
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +33,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from .. import distributed
+from ..bench.timing import machine_info
 from ..errors import ContrafuseError
 from ..precision import autocast, resolve_precision, torch_device
 
@@ -135,6 +139,10 @@ def _train(cfg, recipe, out: Path, ckpt_path: Path, resume: bool, max_steps, dev
     if group.is_main:
         (out / "config.yaml").write_text(yaml.safe_dump({**recorded, "precision": precision,
                                                           "world_size": group.world_size}))
+        with open(out / "sessions.jsonl", "a") as sessions:  # the hardware of every start and resume
+            sessions.write(json.dumps({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                       "step": progress["step"], "machine": machine_info(), "device": str(device),
+                                       "precision": precision, "world_size": group.world_size}) + "\n")
 
     def checkpoint():
         if group.is_main:
