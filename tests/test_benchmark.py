@@ -123,3 +123,28 @@ def test_benchmark_of_own_folders_and_someone_elses_fused_images(tmp_path, monke
     assert sorted(r["image"] for r in flat) == ["a", "b"]
     assert all(float(r["EN"]) == 0.0 and float(r["SD"]) == 0.0 for r in flat)  # a constant image
     assert "flat" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_cached_fusions_are_redone_when_the_method_code_changes(tmp_path, monkeypatch):
+    """The cache key covers the method's source files: an edit to one re-fuses, nothing else does."""
+    import contrafuse.bench.runner as runner
+
+    code = tmp_path / "method.py"
+    code.write_text("version = 1\n")
+    monkeypatch.setattr(runner, "method_code", lambda cls: [code])
+    spec = runner.MethodSpec(label="gff", name="gff")
+    before = spec.fingerprint()
+    assert spec.fingerprint() == before
+    assert runner.MethodSpec(label="gff", name="gff", options={"radius": 3}).fingerprint() != before
+    code.write_text("version = 2\n")
+    assert spec.fingerprint() != before
+
+
+def test_method_code_names_the_files_a_result_depends_on():
+    from contrafuse.bench.runner import method_code
+    from contrafuse.methods import METHODS
+
+    classical = {p.name for p in method_code(METHODS.get("gff"))}
+    learned = {p.name for p in method_code(METHODS.get("coconet"))}
+    assert {"classical.py", "base.py", "io.py", "api.py"} <= classical and "coconet.py" not in classical
+    assert {"learned.py", "coconet.py", "vgg.py", "tiling.py"} <= learned

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -54,9 +55,10 @@ class MethodSpec:
     pattern: str | None = "{image}.png"  # None: any image file named by the pair's base name
 
     def fingerprint(self) -> str:
-        """Changes whenever the method, its options or its weights change (cache key)."""
+        """Changes whenever the method, its options, its weights or its code change (cache key)."""
         parts = [self.name, json.dumps(self.options, sort_keys=True)]
         if self.external is None:
+            parts += [hashlib.sha256(path.read_bytes()).hexdigest() for path in method_code(METHODS.get(self.name))]
             default = getattr(METHODS.get(self.name), "default_inference", None)
             if default and "inference" not in self.options:
                 parts.append(f"inference={default}")
@@ -69,6 +71,18 @@ class MethodSpec:
                 path = Path(self.options.get("weights", PACKAGE_WEIGHTS / weights))
                 parts.append(hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing")
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def method_code(cls) -> list[Path]:
+    """The source files a method's results depend on: its class hierarchy's modules, the reading,
+    colour and writing code, and for learned methods the networks, tiling and precision code."""
+    package = Path(__file__).resolve().parents[1]
+    files = {Path(inspect.getsourcefile(c)).resolve() for c in cls.__mro__ if c.__module__.startswith("contrafuse.")}
+    files |= {package / "api.py", package / "io.py"}
+    if getattr(cls, "uses_torch", False):
+        from ..nn import source_files
+        files |= {*source_files(), package / "methods" / "tiling.py", package / "precision.py"}
+    return sorted(files)
 
 
 def parse_methods(entries, base: Path) -> list[MethodSpec]:
