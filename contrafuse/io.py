@@ -7,6 +7,8 @@ Images are handed around as ``float32`` NumPy arrays in [0, 1]: ``(H, W)`` for g
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import tempfile
 import warnings
@@ -165,6 +167,30 @@ def atomic_replace(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     """Give ``tmp`` normal permissions and move it over ``path`` in one step."""
     os.chmod(tmp, _default_mode())
     os.replace(tmp, path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file (CSV, JSON, Markdown) atomically: a reader never sees half of it."""
+    path = Path(path)
+    fd, tmp = _temporary_beside(path)
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            handle.write(text)
+        atomic_replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_csv_atomic(path: str | os.PathLike, rows: list[dict], fieldnames: list[str] | None = None) -> Path:
+    """Write dict rows as CSV atomically (columns: ``fieldnames``, or every key in order of appearance)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames or list(dict.fromkeys(k for row in rows for k in row)))
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(path, buffer.getvalue())
 
 
 def _temporary_beside(path: Path) -> tuple[int, str]:

@@ -202,5 +202,4 @@ def store_half(source: Path, target: Path) -> None:
     state = {k: v.half() if k in wanted else v for k, v in state.items()}
     tmp = target.with_name(target.name + ".tmp")
     save_file(state, str(tmp), metadata=metadata)
-    tmp.chmod(0o644)  # safetensors writes owner-only files
-    os.replace(tmp, target)
+    atomic_replace(tmp, target)  # with normal permissions (safetensors writes owner-only files)

@@ -2,15 +2,16 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import REPO, dataset
 
-from contrafuse.bench.misalign import STRENGTHS, perturb
 from contrafuse.api import load_pair
+from contrafuse.bench.misalign import STRENGTHS, perturb
 from contrafuse.bench.runner import rank_table
-from contrafuse.bench.suites import suite_pairs
+from contrafuse.bench.suites import SUITES, suite_pairs
 from contrafuse.cli import main
 from contrafuse.io import read_image
 from contrafuse.metrics import evaluate
@@ -127,7 +128,7 @@ def test_benchmark_of_own_folders_and_someone_elses_fused_images(tmp_path, monke
 
 def test_cached_fusions_are_redone_when_the_method_code_changes(tmp_path, monkeypatch):
     """The cache key covers the method's source files: an edit to one re-fuses, nothing else does."""
-    import contrafuse.bench.runner as runner
+    from contrafuse.bench import runner
 
     code = tmp_path / "method.py"
     code.write_text("version = 1\n")
@@ -148,3 +149,10 @@ def test_method_code_names_the_files_a_result_depends_on():
     learned = {p.name for p in method_code(METHODS.get("coconet"))}
     assert {"classical.py", "base.py", "io.py", "api.py"} <= classical and "coconet.py" not in classical
     assert {"learned.py", "coconet.py", "vgg.py", "tiling.py"} <= learned
+
+
+@pytest.mark.parametrize("name", SUITES)
+def test_every_named_suite_resolves_to_pairs_that_exist(name):
+    dataset()  # the suites read ../shared/datasets
+    pairs = suite_pairs(name)
+    assert pairs and all(Path(p.first).is_file() and Path(p.second).is_file() for p in pairs)

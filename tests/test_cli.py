@@ -220,7 +220,7 @@ def test_real_colour_pair(capsys, tmp_path):
 def test_running_out_of_memory_is_a_one_line_error(capsys, grey_pair, tmp_path, monkeypatch):
     """Hypothesis found a 1x1 PNG beside one declaring 1x99,999,359 pixels: resampling to that
     size raised MemoryError. Whatever runs out of memory, the CLI says so in one line."""
-    import contrafuse.cli as cli
+    from contrafuse import cli
 
     def exhausted(*args, **kwargs):
         raise MemoryError

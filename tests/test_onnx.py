@@ -12,10 +12,10 @@ from conftest import dataset
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from contrafuse.cli import main  # noqa: E402
-from contrafuse.errors import ContrafuseError  # noqa: E402
-from contrafuse.io import luminance, read_image  # noqa: E402
-from contrafuse.methods import create_method  # noqa: E402
+from contrafuse.cli import main
+from contrafuse.errors import ContrafuseError
+from contrafuse.io import luminance, read_image
+from contrafuse.methods import create_method
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,7 @@ def home(tmp_path_factory):
 @pytest.fixture
 def cache(home, monkeypatch):
     import shutil
+
     from contrafuse.weights import home as real_home
     for name in ("vgg19_caffe.safetensors", "vgg19_caffe.safetensors.sha256"):  # CoCoNet's VGG cache
         if (real_home() / name).exists() and not (home / name).exists():

@@ -19,13 +19,13 @@ import yaml
 from PIL import Image
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, example, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
-from contrafuse.cli import main  # noqa: E402
-from contrafuse.errors import ContrafuseError  # noqa: E402
-from contrafuse.io import read_image  # noqa: E402
-from contrafuse.train.config import KEYS, STAGE_KEYS, load_config  # noqa: E402
+from contrafuse.cli import main
+from contrafuse.errors import ContrafuseError
+from contrafuse.io import read_image
+from contrafuse.train.config import KEYS, STAGE_KEYS, load_config
 
 # Bounded so that the whole module runs in well under a minute on two cores; for a deeper search
 # run with HYPOTHESIS_PROFILE=deep (2,000 examples per test).

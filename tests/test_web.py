@@ -15,9 +15,9 @@ from PIL import Image
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from contrafuse.web.app import create_app  # noqa: E402
+from contrafuse.web.app import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ContrafuseError
+from ..io import write_text_atomic
 from ..methods import METHODS, create_method
 from .timing import machine_info, median_seconds
 
@@ -61,8 +62,8 @@ def complexity_table(specs, cfg: dict, out_json: Path, quick: bool = False) -> s
             row["flops"] = count_flops(model, flops_size)
         row["runtime_seconds"] = median_seconds(lambda m=method: m.fuse_grey(a, b), repeats=1 if quick else 3)
         rows[spec.label] = row
-    out_json.write_text(json.dumps({"machine": machine_info(), "flops_size": flops_size,
-                                    "runtime_size": runtime_size, "methods": rows}, indent=1) + "\n")
+    write_text_atomic(out_json, json.dumps({"machine": machine_info(), "flops_size": flops_size,
+                                            "runtime_size": runtime_size, "methods": rows}, indent=1) + "\n")
     lines = ["### Complexity", "",
              (f"FLOPs counted by `torch.utils.flop_counter` at {flops_size[0]}x{flops_size[1]} (a multiply-add "
               f"counts as 2 FLOPs); runtime: median seconds to fuse one {runtime_size[1]}x{runtime_size[0]} "

@@ -25,7 +25,6 @@ Outputs go to ``-o OUTDIR`` (default ``runs/benchmark/<config name>``).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import inspect
 import json
@@ -38,7 +37,7 @@ from tqdm import tqdm
 
 from ..api import fuse_images, load_pair
 from ..errors import ContrafuseError
-from ..io import list_images, read_image, write_image
+from ..io import list_images, read_image, write_csv_atomic, write_image, write_text_atomic
 from ..methods import METHODS, create_method
 from ..metrics import METRICS, conventions_used, evaluate, summarise
 from .config import load_benchmark_config
@@ -167,7 +166,64 @@ def summary_markdown(title, means, stds, metrics, convention, used) -> str:
     return "\n".join(lines)
 
 
+def fuse_stage(specs: list[MethodSpec], label: str, pairs, out: Path) -> dict[str, dict[str, Path]]:
+    """Stage 1: each method's fused image per pair (cached under ``out/fused``; external results as found)."""
+    return {spec.label: produce_fused(spec, label, pairs, out)
+            for spec in tqdm(specs, desc=f"{label}: fusing", unit="method")}
+
+
+def evaluate_stage(specs: list[MethodSpec], pairs, fused: dict, metrics, convention: str, label: str):
+    """Stage 2: per-image metric rows, and each method's mean and standard deviation."""
+    sources = {p.name: [np.round(x * 255).astype(np.uint8) for x in load_pair(p)] for p in pairs}
+    rows, means, stds = [], {}, {}
+    for spec in tqdm(specs, desc=f"{label}: evaluating ({convention})", unit="method"):
+        per_method = []
+        for pair in pairs:
+            values = evaluate(*sources[pair.name], read_image(fused[spec.label][pair.name]),
+                              metrics=metrics, convention=convention)
+            per_method.append({"image": pair.name, **values})
+            rows.append({"image": pair.name, "method": spec.label, **values})
+        means[spec.label], stds[spec.label] = summarise(per_method, metrics)
+    return rows, means, stds
+
+
+def write_tables(folder: Path, convention: str, rows, means, stds, metrics) -> None:
+    """The per-image and summary CSVs of one dataset and convention (atomically)."""
+    write_csv_atomic(folder / f"per_image_{convention}.csv", rows, ["image", "method", *metrics])
+    ranks = rank_table(means, metrics)
+    write_csv_atomic(folder / f"summary_{convention}.csv", [
+        {"method": method, **{f"{m}_mean": means[method][m] for m in metrics},
+         **{f"{m}_std": stds[method][m] for m in metrics}, "avg_rank": ranks[method]} for method in means])
+
+
+def published_section(published: dict, note: str | None) -> list[str]:
+    """The papers' own rows for a dataset, as given in the config, under ours."""
+    columns = list(dict.fromkeys(k for row in published.values() for k in row))
+    lines = ["### Published values (the papers' own images and evaluation code)", "",
+             "| paper | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(str(row.get(c, "–")) for c in columns) + " |" for name, row in published.items()]
+    return lines + [""] + ([note.strip(), ""] if note else [])
+
+
+def grids_section(specs, pairs, fused: dict, folder: Path, label: str, grid_cfg: dict, quick: bool) -> list[str]:
+    """Visual comparison grids of the configured images (the first pair if none is configured)."""
+    from . import plots
+
+    names = {p.name for p in pairs}
+    wanted = [n for n in grid_cfg.get("images", []) if n in names] or [pairs[0].name]
+    lines = []
+    for image in wanted[: (1 if quick else None)]:
+        pair = next(p for p in pairs if p.name == image)
+        plots.comparison_grid(pair, {s.label: fused[s.label][image] for s in specs}, folder / f"grid_{image}.png",
+                              box=grid_cfg.get("box", [0.4, 0.4, 0.18, 0.18]),
+                              include_sources=grid_cfg.get("include_sources", False))
+        lines += [f"![{image}]({label}/grid_{image}.png)", ""]
+    return lines
+
+
 def run_benchmark(config_path, out_dir=None, quick: bool = False) -> Path:
+    """Fuse (stage 1), evaluate (stage 2) and report (stage 3) every dataset of a config; then the
+    complexity table and the misalignment study when configured. Every file is written atomically."""
     from . import plots
     from .complexity import complexity_table
     from .misalign import misalignment_study
@@ -177,84 +233,39 @@ def run_benchmark(config_path, out_dir=None, quick: bool = False) -> Path:
     base = config_path.parent
     out = Path(out_dir or Path("runs") / "benchmark" / config_path.stem)
     out.mkdir(parents=True, exist_ok=True)
-    specs = parse_methods(cfg.get("methods", ["gff", "laplacian"]), base)
+    all_specs = parse_methods(cfg.get("methods", ["gff", "laplacian"]), base)[: (2 if quick else None)]
     metrics = cfg.get("metrics", ["EN", "SD", "SF", "AG", "SCD", "VIFF"])
-    conventions = cfg.get("conventions", ["standard"])
-    if quick:
-        specs = specs[:2]
-    datasets = cfg.get("datasets", ["tno"])
     report = [f"# Benchmark `{config_path.stem}`", "",
               (f"Generated by `contrafuse benchmark {config_path.as_posix()}`{' --quick' if quick else ''}; "
                "every number below was computed by the committed code on this machine:"), "",
               f"`{json.dumps(machine_info())}`", ""]
     summary_json = {}
-    all_specs = specs
-    for entry in datasets:
+    for entry in cfg.get("datasets", ["tno"]):
         label = entry if isinstance(entry, str) else entry.get("name", entry.get("dataset", "dataset"))
-        pairs = suite_pairs(entry if isinstance(entry, str) else entry.get("suite", entry))
+        pairs = suite_pairs(entry if isinstance(entry, str) else entry.get("suite", entry))[: (2 if quick else None)]
         specs = all_specs
         if isinstance(entry, dict) and "methods" in entry:
             specs = parse_methods(entry["methods"], base)[: (2 if quick else None)]
-        if quick:
-            pairs = pairs[:2]
         report += [f"## {label}", "", f"{len(pairs)} pairs: {', '.join(p.name for p in pairs)}", ""]
-        fused = {}
-        for spec in tqdm(specs, desc=f"{label}: fusing", unit="method"):
-            fused[spec.label] = produce_fused(spec, label, pairs, out)
+        fused = fuse_stage(specs, label, pairs, out)
         folder = out / label
         folder.mkdir(exist_ok=True)
-        sources = {p.name: [np.round(x * 255).astype(np.uint8) for x in load_pair(p)] for p in pairs}
-        for convention in conventions:
+        for convention in cfg.get("conventions", ["standard"]):
             used = conventions_used(metrics, convention)
-            rows, means, stds = [], {}, {}
-            for spec in tqdm(specs, desc=f"{label}: evaluating ({convention})", unit="method"):
-                per_method = []
-                for pair in pairs:
-                    values = evaluate(*sources[pair.name], read_image(fused[spec.label][pair.name]),
-                                      metrics=metrics, convention=convention)
-                    per_method.append({"image": pair.name, **values})
-                    rows.append({"image": pair.name, "method": spec.label, **values})
-                means[spec.label], stds[spec.label] = summarise(per_method, metrics)
-            with open(folder / f"per_image_{convention}.csv", "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=["image", "method", *metrics])
-                writer.writeheader()
-                writer.writerows(rows)
-            with open(folder / f"summary_{convention}.csv", "w", newline="") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(["method", *[f"{m}_mean" for m in metrics], *[f"{m}_std" for m in metrics], "avg_rank"])
-                ranks = rank_table(means, metrics)
-                for method in means:
-                    writer.writerow([method, *[means[method][m] for m in metrics],
-                                     *[stds[method][m] for m in metrics], ranks[method]])
+            rows, means, stds = evaluate_stage(specs, pairs, fused, metrics, convention, label)
+            write_tables(folder, convention, rows, means, stds, metrics)
             report.append(summary_markdown(f"{label} ({len(pairs)} pairs)", means, stds, metrics, convention, used))
             plots.cdf_curves(rows, metrics, folder / f"cdf_{convention}.png", f"{label}, {convention}")
             plots.bar_chart(means, stds, metrics, folder / f"bars_{convention}.png", f"{label}, {convention}")
             report += [f"![CDF curves]({label}/cdf_{convention}.png)", "", f"![bars]({label}/bars_{convention}.png)", ""]
             summary_json[f"{label}/{convention}"] = {"mean": means, "std": stds, "definitions": used}
-        published = cfg.get("paper", {}).get(label)
-        if published:
-            columns = list(dict.fromkeys(k for row in published.values() for k in row))
-            report += ["### Published values (the papers' own images and evaluation code)", "",
-                       "| paper | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-            report += [f"| {name} | " + " | ".join(str(row.get(c, "–")) for c in columns) + " |"
-                       for name, row in published.items()]
-            report.append("")
-            if cfg.get("paper_note"):
-                report += [cfg["paper_note"].strip(), ""]
-        grid_cfg = cfg.get("grids", {})
-        names = {p.name for p in pairs}
-        wanted = [n for n in grid_cfg.get("images", []) if n in names] or [pairs[0].name]
-        for image in wanted[: (1 if quick else None)]:
-            pair = next(p for p in pairs if p.name == image)
-            path = folder / f"grid_{image}.png"
-            plots.comparison_grid(pair, {s.label: fused[s.label][image] for s in specs}, path,
-                                  box=grid_cfg.get("box", [0.4, 0.4, 0.18, 0.18]),
-                                  include_sources=grid_cfg.get("include_sources", False))
-            report += [f"![{image}]({label}/grid_{image}.png)", ""]
+        if cfg.get("paper", {}).get(label):
+            report += published_section(cfg["paper"][label], cfg.get("paper_note"))
+        report += grids_section(specs, pairs, fused, folder, label, cfg.get("grids", {}), quick)
     if "complexity" in cfg:
         report.append(complexity_table(all_specs, cfg["complexity"], out / "complexity.json", quick=quick))
     if "misalignment" in cfg and not quick:
         report.append(misalignment_study(all_specs, cfg["misalignment"], metrics, out / "misalignment"))
-    (out / "summary.json").write_text(json.dumps(summary_json, indent=1) + "\n")
-    (out / "report.md").write_text("\n".join(report) + "\n")
+    write_text_atomic(out / "summary.json", json.dumps(summary_json, indent=1) + "\n")
+    write_text_atomic(out / "report.md", "\n".join(report) + "\n")
     return out

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..data.datasets import Pair, dataset_pairs, datasets_root, folder_pairs, load_split
 from ..errors import ContrafuseError
-
 
 #: The named suites (each described in :func:`suite_pairs`).
 SUITES = ("tno", "roadscene", "roadscene_val", "mri_pet", "mri_spect", "mri_t1t2", "lytro", "vifb")

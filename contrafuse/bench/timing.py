@@ -53,8 +53,6 @@ def peak_rss_mb() -> float:
 
 def write_result(path: str | Path, result: dict) -> Path:
     """Write a benchmark result as JSON with the machine it ran on."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"machine": machine_info(), **result}
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    return path
+    from ..io import write_text_atomic
+
+    return write_text_atomic(path, json.dumps({"machine": machine_info(), **result}, indent=2) + "\n")

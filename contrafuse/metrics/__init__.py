@@ -32,7 +32,6 @@ from ..errors import ContrafuseError
 from ..io import luminance, read_image
 from . import gradient, information, similarity, vifb, visual
 
-
 Fn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
 
 

@@ -6,20 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from ..errors import ContrafuseError
-from ..io import atomic_replace
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as handle:
-        handle.write(text)
-    atomic_replace(tmp, path)
+from ..io import write_text_atomic
 
 
 def write_results(path, rows, mean, std, metrics, convention, used, *, fmt=None, overwrite=False) -> Path:
@@ -34,7 +24,7 @@ def write_results(path, rows, mean, std, metrics, convention, used, *, fmt=None,
     if fmt == "json":
         payload = {"convention": convention, "definitions": used, "metrics": list(metrics),
                    "images": rows, "mean": mean, "std": std}
-        _atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=True) + "\n")
+        write_text_atomic(path, json.dumps(payload, indent=2, allow_nan=True) + "\n")
         return path
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -43,6 +33,6 @@ def write_results(path, rows, mean, std, metrics, convention, used, *, fmt=None,
         writer.writerow([row["image"], *(repr(float(row[m])) for m in metrics), note])
     writer.writerow(["mean", *(repr(mean[m]) for m in metrics), note])
     writer.writerow(["std", *(repr(std[m]) for m in metrics), note])
-    _atomic_write_text(path, buffer.getvalue())
+    write_text_atomic(path, buffer.getvalue())
     return path
 

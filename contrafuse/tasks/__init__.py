@@ -7,10 +7,8 @@ of two folders, and score it against labels: ``contrafuse task-eval detection|se
 
 from __future__ import annotations
 
-import csv
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -112,16 +110,10 @@ def segmentation_table(ir_dir, vis_dir, labels_dir, methods: list[str], segmente
 
 def write_table(rows: list[dict], path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write rows as CSV atomically."""
-    from ..io import atomic_replace
+    from ..io import write_csv_atomic
 
     path = Path(path)
     if path.exists() and not overwrite:
         raise ContrafuseError(path, "output exists (use --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
-        writer.writeheader()
-        writer.writerows(rows)
-    atomic_replace(tmp, path)
+    write_csv_atomic(path, rows)
     return path

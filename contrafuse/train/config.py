@@ -18,7 +18,6 @@ from ..errors import ContrafuseError
 from ..io import read_yaml_mapping
 from ..schema import NUMBER, Key, check_keys
 
-
 KEYS = {
     "method": Key(str, required=True, choices=("coconet", "clfnet")),
     "stages": Key(list, required=True),
