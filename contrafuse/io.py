@@ -129,12 +129,13 @@ def read_image(path: str | os.PathLike, *, high_bit_rule: str = "minmax") -> np.
 
 
 def to_uint(image: np.ndarray, bits: int = 8) -> np.ndarray:
-    """Quantise a [0, 1] image to 8 or 16 bits with rounding."""
+    """Quantise a [0, 1] image to 8 or 16 bits, halves rounded up (MATLAB's ``im2uint8``): the one
+    rounding rule of the package, for written images and for metrics alike."""
     if bits not in (8, 16):
         raise ContrafuseError(None, f"output depth must be 8 or 16 bits, not {bits}")
     top = 255 if bits == 8 else 65535
     dtype = np.uint8 if bits == 8 else np.uint16
-    return np.round(np.clip(image, 0.0, 1.0) * top).astype(dtype)
+    return np.floor(np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0) * top + 0.5).astype(dtype)
 
 
 def _default_mode() -> int:

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..api import fuse_images, load_pair, resize_to
-from ..io import write_image
+from ..io import to_uint, write_image
 from ..methods import create_method
 from ..metrics import evaluate, summarise
 from .suites import suite_pairs
@@ -68,14 +68,14 @@ def misalignment_study(specs, cfg: dict, metrics, out: Path) -> str:
             for index, pair in enumerate(pairs):
                 first, second = load_pair(pair)
                 aligned = fuse_images(first, second, method)
-                src = [np.round(x * 255).astype(np.uint8) for x in (first, second)]
+                src = [to_uint(x) for x in (first, second)]
                 baseline.append(evaluate(*src, aligned, metrics=metrics))
                 ir = first if first.ndim == 2 else first.mean(axis=2)
                 for k, strength in strengths.items():
                     rng = np.random.default_rng([seed, index, list(strengths).index(k)])
                     warped = perturb(ir, strength, rng)
                     fused = fuse_images(warped, second, method)
-                    shifted[k].append(evaluate(np.round(warped * 255).astype(np.uint8), src[1], fused, metrics=metrics))
+                    shifted[k].append(evaluate(to_uint(warped), src[1], fused, metrics=metrics))
                     if index == 0 and spec_index < 2:  # small examples for the first two methods
                         scale = min(1.0, 320 / fused.shape[1])
                         size = (round(fused.shape[0] * scale), round(fused.shape[1] * scale))

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from ..api import fuse_images, load_pair
 from ..errors import ContrafuseError
-from ..io import list_images, read_image, write_csv_atomic, write_image, write_text_atomic
+from ..io import list_images, read_image, to_uint, write_csv_atomic, write_image, write_text_atomic
 from ..methods import METHODS, create_method
 from ..metrics import METRICS, conventions_used, evaluate, summarise
 from .config import load_benchmark_config
@@ -174,7 +174,7 @@ def fuse_stage(specs: list[MethodSpec], label: str, pairs, out: Path) -> dict[st
 
 def evaluate_stage(specs: list[MethodSpec], pairs, fused: dict, metrics, convention: str, label: str):
     """Stage 2: per-image metric rows, and each method's mean and standard deviation."""
-    sources = {p.name: [np.round(x * 255).astype(np.uint8) for x in load_pair(p)] for p in pairs}
+    sources = {p.name: [to_uint(x) for x in load_pair(p)] for p in pairs}
     rows, means, stds = [], {}, {}
     for spec in tqdm(specs, desc=f"{label}: evaluating ({convention})", unit="method"):
         per_method = []

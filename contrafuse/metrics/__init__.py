@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ContrafuseError
-from ..io import luminance, read_image
+from ..io import luminance, read_image, to_uint
 from . import gradient, information, similarity, vifb, visual
 
 Fn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
@@ -169,16 +169,16 @@ def _as_read(image, label: str) -> np.ndarray:
                     return np.asarray(img)  # ... but for 8-bit files keep the channels as stored
         except OSError:
             pass
-        return np.clip(np.floor(unit * 255 + 0.5), 0, 255).astype(np.uint8)
+        return to_uint(unit)
     array = np.asarray(image)
     if array.dtype == np.uint8:
         return array
     if array.dtype.kind == "f":
         if array.size and (array.min() < 0 or array.max() > 1):
             raise ContrafuseError(label, "float images must lie in [0, 1]")
-        return np.clip(np.floor(array * 255 + 0.5), 0, 255).astype(np.uint8)
+        return to_uint(array)
     if array.dtype == np.uint16:
-        return np.clip(np.floor(array / 257.0 + 0.5), 0, 255).astype(np.uint8)
+        return to_uint(array / 65535.0)
     raise ContrafuseError(label, f"unsupported image type {array.dtype}")
 
 
