@@ -64,12 +64,21 @@ def match_sizes(first: np.ndarray, second: np.ndarray, *, resize: str | None,
         "pass --resize ir or --resize vis to resample one")
 
 
+def read_sources(ir, vis, *, resize: str | None = None, high_bit_rule: str = "minmax",
+                 labels: tuple[str, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The one way sources come in: two paths or arrays read as [0, 1] images (see
+    :func:`as_unit_image`) and brought to one size (:func:`match_sizes`); ``labels`` name them in errors."""
+    labels = labels or (str(ir) if isinstance(ir, (str, os.PathLike)) else "ir",
+                        str(vis) if isinstance(vis, (str, os.PathLike)) else "vis")
+    first = as_unit_image(ir, label=labels[0], high_bit_rule=high_bit_rule)
+    second = as_unit_image(vis, label=labels[1], high_bit_rule=high_bit_rule)
+    return match_sizes(first, second, resize=resize, labels=labels)
+
+
 def load_pair(pair, *, resize: str | None = "ir", high_bit_rule: str = "minmax") -> tuple[np.ndarray, np.ndarray]:
     """Read a pair (anything with ``first`` and ``second`` paths) as [0, 1] images of one size;
     by default the first (infrared) is resampled to the second's size when they differ."""
-    first = as_unit_image(pair.first, high_bit_rule=high_bit_rule)
-    second = as_unit_image(pair.second, high_bit_rule=high_bit_rule)
-    return match_sizes(first, second, resize=resize, labels=(str(pair.first), str(pair.second)))
+    return read_sources(pair.first, pair.second, resize=resize, high_bit_rule=high_bit_rule)
 
 
 def fuse_images(first: np.ndarray, second: np.ndarray, method: FusionMethod,
@@ -94,9 +103,7 @@ def fuse(ir, vis, method: str | FusionMethod | None = None, *, resize: str | Non
     """
     labels = (str(ir) if isinstance(ir, (str, os.PathLike)) else "ir",
               str(vis) if isinstance(vis, (str, os.PathLike)) else "vis")
-    first = as_unit_image(ir, label=labels[0], high_bit_rule=high_bit_rule)
-    second = as_unit_image(vis, label=labels[1], high_bit_rule=high_bit_rule)
-    first, second = match_sizes(first, second, resize=resize, labels=labels)
+    first, second = read_sources(ir, vis, resize=resize, high_bit_rule=high_bit_rule, labels=labels)
     if not isinstance(method, FusionMethod):
         method = create_method(method or DEFAULT_METHOD, **options)
     return fuse_images(first, second, method, labels)

@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import __version__
-from .api import as_unit_image, fuse_images, match_sizes
+from .api import fuse_images, read_sources
 from .errors import ContrafuseError
 from .io import HIGH_BIT_RULES, check_writable, pair_folders, unmatched_names, write_image
 from .io import list_images as list_images_by_name
@@ -97,9 +97,7 @@ def _read_pair(ir: Path, vis: Path, out: Path, args) -> tuple:
             raise ContrafuseError(out, "output path is one of the inputs; refusing to overwrite an input")
     if out.exists() and not args.overwrite:
         raise ContrafuseError(out, "output exists (use --overwrite to replace it)")
-    first = as_unit_image(ir, high_bit_rule=args.high_bit_rule)
-    second = as_unit_image(vis, high_bit_rule=args.high_bit_rule)
-    return match_sizes(first, second, resize=args.resize, labels=(str(ir), str(vis)))
+    return read_sources(ir, vis, resize=args.resize, high_bit_rule=args.high_bit_rule)
 
 
 def _fuse_one(ir: Path, vis: Path, out: Path, method, args) -> None:

@@ -104,13 +104,14 @@ def create_app() -> FastAPI:
             return methods[key]
 
     def fuse_arrays(first, second, name, resize, inference, labels):
+        """The sources brought to one size, and their fusion."""
         if resize not in (None, "", "ir", "vis"):
             raise BadRequest(f"resize: must be 'ir' or 'vis', not {resize!r}")
         method = method_for(name, inference or None)
         try:
             first, second = match_sizes(first, second, resize=resize or None, labels=labels)
             with workers:
-                return fuse_images(first, second, method, labels)
+                return first, second, fuse_images(first, second, method, labels)
         except ContrafuseError as exc:
             raise BadRequest(str(exc)) from None
 
@@ -160,8 +161,8 @@ def create_app() -> FastAPI:
                    resize: str | None = Form(None), inference: str | None = Form(None)):
         first, second = await _read_upload(ir, "ir"), await _read_upload(vis, "vis")
         from starlette.concurrency import run_in_threadpool
-        fused = await run_in_threadpool(fuse_arrays, first, second, method, resize, inference,
-                                        (f"ir ({ir.filename})", f"vis ({vis.filename})"))
+        *_, fused = await run_in_threadpool(fuse_arrays, first, second, method, resize, inference,
+                                            (f"ir ({ir.filename})", f"vis ({vis.filename})"))
         return Response(_png(fused), media_type="image/png",
                          headers={"Content-Disposition": f'inline; filename="fused_{method}.png"'})
 
@@ -192,8 +193,7 @@ def create_app() -> FastAPI:
             except ContrafuseError as exc:
                 raise BadRequest(str(exc)) from None
         elif method:
-            result = await run_in_threadpool(fuse_arrays, first, second, method, resize, None, labels)
-            first, second = match_sizes(first, second, resize=resize or None, labels=labels)
+            first, second, result = await run_in_threadpool(fuse_arrays, first, second, method, resize, None, labels)
         else:
             raise BadRequest("give a fused image ('fused') or a method to fuse with ('method')")
         values = await run_in_threadpool(compute, first, second, result, names, convention)
