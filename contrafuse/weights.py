@@ -145,8 +145,12 @@ def fetch_vgg19(source: str | os.PathLike | None = None, *, force: bool = False)
         return convert_h5(h5_path, target)
 
 
+_VGG19_READ: dict = {}  # (path, modification time) -> tensors: the file is read once per process
+
+
 def vgg19_state(auto_fetch: bool = True) -> dict:
-    """The cached VGG-19 tensors as a ``{name: torch.Tensor}`` dict (fetching them if allowed)."""
+    """The cached VGG-19 tensors as a ``{name: torch.Tensor}`` dict (fetching them if allowed).
+    Read once per process and shared: callers copy from the tensors and must not modify them."""
     from safetensors.torch import load_file
 
     target = home() / VGG19_CACHE_NAME
@@ -154,8 +158,12 @@ def vgg19_state(auto_fetch: bool = True) -> dict:
         if not auto_fetch:
             raise ContrafuseError(target, "VGG-19 weights not cached; run 'contrafuse weights fetch'")
         fetch_vgg19()
+    key = (str(target), target.stat().st_mtime_ns)
     try:
-        return load_file(str(target))
+        if key not in _VGG19_READ:
+            _VGG19_READ.clear()
+            _VGG19_READ[key] = load_file(str(target))
+        return _VGG19_READ[key]
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for a damaged file
         raise ContrafuseError(target, f"VGG-19 cache is damaged ({str(exc).splitlines()[0]}); "
                               "run 'contrafuse weights fetch' to make it again") from None
