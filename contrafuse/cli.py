@@ -69,9 +69,13 @@ def _add_method_options(parser: argparse.ArgumentParser, only: tuple[str, ...] |
         helps = list(dict.fromkeys(option.help for _, option in entries))
         choices = list(dict.fromkeys(c for _, option in entries for c in option.choices)) or None
         first = entries[0][1]
-        parser.add_argument(f"--{keyword.replace('_', '-')}", dest=f"option_{keyword}", type=first.type,
-                            choices=choices, metavar=first.metavar,
-                            help="; ".join(helps) + f" [{', '.join(sorted({n for n, _ in entries}))}]")
+        text = "; ".join(helps) + f" [{', '.join(sorted({n for n, _ in entries}))}]"
+        if first.switch:
+            parser.add_argument(f"--{keyword.replace('_', '-')}", dest=f"option_{keyword}", action="store_const",
+                                const=True, help=text)
+        else:
+            parser.add_argument(f"--{keyword.replace('_', '-')}", dest=f"option_{keyword}", type=first.type,
+                                choices=choices, metavar=first.metavar, help=text)
 
 
 def _make_method(args):

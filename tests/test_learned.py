@@ -1,5 +1,7 @@
 """The shipped learned models behind the common interface (CLI and API)."""
 
+import shutil
+
 import numpy as np
 import pytest
 from conftest import dataset
@@ -206,3 +208,15 @@ def test_medical_inputs_swapped_are_refused(tmp_path, capsys):
                  "--method", "coconet-medical"])
     err = capsys.readouterr().err
     assert code == 2 and "swap them" in err and len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="torch.compile on the CPU needs a C compiler")
+def test_compiled_network_gives_the_eager_result():
+    """``compile=True`` runs whole images through torch.compile: the same result as eager
+    (float32, a small image so that compiling stays short)."""
+    rng = np.random.default_rng(4)
+    ir, vis = rng.random((40, 48)).astype(np.float32), rng.random((40, 48)).astype(np.float32)
+    eager = create_method("clfnet", precision="fp32")
+    compiled = create_method("clfnet", precision="fp32", compile=True)
+    np.testing.assert_allclose(compiled.fuse_grey(ir, vis), eager.fuse_grey(ir, vis), atol=1e-4)
+    assert compiled.compiled is not None and eager.compiled is None

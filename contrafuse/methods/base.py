@@ -16,12 +16,14 @@ from ..registry import Registry
 @dataclass(frozen=True)
 class MethodOption:
     """A constructor keyword that a method offers on the command line as ``--keyword``
-    (underscores become dashes). Methods sharing a keyword share the flag."""
+    (underscores become dashes; ``switch``: a flag without a value that passes True). Methods
+    sharing a keyword share the flag."""
     keyword: str
     help: str
     type: type = str
     choices: tuple = ()
     metavar: str | None = None
+    switch: bool = False
 
 
 class FusionMethod(ABC):

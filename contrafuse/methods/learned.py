@@ -44,7 +44,7 @@ class TorchFusionMethod(FusionMethod):
     default_inference: str | None = None
 
     def __init__(self, weights: str | os.PathLike | None = None, device: str = "cpu", inference: str | None = None,
-                 tile: int | None = None, precision: str = "auto", backend: str = "torch"):
+                 tile: int | None = None, precision: str = "auto", backend: str = "torch", compile: bool = False):
         """``tile``: side of the tiles' cores in pixels for tiled inference (rounded up to the
         network's multiple); ``0`` never tiles; ``None`` tiles only images whose whole-image run
         would exceed the memory budget (``CONTRAFUSE_TILE_MEMORY``, default 750 MB). ``precision``:
@@ -52,7 +52,9 @@ class TorchFusionMethod(FusionMethod):
         ``bf16`` or ``fp32``; bf16 changed no metric on the TNO test split by more than 0.5 %
         (benchmarks/results/inference_speed.json).
         ``backend``: ``torch``, or ``onnxruntime`` (CPU, float32; the network exported once into
-        the cache, see :mod:`contrafuse.methods.onnx`; no PyTorch import once it is there)."""
+        the cache, see :mod:`contrafuse.methods.onnx`; no PyTorch import once it is there).
+        ``compile``: run whole images through ``torch.compile`` (tens of seconds to compile per image
+        size, then faster: benchmarks/results/compile_speed.json); tiles run eagerly."""
         if backend not in self.backends:
             raise ContrafuseError(self.name, f"unknown backend {backend!r} (choose from {', '.join(self.backends)})")
         self.backend = backend
@@ -73,9 +75,9 @@ class TorchFusionMethod(FusionMethod):
                                   f"'contrafuse train' and pass weights=...)")
         self.onnx = None
         if backend == "onnxruntime":
-            if precision not in ("fp32", "auto") or device != "cpu":
+            if precision not in ("fp32", "auto") or device != "cpu" or compile:
                 raise ContrafuseError(self.name, "the onnxruntime backend runs float32 on the CPU "
-                                      "(leave --precision and --device at their defaults)")
+                                      "(leave --precision, --device and --compile at their defaults)")
             from ..nn import source_files
             from .onnx import OnnxNetwork, cache_path
             cached = cache_path(self.name, inference, path, [*source_files(), Path(__file__).resolve()])
@@ -87,9 +89,13 @@ class TorchFusionMethod(FusionMethod):
             recipe = self.onnx.recipe
             self.input_range, self.border = tuple(recipe["input_range"]), recipe["border"]
             self.halo, self.multiple = recipe["halo"], recipe["multiple"]
-            self.model, self.precision = None, "fp32"
+            self.model, self.precision, self.compiled = None, "fp32", None
             return
         self._load_torch(path, device, precision)
+        self.compiled = None
+        if compile:
+            import torch
+            self.compiled = torch.compile(self.model, dynamic=False)
 
     @classmethod
     def cli_options(cls) -> list[MethodOption]:
@@ -103,7 +109,9 @@ class TorchFusionMethod(FusionMethod):
                          "bfloat16, else fp32), bf16, or fp32 (reproduces docs/REPRODUCTION.md exactly)",
                          choices=("auto", "bf16", "fp32")),
             MethodOption("backend", "torch (default) or onnxruntime (CPU, float32, exported once into the cache; "
-                         "needs pip install onnxruntime onnx onnxscript)", choices=cls.backends)]
+                         "needs pip install onnxruntime onnx onnxscript)", choices=cls.backends),
+            MethodOption("compile", "run whole images through torch.compile: tens of seconds to compile per "
+                         "image size, then faster (for many images of one size)", switch=True)]
         if cls.inference_protocols:
             options.append(MethodOption(
                 "inference", f"{cls.name}: " + "; ".join(f"{k}: {v}" for k, v in cls.inference_protocols.items())
@@ -162,7 +170,8 @@ class TorchFusionMethod(FusionMethod):
                                 multiple=self.multiple)
             else:
                 with torch.inference_mode():
-                    out = self.model(*map(self._to_tensor, canvases))[0, 0].float().cpu().numpy()
+                    network = self.model if self.compiled is None else self.compiled
+                    out = network(*map(self._to_tensor, canvases))[0, 0].float().cpu().numpy()
         return out
 
     def _canvas(self, image: np.ndarray) -> np.ndarray:
