@@ -97,7 +97,7 @@ def test_legacy_ssim_is_matlab_ssim_averaged(triple):
     legacy = evaluate(*triple, metrics=["SSIM"], convention="legacy")["SSIM"]
     assert -1 <= legacy <= 1
     assert legacy != pytest.approx(evaluate(*triple, metrics=["SSIM"])["SSIM"], rel=1e-6)
-    assert evaluate(ir, ir, ir, metrics=["SSIM"], convention="legacy")["SSIM"] == pytest.approx(1.0)
+    assert evaluate(triple[0], triple[0], triple[0], metrics=["SSIM"], convention="legacy")["SSIM"] == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------------------------------------
