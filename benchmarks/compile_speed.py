@@ -5,13 +5,16 @@
 For each model: seconds for the first compiled call (compilation included), median seconds per
 fusion eager and compiled afterwards (RoadScene FLIR_00006 resized, as
 benchmarks/classical_speed.py), and the largest difference between the two results in grey
-levels. Writes benchmarks/results/compile_speed.json with the machine.
+levels. The compiler's on-disk cache starts empty (a temporary folder), so the first call
+includes a cold compilation. Writes benchmarks/results/compile_speed.json with the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +25,7 @@ sys.path.insert(0, str(HERE))
 
 
 def main() -> None:
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-")  # a cold compile, before torch loads
     from classical_speed import benchmark_pair
 
     from contrafuse.bench.timing import median_seconds, write_result
