@@ -230,3 +230,13 @@ def test_running_out_of_memory_is_a_one_line_error(capsys, grey_pair, tmp_path, 
     code, _, err = run(capsys, "fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "f.png"), "--method", "dwt")
     assert_one_line_error(code, err, "not enough memory")
     assert not (tmp_path / "f.png").exists()
+
+
+@pytest.mark.parametrize("option", [["--compile"], ["--tile", "64"], ["--precision", "bf16"], ["--weights", "w.safetensors"]])
+def test_learned_method_options_do_not_apply_to_classical_methods(capsys, grey_pair, tmp_path, option):
+    """The CLI takes each method's options from the method itself: one a method lacks is one line."""
+    ir, vis = grey_pair
+    code, _, err = run(capsys, "fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "f.png"),
+                       "--method", "gff", *option)
+    assert_one_line_error(code, err, f"{option[0]} does not apply to method 'gff'")
+    assert not (tmp_path / "f.png").exists()
