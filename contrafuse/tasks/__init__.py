@@ -20,7 +20,8 @@ SOURCES = ("ir", "vis")
 
 
 def images_by_method(ir_dir, vis_dir, methods: list[str]):
-    """``{method: {pair name: uint8 image}}``: the sources as read, and each method's fusion."""
+    """Yields ``(method, {pair name: uint8 image})`` one method at a time (the sources as read, or
+    the method's fusion), so that only the sources and one method's images are held in memory."""
     from ..api import fuse_images, load_pair
     from ..io import pair_folders, to_uint
     from ..methods import METHODS, create_method
@@ -30,16 +31,14 @@ def images_by_method(ir_dir, vis_dir, methods: list[str]):
     if unknown:
         raise ContrafuseError(None, f"unknown method {unknown[0]!r} (the sources are 'ir' and 'vis')")
     sources = {p.name: load_pair(p, resize="ir") for p in pairs}
-    out = {}
     for method in methods:
         if method in SOURCES:
             k = SOURCES.index(method)
-            out[method] = {name: to_uint(images[k]) for name, images in sources.items()}
+            yield method, {name: to_uint(images[k]) for name, images in sources.items()}
             continue
         fusion = create_method(method)
-        out[method] = {name: to_uint(fuse_images(*images, fusion))
+        yield method, {name: to_uint(fuse_images(*images, fusion))
                        for name, images in tqdm(sources.items(), desc=f"fusing ({method})", unit="pair")}
-    return out
 
 
 def class_names(labels_dir: Path) -> dict[int, str]:
@@ -64,16 +63,15 @@ def detection_table(ir_dir, vis_dir, labels_dir, methods: list[str], detector) -
     labels_dir = Path(labels_dir)
     if not labels_dir.is_dir():
         raise ContrafuseError(labels_dir, "labels folder not found")
-    images = images_by_method(ir_dir, vis_dir, methods)
-    first = next(iter(images.values()))
-    truth = {name: read_yolo_labels(labels_dir / f"{name}.txt", image.shape[1], image.shape[0])
-             for name, image in first.items()}
-    if not any(truth.values()):
-        raise ContrafuseError(labels_dir, "no labelled boxes for these image names (expected NAME.txt, YOLO format)")
     names = class_names(labels_dir)
-    classes = list(detector.classes) if detector.classes else sorted({b.cls for boxes in truth.values() for b in boxes})
-    rows = []
-    for method, by_name in images.items():
+    truth, classes, rows = None, None, []
+    for method, by_name in images_by_method(ir_dir, vis_dir, methods):
+        if truth is None:  # the labels, sized by the first method's images
+            truth = {name: read_yolo_labels(labels_dir / f"{name}.txt", image.shape[1], image.shape[0])
+                     for name, image in by_name.items()}
+            if not any(truth.values()):
+                raise ContrafuseError(labels_dir, "no labelled boxes for these image names (expected NAME.txt, YOLO format)")
+            classes = list(detector.classes) if detector.classes else sorted({b.cls for boxes in truth.values() for b in boxes})
         found = {name: detector(image) for name, image in tqdm(by_name.items(), desc=f"detecting ({method})", unit="image")}
         ap = average_precision(truth, found, classes)
         present = [v for v in ap.values() if not math.isnan(v)]
@@ -92,9 +90,8 @@ def segmentation_table(ir_dir, vis_dir, labels_dir, methods: list[str], segmente
     from .segmentation import confusion, iou_per_class, mean_iou
 
     labels = list_images(labels_dir)
-    images = images_by_method(ir_dir, vis_dir, methods)
     rows = []
-    for method, by_name in images.items():
+    for method, by_name in images_by_method(ir_dir, vis_dir, methods):
         matrix = np.zeros((classes, classes), np.int64)
         missing = [n for n in by_name if n not in labels]
         if missing:
