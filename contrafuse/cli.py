@@ -69,13 +69,15 @@ def _add_method_options(parser: argparse.ArgumentParser, only: tuple[str, ...] |
         helps = list(dict.fromkeys(option.help for _, option in entries))
         choices = list(dict.fromkeys(c for _, option in entries for c in option.choices)) or None
         first = entries[0][1]
-        text = "; ".join(helps) + f" [{', '.join(sorted({n for n, _ in entries}))}]"
+        defaults = {n: option.default for n, option in entries if option.default is not None}
+        text = "; ".join(helps) + (f" (default: {', '.join(f'{n} {d}' for n, d in defaults.items())})" if defaults
+                                   else f" [{', '.join(sorted({n for n, _ in entries}))}]")
         if first.switch:
             parser.add_argument(f"--{keyword.replace('_', '-')}", dest=f"option_{keyword}", action="store_const",
                                 const=True, help=text)
         else:
             parser.add_argument(f"--{keyword.replace('_', '-')}", dest=f"option_{keyword}", type=first.type,
-                                choices=choices, metavar=first.metavar, help=text)
+                                choices=choices, metavar=None if choices else (first.metavar or keyword.upper()), help=text)
 
 
 def _make_method(args):

@@ -24,6 +24,7 @@ class MethodOption:
     choices: tuple = ()
     metavar: str | None = None
     switch: bool = False
+    default: object = None  # shown in the help, per method
 
 
 class FusionMethod(ABC):

@@ -114,8 +114,8 @@ class TorchFusionMethod(FusionMethod):
                          "image size, then faster (for many images of one size)", switch=True)]
         if cls.inference_protocols:
             options.append(MethodOption(
-                "inference", f"{cls.name}: " + "; ".join(f"{k}: {v}" for k, v in cls.inference_protocols.items())
-                + f" (default {cls.default_inference})", choices=tuple(cls.inference_protocols)))
+                "inference", f"{cls.network}: " + "; ".join(f"{k}: {v}" for k, v in cls.inference_protocols.items()),
+                choices=tuple(cls.inference_protocols), default=cls.default_inference))
         return options
 
     def _load_torch(self, path: Path, device: str, precision: str) -> None:
