@@ -80,7 +80,7 @@ def join(device_type: str = "cpu") -> Group:
     if not launched():
         return Group()
     try:
-        group = Group(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)),
+        group = Group(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")),
                       int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])))
     except (KeyError, ValueError) as exc:
         raise ContrafuseError("torchrun", f"incomplete launch environment ({exc})") from None

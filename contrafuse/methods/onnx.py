@@ -94,7 +94,7 @@ def ort_session(path: str | os.PathLike, threads: int | None = None):
         options.intra_op_num_threads = threads
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise ContrafuseError(path, f"cannot load ONNX model ({str(exc).splitlines()[0]})") from None
 
 
