@@ -4,7 +4,7 @@
 
 The pair is TNO_001 (TNO_CoCoNet) up-sampled bicubically, as a 12 MP visible camera would give.
 Each run is a fresh `contrafuse fuse` process with the defaults (automatic tiling above
-CONTRAFUSE_TILE_MEMORY, then 1 GB, now 750 MB); its wall time and peak resident memory (the kernel's
+CONTRAFUSE_TILE_MEMORY, 1.2 GB); its wall time and peak resident memory (the kernel's
 ru_maxrss of that child) are recorded with the machine in benchmarks/results/large_image.json.
 """
 

@@ -47,7 +47,7 @@ class TorchFusionMethod(FusionMethod):
                  tile: int | None = None, precision: str = "auto", backend: str = "torch", compile: bool = False):
         """``tile``: side of the tiles' cores in pixels for tiled inference (rounded up to the
         network's multiple); ``0`` never tiles; ``None`` tiles only images whose whole-image run
-        would exceed the memory budget (``CONTRAFUSE_TILE_MEMORY``, default 750 MB). ``precision``:
+        would exceed the memory budget (``CONTRAFUSE_TILE_MEMORY``, default 1.2 GB). ``precision``:
         ``auto`` (default: bf16 autocast where the CPU/GPU runs bfloat16 natively, else fp32),
         ``bf16`` or ``fp32``; bf16 changed no metric on the TNO test split by more than 0.5 %
         (benchmarks/results/inference_speed.json).
@@ -103,7 +103,7 @@ class TorchFusionMethod(FusionMethod):
             MethodOption("weights", "a safetensors file to use instead of the shipped weights", metavar="FILE"),
             MethodOption("device", "torch device (cpu, cuda, cuda:1, ...; default cpu)"),
             MethodOption("tile", "run in tiles with cores of this side (exact: same result, bounded memory); "
-                         "0 = never; default: tile only images too large for CONTRAFUSE_TILE_MEMORY (750 MB)",
+                         "0 = never; default: tile only images too large for CONTRAFUSE_TILE_MEMORY (1.2 GB)",
                          type=int, metavar="PIXELS"),
             MethodOption("precision", "arithmetic: auto (default: bf16 autocast where the CPU/GPU has native "
                          "bfloat16, else fp32), bf16, or fp32 (reproduces docs/REPRODUCTION.md exactly)",

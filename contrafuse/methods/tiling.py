@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import ContrafuseError
 
 #: Memory one tile's forward may use, unless ``CONTRAFUSE_TILE_MEMORY`` (bytes) says otherwise.
-DEFAULT_TILE_MEMORY = 750_000_000
+DEFAULT_TILE_MEMORY = 1_200_000_000
 
 
 class _PassDone(Exception):
