@@ -96,11 +96,15 @@ def _make_method(args):
     return create_method(name, **options)
 
 
+def _refuse_input_as_output(out: Path, inputs) -> None:
+    """Inputs are never overwritten, whatever --overwrite says."""
+    if out.exists() and any(_same_file(out, source) for source in inputs):
+        raise ContrafuseError(out, "output path is one of the inputs; refusing to overwrite an input")
+
+
 def _read_pair(ir: Path, vis: Path, out: Path, args) -> tuple:
     """Refuse an output that is an input (or exists, without --overwrite), then read the pair."""
-    for source in (ir, vis):
-        if out.exists() and _same_file(out, source):
-            raise ContrafuseError(out, "output path is one of the inputs; refusing to overwrite an input")
+    _refuse_input_as_output(out, (ir, vis))
     if out.exists() and not args.overwrite:
         raise ContrafuseError(out, "output exists (use --overwrite to replace it)")
     return read_sources(ir, vis, resize=args.resize, high_bit_rule=args.high_bit_rule)
@@ -200,8 +204,7 @@ def _run_folder(jobs: list[FolderJob], label: str, done: str, out_dir: Path, ove
             if following is not None:
                 reads.append((following, reader.submit(following.read, following.out)))
             try:
-                if job.out.exists() and any(_same_file(job.out, s) for s in job.inputs):
-                    raise ContrafuseError(job.out, "output path is one of the inputs; refusing to overwrite an input")
+                _refuse_input_as_output(job.out, job.inputs)
                 result = job.compute(pending.result())
             except ContrafuseError as exc:
                 report(job, exc)
