@@ -31,6 +31,7 @@ from PIL import Image
 from ..errors import ContrafuseError
 from ..io import luminance, read_image, to_uint
 from . import gradient, information, similarity, vifb, visual
+from .common import check_size
 
 Fn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
 
@@ -209,9 +210,7 @@ def evaluate(ir, vis, fused, metrics=None, convention: str = "standard") -> dict
     results = {}
     for name in names:
         func, used = definition(name, convention)
-        if min(height, width) < METRICS[name].min_size:
-            size = METRICS[name].min_size
-            raise ContrafuseError(None, f"{name}: images of {width}x{height} are too small (needs at least {size}x{size})")
+        check_size(name, height, width, METRICS[name].min_size)
         if used == "vifb":
             results[name] = float(func(*raw))
         else:

@@ -8,6 +8,13 @@ from scipy import ndimage, signal
 from ..errors import ContrafuseError
 
 
+def check_size(name: str, height: int, width: int, min_size: int) -> None:
+    """A one-line error when an image side is below what metric ``name`` needs."""
+    if min(height, width) < min_size:
+        raise ContrafuseError(None, f"{name}: images of {width}x{height} are too small "
+                              f"(needs at least {min_size}x{min_size})")
+
+
 def check_images(*images: np.ndarray, min_size: int = 1, name: str = "metric") -> list[np.ndarray]:
     """Validate same-size 2-D images (float64 copies). Raises a clear error when too small."""
     out = []
@@ -18,9 +25,7 @@ def check_images(*images: np.ndarray, min_size: int = 1, name: str = "metric") -
             raise ContrafuseError(None, f"{name}: expected 2-D grey images, got shape {array.shape}")
         if shape is not None and array.shape != shape:
             raise ContrafuseError(None, f"{name}: image sizes differ ({shape} vs {array.shape})")
-        if min(array.shape) < min_size:
-            raise ContrafuseError(None, f"{name}: images of {array.shape[1]}x{array.shape[0]} are too small "
-                                  f"(needs at least {min_size}x{min_size})")
+        check_size(name, *array.shape, min_size)
         if not np.isfinite(array).all():
             raise ContrafuseError(None, f"{name}: images contain NaN or infinite values")
         shape = array.shape
