@@ -220,3 +220,11 @@ def test_compiled_network_gives_the_eager_result():
     compiled = create_method("clfnet", precision="fp32", compile=True)
     np.testing.assert_allclose(compiled.fuse_grey(ir, vis), eager.fuse_grey(ir, vis), atol=1e-4)
     assert compiled.compiled is not None and eager.compiled is None
+
+
+def test_signed_range_maps_black_and_white_to_the_tanh_ends():
+    from contrafuse.nn import to_signed, to_unit
+
+    unit = np.array([0.0, 0.25, 0.5, 1.0])
+    np.testing.assert_allclose(to_signed(unit), [-1.0, -0.5, 0.0, 1.0])
+    np.testing.assert_allclose(to_unit(np.array([-1.0, 0.0, 0.5, 1.0])), [0.0, 0.5, 0.75, 1.0])

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..nn import to_unit
 from ..precision import full_precision
 from .ssim import gaussian_window, ssim_map
 
@@ -96,7 +97,7 @@ class CLFNetLoss(nn.Module):
             return model.head(picked.reshape(-1, c)).view(b, len(ids), -1)
 
         nce, _ = adaptive_patch_nce(project(q_ir), project(q_vis), project(k_ir), project(k_vis), self.tau)
-        images = (fused, ir, vis) if self.ssim_range == "signed" else ((fused + 1) / 2, (ir + 1) / 2, (vis + 1) / 2)
+        images = (fused, ir, vis) if self.ssim_range == "signed" else tuple(map(to_unit, (fused, ir, vis)))
         ssim_term = windowed_ssim_loss(*images, window=self.window, kind=self.window_kind)
         total = self.lambda_nce * nce + self.lambda_ssim * ssim_term
         return {"patch_nce": nce, "ssim": ssim_term, "total": total}

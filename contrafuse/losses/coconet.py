@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..nn import to_unit
 from ..nn.vgg import LOSS_PLAN, LOSS_TAPS, VGG19
 from ..precision import full_precision
 from .ssim import ssim
@@ -20,7 +21,7 @@ CONTRAST_LAYER_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 
 def average_gradient(x: torch.Tensor) -> torch.Tensor:
     """Eq. 6 per sample on [0, 1] intensities: mean |horizontal diff| + mean |vertical diff|."""
-    unit = (x + 1) / 2
+    unit = to_unit(x)
     dh = (unit[..., :, 1:] - unit[..., :, :-1]).abs().mean(dim=(1, 2, 3))
     dv = (unit[..., 1:, :] - unit[..., :-1, :]).abs().mean(dim=(1, 2, 3))
     return dh + dv
@@ -66,7 +67,7 @@ class SelfAdaptiveLoss(nn.Module):
     def forward(self, fused, ir, vis) -> dict[str, torch.Tensor]:
         with full_precision(fused, ir, vis) as (f, r, v):  # float32 SSIM and MSE
             sigma, gamma = self_adaptive_weights(r, v, form=self.form, t_ag=self.t_ag, t_en=self.t_en)
-            unit = [(t + 1) / 2 for t in (f, v, r)]
+            unit = [to_unit(t) for t in (f, v, r)]
             l_s = sigma[:, 0] * (1 - ssim(unit[1], unit[0])) + sigma[:, 1] * (1 - ssim(unit[2], unit[0]))
             mse_v = ((v - f) ** 2).mean(dim=(1, 2, 3))
             mse_r = ((r - f) ** 2).mean(dim=(1, 2, 3))

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ContrafuseError
+from ..nn import to_unit
 from ..weights import PACKAGE_WEIGHTS, load_trained_weights
 from .base import FusionMethod, MethodOption, register_method
 
@@ -148,7 +149,7 @@ class TorchFusionMethod(FusionMethod):
         else:
             out = self._run_torch(canvases, core)
         r = self.border
-        return ((out[r:r + height, r:r + width] + 1) / 2).clip(0, 1).astype(np.float32)
+        return to_unit(out[r:r + height, r:r + width]).clip(0, 1).astype(np.float32)
 
     def _run_onnx(self, canvases: list[np.ndarray], core: int) -> np.ndarray:
         if not core:

@@ -19,6 +19,17 @@ from ..registry import Registry
 NETWORKS: Registry = Registry("network")
 
 
+def to_signed(unit):
+    """[0, 1] intensities onto [-1, 1], the range both networks train on and output (tanh).
+    Works on NumPy arrays and tensors alike."""
+    return unit * 2 - 1
+
+
+def to_unit(signed):
+    """Inverse of :func:`to_signed`: [-1, 1] back onto [0, 1] (not clipped)."""
+    return (signed + 1) / 2
+
+
 def build_network(name: str, **options: Any):
     """A fresh (untrained) network ``name`` built with keyword ``options``."""
     from . import clfnet, coconet  # noqa: F401  (register on first use: importing this package needs no torch)

@@ -11,13 +11,14 @@ import numpy as np
 from ..data.datasets import load_grey_pair, load_split, random_patches, sliding_patches
 from ..data.masks import MRI_SEGMENTATIONS, infrared_mask, mri_mask
 from ..errors import ContrafuseError
+from ..nn import to_signed
 from ..registry import Registry
 
 RECIPES: Registry = Registry("training recipe")
 
 
 def _to_signed(patches: np.ndarray, image_channels: int = 2) -> np.ndarray:
-    patches[:, :image_channels] = patches[:, :image_channels] * 2 - 1
+    patches[:, :image_channels] = to_signed(patches[:, :image_channels])
     return patches
 
 
