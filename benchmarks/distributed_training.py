@@ -23,7 +23,8 @@ CONFIG = HERE.parent / "configs" / "clfnet_tno.yaml"
 
 
 def seconds_per_step(run: Path) -> float:
-    rows = list(csv.DictReader(open(run / "log_train.csv")))
+    with open(run / "log_train.csv") as log:
+        rows = list(csv.DictReader(log))
     times = [float(r["seconds"]) for r in rows]
     return (times[-1] - times[1]) / (len(times) - 2)
 

@@ -47,7 +47,7 @@ def main() -> None:
         speed, fused, metrics = {}, {}, {}
         for variant, options in VARIANTS.items():
             method = create_method(name, **options)
-            speed[variant] = round(median_seconds(lambda: method.fuse_grey(ir, vis), repeats=args.repeats), 3)
+            speed[variant] = round(median_seconds(lambda method=method: method.fuse_grey(ir, vis), repeats=args.repeats), 3)
             fused[variant] = [method.fuse_grey(a, b) for a, b in sources]
             rows = [evaluate(np.round(a * 255).astype(np.uint8), np.round(b * 255).astype(np.uint8),
                              np.round(f * 255).astype(np.uint8), metrics=METRICS)

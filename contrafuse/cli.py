@@ -93,7 +93,7 @@ def _make_method(args):
         if keyword not in accepted:
             raise ContrafuseError(None, f"--{keyword.replace('_', '-')} does not apply to method {name!r}")
         options[keyword] = value
-    return create_method(name, **options)
+    return args.methods.get(name, **options) if args.methods is not None else create_method(name, **options)
 
 
 def _refuse_input_as_output(out: Path, inputs) -> None:
@@ -131,6 +131,11 @@ def cmd_fuse(args) -> int:
                 raise ContrafuseError(source, "file not found")
         if not (out.exists() and not args.overwrite):
             check_writable(out)  # before a learned model spends seconds fusing
+        if args.methods is None and getattr(METHODS.get(args.method or DEFAULT_METHOD), "uses_torch", False):
+            from . import worker
+
+            if worker.enabled() and (rc := worker.delegate(args.argv)) is not None:
+                return rc
         _fuse_one(ir, vis, out, _make_method(args), args)
         print(f"wrote {out}")
         return 0
@@ -405,6 +410,22 @@ def cmd_serve(args) -> int:
     return 0
 
 
+@command("worker")
+def cmd_worker(args) -> int:
+    from . import worker
+
+    if args.action == "stop":
+        print(f"stopped {worker.stop_all()} worker(s)")
+        return 0
+    running = worker.workers()
+    for status in running:
+        print(f"pid {status['pid']}: served {status['served']} run(s) in {status['uptime_s']} s; "
+              f"models loaded: {', '.join(status['methods']) or 'none'}")
+    if not running:
+        print("no worker running")
+    return 0
+
+
 @command("methods")
 def cmd_methods(args) -> int:
     width = max(len(n) for n in METHODS.names())
@@ -494,6 +515,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training arithmetic (default: the config's 'precision', else auto = bf16 autocast "
                         "where the CPU/GPU has native bfloat16, fp32 otherwise)")
 
+    p = sub.add_parser("worker", help="the background process that keeps learned models loaded between "
+                                      "single-pair fuse runs (CONTRAFUSE_WORKER=off: none)")
+    p.add_argument("action", choices=["status", "stop"])
+
     p = sub.add_parser("weights", help="fetch and cache the VGG-19 ImageNet weights CoCoNet needs")
     p.add_argument("action", choices=["fetch", "where"], help="fetch: download/verify/convert; where: print the cache folder")
     p.add_argument("--from", dest="source", help="a local copy of vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
@@ -501,10 +526,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, methods=None) -> int:
+    """Run ``contrafuse <argv>``; ``methods``: a :class:`~contrafuse.methods.MethodCache` to build
+    methods from (the worker's, which also means this run is the worker's and is not handed on)."""
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv, args.methods = argv, methods
     try:
         with warnings.catch_warnings():
             if not args.debug:  # third-party libraries' warnings (e.g. PyWavelets on tiny images) are noise here

@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# Single-pair runs fuse in the test's own process; tests/test_worker.py turns the worker on.
+os.environ["CONTRAFUSE_WORKER"] = "off"
+
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
 

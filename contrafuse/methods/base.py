@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import os
+import threading
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,3 +82,37 @@ def create_method(name: str, **options: Any) -> FusionMethod:
         return cls(**options)
     except (TypeError, ValueError) as exc:
         raise ContrafuseError(None, f"method {name!r}: bad options {options!r} ({exc})") from None
+
+
+class MethodCache:
+    """Methods built once and kept, so learned models load their weights once per process (the web
+    app, the CLI worker). Keeps the ``size`` most recently used; an option naming a file (such as
+    ``weights``) is keyed by the file's size and modification time too, so a replaced file is read again."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._methods: OrderedDict[tuple, FusionMethod] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(name: str, options: dict) -> tuple:
+        def version(value):
+            if isinstance(value, (str, os.PathLike)) and os.path.isfile(value):
+                stat = os.stat(value)
+                return (str(value), stat.st_size, stat.st_mtime_ns)
+            return value
+        return (name, tuple(sorted((k, version(v)) for k, v in options.items())))
+
+    def get(self, name: str, **options: Any) -> FusionMethod:
+        """The method :func:`create_method` would build, built at most once."""
+        key = self._key(name, options)
+        with self._lock:
+            if key not in self._methods:
+                self._methods[key] = create_method(name, **options)
+                while len(self._methods) > self.size:
+                    self._methods.popitem(last=False)
+            self._methods.move_to_end(key)
+            return self._methods[key]
+
+    def names(self) -> list[str]:
+        return [key[0] for key in self._methods]

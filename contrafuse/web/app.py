@@ -32,7 +32,7 @@ from PIL import Image
 from ..api import fuse_images, match_sizes
 from ..errors import ContrafuseError
 from ..io import read_image, to_uint
-from ..methods import DEFAULT_METHOD, METHODS, create_method
+from ..methods import DEFAULT_METHOD, METHODS, MethodCache
 
 PAGE = Path(__file__).with_name("index.html")
 DEFAULT_MAX_UPLOAD = 25_000_000
@@ -86,22 +86,16 @@ def _png(image: np.ndarray) -> bytes:
 
 def create_app() -> FastAPI:
     app = FastAPI(title="contrafuse", docs_url="/api/docs", redoc_url=None)
-    methods: dict[tuple, object] = {}
-    methods_lock = threading.Lock()
+    methods = MethodCache(size=8)  # learned models are loaded once and kept
     workers = threading.BoundedSemaphore(int(os.environ.get("CONTRAFUSE_WEB_WORKERS", "1")))
 
     def method_for(name: str, inference: str | None):
         if name not in METHODS:
             raise BadRequest(f"method: unknown method {name!r} (see GET /api/methods)")
-        key = (name, inference)
-        with methods_lock:  # learned models are loaded once and kept
-            if key not in methods:
-                options = {"inference": inference} if inference else {}
-                try:
-                    methods[key] = create_method(name, **options)
-                except ContrafuseError as exc:
-                    raise BadRequest(f"method {name}: {exc}") from None
-            return methods[key]
+        try:
+            return methods.get(name, **({"inference": inference} if inference else {}))
+        except ContrafuseError as exc:
+            raise BadRequest(f"method {name}: {exc}") from None
 
     def fuse_arrays(first, second, name, resize, inference, labels):
         """The sources brought to one size, and their fusion."""
