@@ -7,7 +7,8 @@ worker printed. The first such run starts the worker and waits for it, costing w
 a worker costs; later runs cost the fusion plus a few tens of milliseconds.
 
 * Private to the user: a Unix socket in ``$CONTRAFUSE_HOME/run`` (a folder only the user can
-  enter); requests are JSON (a command line, a working directory, the ``CONTRAFUSE_*`` variables).
+  enter); requests are JSON (a command line, a working directory, the file creation mask and the
+  ``CONTRAFUSE_*`` variables).
 * The worker runs the very same command-line code (:func:`contrafuse.cli.main`), so results,
   messages and exit statuses are those of a run without it.
 * One worker per installed code, Python and thread settings: after an upgrade or an edit of the
@@ -126,7 +127,9 @@ def delegate(argv: list[str]) -> int | None:
     path = socket_path()
     if len(str(path)) > _SOCKET_PATH_LIMIT:
         return None
-    message = {"argv": argv, "cwd": os.getcwd(),
+    umask = os.umask(0o22)
+    os.umask(umask)
+    message = {"argv": argv, "cwd": os.getcwd(), "umask": umask,
                "env": {k: v for k, v in os.environ.items() if k.startswith("CONTRAFUSE_")}}
     started = False
     with open(path.with_suffix(".lock"), "w") as lock:
@@ -238,16 +241,18 @@ class Worker:
         elif command == "stop":
             reply = {"stopped": os.getpid()}
         else:
-            reply = self.run(request["argv"], request["cwd"], request.get("env", {}))
+            reply = self.run(request["argv"], request["cwd"], request.get("env", {}), request.get("umask", 0o22))
             self.served += 1
         with contextlib.suppress(OSError):  # the caller may have gone (Ctrl-C): the output is written anyway
             conn.sendall(json.dumps(reply).encode())
         return command != "stop"
 
-    def run(self, argv: list[str], cwd: str, env: dict) -> dict:
-        """``contrafuse <argv>`` in ``cwd`` with the caller's ``CONTRAFUSE_*`` variables, output captured."""
+    def run(self, argv: list[str], cwd: str, env: dict, umask: int = 0o22) -> dict:
+        """``contrafuse <argv>`` in ``cwd`` with the caller's ``CONTRAFUSE_*`` variables and file
+        creation mask, output captured."""
         from .cli import main
 
+        os.umask(umask)
         os.environ.clear()
         os.environ.update({k: v for k, v in self.base_env.items() if not k.startswith("CONTRAFUSE_")}, **env)
         stdout, stderr = io.StringIO(), io.StringIO()

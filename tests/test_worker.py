@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -32,8 +33,13 @@ def worker_home(monkeypatch):
 def test_worker_serves_later_runs_with_the_in_process_result(worker_home, tmp_path, capsys, monkeypatch):
     pair = dataset("RoadScene")
     ir, vis = str(pair / "ir" / "FLIR_00006.jpg"), str(pair / "vis" / "FLIR_00006.jpg")
-    for name in ("a.png", "b.png"):
-        assert main(["fuse", "--ir", ir, "--vis", vis, "-o", str(tmp_path / name), "--method", "clfnet"]) == 0
+    for name, umask in (("a.png", 0o022), ("b.png", 0o027)):
+        previous = os.umask(umask)
+        try:
+            assert main(["fuse", "--ir", ir, "--vis", vis, "-o", str(tmp_path / name), "--method", "clfnet"]) == 0
+        finally:
+            os.umask(previous)
+    assert (tmp_path / "b.png").stat().st_mode & 0o777 == 0o640  # written with the caller's file creation mask
     assert capsys.readouterr().out.splitlines() == [f"wrote {tmp_path / 'a.png'}", f"wrote {tmp_path / 'b.png'}"]
     [status] = worker.workers()
     assert status["served"] == 2 and status["methods"] == ["clfnet"]
