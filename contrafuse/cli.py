@@ -131,7 +131,8 @@ def cmd_fuse(args) -> int:
                 raise ContrafuseError(source, "file not found")
         if not (out.exists() and not args.overwrite):
             check_writable(out)  # before a learned model spends seconds fusing
-        if args.methods is None and getattr(METHODS.get(args.method or DEFAULT_METHOD), "uses_torch", False):
+        if (args.methods is None and getattr(METHODS.get(args.method or DEFAULT_METHOD), "uses_torch", False)
+                and getattr(args, "option_device", None) in (None, "cpu")):  # a GPU is not held by an idle worker
             from . import worker
 
             if worker.enabled() and (rc := worker.delegate(args.argv)) is not None:

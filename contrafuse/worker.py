@@ -7,12 +7,14 @@ worker printed. The first such run starts the worker and waits for it, costing w
 a worker costs; later runs cost the fusion plus a few tens of milliseconds.
 
 * Private to the user: a Unix socket in ``$CONTRAFUSE_HOME/run`` (a folder only the user can
-  enter); requests are JSON (a command line, a working directory, the file creation mask and the
-  ``CONTRAFUSE_*`` variables).
+  enter; the worker also checks the caller's user id). Requests are JSON: a command line, a
+  working directory, the file creation mask and the ``CONTRAFUSE_*`` variables. Only single-pair
+  ``fuse`` command lines are run.
 * The worker runs the very same command-line code (:func:`contrafuse.cli.main`), so results,
-  messages and exit statuses are those of a run without it.
-* One worker per installed code, Python and thread settings: after an upgrade or an edit of the
-  package, the next run starts a fresh worker and the old one idles out.
+  messages and exit statuses are those of a run without it. A caller that hangs up (Ctrl-C)
+  interrupts its run as Ctrl-C would.
+* One worker per host, user, installed code, Python and thread settings: after an edit of the
+  package the next run starts a fresh worker and stops the outdated one.
 * It exits after ``CONTRAFUSE_WORKER_IDLE`` seconds without a request (default 600);
   ``contrafuse worker stop`` stops it now, ``contrafuse worker status`` lists it, and
   ``CONTRAFUSE_WORKER=off`` fuses in the calling process as before.
@@ -23,14 +25,19 @@ never use a worker.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import hashlib
 import io
 import json
 import os
+import select
+import signal
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -39,10 +46,12 @@ from .errors import ContrafuseError
 from .weights import home
 
 DEFAULT_IDLE_SECONDS = 600
-#: environment variables that change what a worker process is (threads, devices): part of its identity
-PROCESS_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PYTHONPATH")
+#: environment variables that change what a worker process is (threads, devices, libraries): part of its identity
+PROCESS_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "LD_PRELOAD",
+                     "LD_LIBRARY_PATH", "ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA")
 _SOCKET_PATH_LIMIT = 100  # sun_path holds 104-108 bytes depending on the system
 _START_TIMEOUT = 60.0
+_LOG_LIMIT = 1 << 20
 
 
 def enabled() -> bool:
@@ -53,27 +62,29 @@ def enabled() -> bool:
         raise ContrafuseError("CONTRAFUSE_WORKER", f"must be 'auto' or 'off', not {setting!r}")
     if setting in ("off", "0", "no"):
         return False
-    return hasattr(socket, "AF_UNIX") and os.name == "posix" and int(os.environ.get("WORLD_SIZE", "1")) <= 1
+    _idle_seconds()  # a bad value is an error here, not in the worker
+    return hasattr(socket, "AF_UNIX") and hasattr(socket, "SO_PEERCRED") and int(os.environ.get("WORLD_SIZE", "1")) <= 1
 
 
 def run_folder() -> Path:
     """Where the sockets live: ``$CONTRAFUSE_HOME/run``, created private to the user."""
-    folder = home() / "run"
+    folder = home().resolve() / "run"
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
     return folder
 
 
 def identity() -> str:
-    """Twelve hex digits naming this code, Python and process settings: a worker serves only
-    calls that would run exactly as it does."""
+    """Twelve hex digits naming this host, user, code, Python and process settings: a worker
+    serves only calls that would run exactly as it does."""
     package = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    digest.update(f"{sys.executable}\0{package}\0".encode())
+    digest.update(f"{socket.gethostname()}\0{os.geteuid()}\0{os.getegid()}\0{sorted(os.getgroups())}\0".encode())
+    digest.update(f"{sys.executable}\0{package}\0{sorted(os.sched_getaffinity(0))}\0".encode())
     for name in PROCESS_VARIABLES:
         digest.update(f"{name}={os.environ.get(name, '')}\0".encode())
     for path in sorted(package.rglob("*")):
-        if path.suffix in (".py", ".safetensors", ".json", ".txt") and "__pycache__" not in path.parts:
+        if path.is_file() and "__pycache__" not in path.parts:
             stat = path.stat()
             digest.update(f"{path.relative_to(package)}:{stat.st_size}:{stat.st_mtime_ns}\0".encode())
     return digest.hexdigest()[:12]
@@ -84,8 +95,8 @@ def socket_path() -> Path:
 
 
 def _request(path: Path, message: dict, timeout: float | None = None) -> dict:
-    """Send one JSON request and read the one JSON reply (ConnectionError/OSError when there is
-    no worker or it died without answering)."""
+    """Send one JSON request and read the one JSON reply (OSError when there is no worker or it
+    closed the connection without answering, TimeoutError after ``timeout`` seconds)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
         conn.connect(str(path))
@@ -93,19 +104,23 @@ def _request(path: Path, message: dict, timeout: float | None = None) -> dict:
         conn.shutdown(socket.SHUT_WR)
         data = b"".join(iter(lambda: conn.recv(1 << 16), b""))
     if not data:
-        raise ConnectionError("the worker closed the connection without answering")
+        raise ConnectionResetError("the worker closed the connection without answering")
     return json.loads(data)
 
 
 def _start(path: Path) -> subprocess.Popen:
-    """Start a worker listening on ``path``, detached from this terminal; it logs beside the socket."""
-    log = open(path.with_suffix(".log"), "ab")  # noqa: SIM115  (handed to the child)
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "contrafuse.worker", str(path)], cwd="/", stdin=subprocess.DEVNULL,
-            stdout=log, stderr=log, start_new_session=True, close_fds=True)
-    finally:
-        log.close()
+    """Start a worker listening on ``path``, detached from this terminal, running this very
+    package (its folder first on the path); it logs beside the socket."""
+    log_path = path.with_suffix(".log")
+    if log_path.exists() and log_path.stat().st_size > _LOG_LIMIT:
+        log_path.unlink()
+    env = dict(os.environ)
+    package_parent = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "contrafuse.worker", str(path), identity()],
+                                cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, close_fds=True)
 
 
 def _wait_for_socket(path: Path, process: subprocess.Popen) -> bool:
@@ -116,37 +131,53 @@ def _wait_for_socket(path: Path, process: subprocess.Popen) -> bool:
         if process.poll() is not None:
             return False
         time.sleep(0.01)
+    process.kill()
     return False
+
+
+def _connect_or_start(path: Path) -> bool | None:
+    """Make sure a worker listens on ``path``: True if this call started it, False if one was
+    already there, None if none could be started."""
+    import fcntl
+
+    with open(path.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time
+        if path.exists():
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                    probe.settimeout(5)
+                    probe.connect(str(path))
+                return False
+            except (ConnectionRefusedError, FileNotFoundError):  # a worker that died without removing its socket
+                path.unlink(missing_ok=True)
+        return True if _wait_for_socket(path, _start(path)) else None
 
 
 def delegate(argv: list[str]) -> int | None:
     """Run ``contrafuse <argv>`` in a worker (starting one if none serves this code) and relay what
     it printed; ``None`` when no worker could be used, so the caller runs the command itself."""
-    import fcntl
-
-    path = socket_path()
-    if len(str(path)) > _SOCKET_PATH_LIMIT:
+    try:
+        path = socket_path()
+        if len(os.fsencode(path)) > _SOCKET_PATH_LIMIT:
+            return None
+        umask = os.umask(0o22)
+        os.umask(umask)
+        message = {"argv": argv, "cwd": os.getcwd(), "umask": umask,
+                   "env": {k: v for k, v in os.environ.items() if k.startswith("CONTRAFUSE_")}}
+        started = _connect_or_start(path)
+        if started is None:
+            return None
+        if started:
+            _stop_outdated(path)
+    except OSError:  # no private folder, no current folder, ...: fuse in this process
         return None
-    umask = os.umask(0o22)
-    os.umask(umask)
-    message = {"argv": argv, "cwd": os.getcwd(), "umask": umask,
-               "env": {k: v for k, v in os.environ.items() if k.startswith("CONTRAFUSE_")}}
-    started = False
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time
-        if path.exists():
-            try:
-                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-                    probe.connect(str(path))
-            except OSError:  # a worker that died without removing its socket
-                path.unlink(missing_ok=True)
-        if not path.exists():
-            if not _wait_for_socket(path, _start(path)):
-                return None
-            started = True
     try:
         reply = _request(path, message)
+    except ConnectionRefusedError:  # it exited (idle) just now
+        return None
     except (OSError, ValueError):
+        print(f"contrafuse: the worker stopped without answering (log: {path.with_suffix('.log')}); "
+              "fusing in this process", file=sys.stderr)
         return None
     sys.stdout.write(reply["stdout"])
     sys.stdout.flush()
@@ -158,27 +189,51 @@ def delegate(argv: list[str]) -> int | None:
     return int(reply["rc"])
 
 
-def workers() -> list[dict]:
-    """Status of every worker of this user (any code version) that answers."""
+def _statuses(timeout: float) -> list[dict]:
+    """Every worker socket of this user with the worker's status, or ``busy`` when it did not
+    answer within ``timeout`` (it serves one request at a time)."""
     found = []
     for path in sorted(run_folder().glob("worker-*.sock")):
         try:
-            found.append(_request(path, {"command": "status"}, timeout=5))
+            found.append(_request(path, {"command": "status"}, timeout=timeout))
+        except TimeoutError:
+            found.append({"socket": str(path), "busy": True})
+        except (ConnectionRefusedError, FileNotFoundError):
+            path.unlink(missing_ok=True)
         except (OSError, ValueError):
             continue
     return found
 
 
+def workers() -> list[dict]:
+    """Status of every worker of this user (any code version)."""
+    return _statuses(timeout=5)
+
+
+def _stop_outdated(current: Path) -> None:
+    """Stop idle workers of this same package folder whose code has changed since they started."""
+    package = str(Path(__file__).resolve().parent)
+    for status in _statuses(timeout=0.5):
+        if status.get("package") == package and status.get("socket") != str(current) and not status.get("busy"):
+            with contextlib.suppress(OSError, ValueError):
+                _request(Path(status["socket"]), {"command": "stop"}, timeout=5)
+
+
 def stop_all() -> int:
-    """Ask every worker of this user to exit; how many did."""
-    stopped = 0
+    """Ask every worker of this user to exit (a busy one after its current run); how many were asked."""
+    asked = 0
     for path in sorted(run_folder().glob("worker-*.sock")):
         try:
             _request(path, {"command": "stop"}, timeout=5)
-            stopped += 1
-        except (OSError, ValueError):
+        except TimeoutError:  # busy: the request is queued and served after the current run
+            pass
+        except (ConnectionRefusedError, FileNotFoundError):
             path.unlink(missing_ok=True)
-    return stopped
+            continue
+        except (OSError, ValueError):
+            continue
+        asked += 1
+    return asked
 
 
 def _idle_seconds() -> float:
@@ -192,6 +247,43 @@ def _idle_seconds() -> float:
     return seconds
 
 
+def servable(argv: list[str]) -> bool:
+    """Only single-pair ``fuse`` runs go to a worker (a request for anything else is refused)."""
+    from .cli import build_parser
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args = build_parser().parse_args(argv)
+    except SystemExit:
+        return True  # a usage error: the worker prints it as the command line would
+    return args.command == "fuse" and not (args.ir_dir or args.vis_dir or args.out_dir)
+
+
+class _HangUpWatch:
+    """While a request runs, interrupt it (as Ctrl-C would) if its caller hangs up."""
+
+    def __init__(self, conn: socket.socket):
+        self.conn, self.done = conn, threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        poller = select.poll()
+        poller.register(self.conn, select.POLLHUP | select.POLLERR)
+        while not self.done.is_set():
+            if poller.poll(200):
+                if not self.done.is_set():
+                    _thread.interrupt_main()
+                return
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+
+
 class Worker:
     """The serving side: answers requests one at a time on a listening Unix socket."""
 
@@ -202,14 +294,18 @@ class Worker:
         self.methods = MethodCache(size=2)  # a model per method and options, the last two used
         self.served, self.started = 0, time.time()
         self.base_env = dict(os.environ)
+        self.socket_id: tuple | None = None
 
     def serve(self) -> None:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
             listening = self.path.with_name(f".{os.getpid()}.sock")
+            listening.unlink(missing_ok=True)
             server.bind(str(listening))
             try:
                 server.listen(16)
                 os.replace(listening, self.path)  # the socket appears already listening
+                stat = self.path.stat()
+                self.socket_id = (stat.st_dev, stat.st_ino)
                 server.settimeout(self.idle_seconds)
                 while True:
                     try:
@@ -217,33 +313,56 @@ class Worker:
                     except TimeoutError:
                         return
                     with conn:
-                        if not self._answer(conn):
+                        try:
+                            keep_serving = self._answer(conn)
+                        except KeyboardInterrupt:  # a hang-up noticed just as its run finished
+                            keep_serving = True
+                        if not keep_serving:
                             return
             finally:
                 listening.unlink(missing_ok=True)
-                self.path.unlink(missing_ok=True)
-                log = self.path.with_suffix(".log")
-                if log.exists() and not log.stat().st_size:
-                    log.unlink()
+                self._remove_socket()
+
+    def _remove_socket(self) -> None:
+        """Remove the socket file if it is still this worker's (a newer worker may own the name)."""
+        with contextlib.suppress(OSError):
+            stat = self.path.stat()
+            if (stat.st_dev, stat.st_ino) == self.socket_id:
+                self.path.unlink()
 
     def _answer(self, conn: socket.socket) -> bool:
         """Serve one request; False when it asks the worker to stop."""
-        conn.settimeout(None)
-        data = b"".join(iter(lambda: conn.recv(1 << 16), b""))
-        try:
-            request = json.loads(data)
-        except ValueError:
+        uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+        if uid != os.geteuid():
             return True
-        command = request.get("command", "run")
+        conn.settimeout(5)  # the request is a few hundred bytes, sent at once
+        try:
+            request = json.loads(b"".join(iter(lambda: conn.recv(1 << 16), b"")))
+            command = request.get("command", "run")
+        except (OSError, ValueError, AttributeError):
+            return True
         if command == "status":
-            reply = {"pid": os.getpid(), "socket": str(self.path), "served": self.served,
-                     "uptime_s": round(time.time() - self.started, 1), "methods": self.methods.names()}
+            reply = {"pid": os.getpid(), "socket": str(self.path), "package": str(Path(__file__).resolve().parent),
+                     "served": self.served, "uptime_s": round(time.time() - self.started, 1),
+                     "methods": self.methods.names()}
         elif command == "stop":
+            self._remove_socket()  # before answering: once stopped, the name is free
             reply = {"stopped": os.getpid()}
         else:
-            reply = self.run(request["argv"], request["cwd"], request.get("env", {}), request.get("umask", 0o22))
-            self.served += 1
-        with contextlib.suppress(OSError):  # the caller may have gone (Ctrl-C): the output is written anyway
+            try:
+                argv, cwd, env, umask = (list(map(str, request["argv"])), str(request["cwd"]),
+                                         {str(k): str(v) for k, v in request.get("env", {}).items()},
+                                         int(request.get("umask", 0o22)))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                return True
+            if not servable(argv):
+                reply = {"rc": 2, "stdout": "", "stderr": "contrafuse: error: the worker only runs single-pair fuse\n"}
+            else:
+                with _HangUpWatch(conn):
+                    reply = self.run(argv, cwd, env, umask)
+                self.served += 1
+        with contextlib.suppress(OSError):  # the caller may have gone
+            conn.settimeout(None)
             conn.sendall(json.dumps(reply).encode())
         return command != "stop"
 
@@ -252,23 +371,26 @@ class Worker:
         creation mask, output captured."""
         from .cli import main
 
-        os.umask(umask)
-        os.environ.clear()
-        os.environ.update({k: v for k, v in self.base_env.items() if not k.startswith("CONTRAFUSE_")}, **env)
         stdout, stderr = io.StringIO(), io.StringIO()
         try:
+            os.umask(umask)
+            os.environ.clear()
+            os.environ.update({k: v for k, v in self.base_env.items() if not k.startswith("CONTRAFUSE_")})
+            os.environ.update(env)
             os.chdir(cwd)
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
                 try:
                     rc = main(argv, methods=self.methods)
                 except SystemExit as exc:  # argparse
-                    rc = exc.code if isinstance(exc.code, int) else 2
+                    rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
                 except Exception:  # noqa: BLE001  (printed as Python would, without ending the worker)
                     traceback.print_exc()
                     rc = 1
         except OSError as exc:
             stderr.write(f"contrafuse: error: {cwd}: cannot enter the working directory ({exc.strerror})\n")
             rc = 2
+        except KeyboardInterrupt:  # the caller hung up between the watch and main()
+            rc = 130
         finally:
             os.chdir("/")
             os.environ.clear()
@@ -276,5 +398,23 @@ class Worker:
         return {"rc": rc, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()}
 
 
+class _Terminated(BaseException):
+    """SIGTERM: leave through serve()'s clean-up (not an exception a run would catch)."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated
+
+
+def _serve_from_command_line() -> None:
+    path, expected = Path(sys.argv[1]), sys.argv[2]
+    if identity() != expected:  # this interpreter imported other code than the caller's
+        print(f"contrafuse worker: code identity {identity()} is not the caller's {expected}; not serving", file=sys.stderr)
+        sys.exit(1)
+    signal.signal(signal.SIGTERM, _terminate)
+    with contextlib.suppress(_Terminated):
+        Worker(path, _idle_seconds()).serve()
+
+
 if __name__ == "__main__":
-    Worker(Path(sys.argv[1]), _idle_seconds()).serve()
+    _serve_from_command_line()

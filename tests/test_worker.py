@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -20,54 +22,90 @@ from contrafuse.methods import MethodCache
 
 @pytest.fixture
 def worker_home(monkeypatch):
-    """A private CONTRAFUSE_HOME with the worker on; any worker started is stopped afterwards."""
+    """A private CONTRAFUSE_HOME with the worker on; any worker started is killed afterwards."""
     home = Path(tempfile.mkdtemp(prefix="cfw-"))  # short: a socket path holds about 100 bytes
     monkeypatch.setenv("CONTRAFUSE_HOME", str(home))
     monkeypatch.setenv("CONTRAFUSE_WORKER", "auto")
     monkeypatch.setenv("CONTRAFUSE_WORKER_IDLE", "120")
     yield home
-    worker.stop_all()
+    for status in worker.workers():
+        if "pid" in status:
+            os.kill(status["pid"], signal.SIGTERM)
     shutil.rmtree(home, ignore_errors=True)
 
 
-def test_worker_serves_later_runs_with_the_in_process_result(worker_home, tmp_path, capsys, monkeypatch):
-    pair = dataset("RoadScene")
-    ir, vis = str(pair / "ir" / "FLIR_00006.jpg"), str(pair / "vis" / "FLIR_00006.jpg")
+@pytest.fixture
+def pair():
+    road = dataset("RoadScene")
+    return str(road / "ir" / "FLIR_00006.jpg"), str(road / "vis" / "FLIR_00006.jpg")
+
+
+def fuse(ir, vis, out) -> int:
+    return main(["fuse", "--ir", ir, "--vis", vis, "-o", out, "--method", "clfnet"])
+
+
+def test_worker_serves_later_runs_as_the_calling_process_would(worker_home, pair, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative paths resolve in the caller's folder
     for name, umask in (("a.png", 0o022), ("b.png", 0o027)):
         previous = os.umask(umask)
         try:
-            assert main(["fuse", "--ir", ir, "--vis", vis, "-o", str(tmp_path / name), "--method", "clfnet"]) == 0
+            assert fuse(*pair, name) == 0
         finally:
             os.umask(previous)
-    assert (tmp_path / "b.png").stat().st_mode & 0o777 == 0o640  # written with the caller's file creation mask
-    assert capsys.readouterr().out.splitlines() == [f"wrote {tmp_path / 'a.png'}", f"wrote {tmp_path / 'b.png'}"]
+    assert capsys.readouterr().out.splitlines() == ["wrote a.png", "wrote b.png"]
+    assert (tmp_path / "b.png").stat().st_mode & 0o777 == 0o640  # the caller's file creation mask
     [status] = worker.workers()
     assert status["served"] == 2 and status["methods"] == ["clfnet"]
 
-    # a problem found in the worker is the same one line and exit status as without it
-    assert main(["fuse", "--ir", ir, "--vis", vis, "-o", str(tmp_path / "a.png"), "--method", "clfnet"]) == 2
-    assert capsys.readouterr().err == f"contrafuse: error: {tmp_path / 'a.png'}: output exists (use --overwrite to replace it)\n"
+    # problems found in the worker are the same one line and exit status as without it
+    assert fuse(*pair, "a.png") == 2
+    assert capsys.readouterr().err == "contrafuse: error: a.png: output exists (use --overwrite to replace it)\n"
+    monkeypatch.setenv("CONTRAFUSE_MAX_PIXELS", "1000")  # the caller's CONTRAFUSE_* variables apply
+    assert fuse(*pair, "d.png") == 2
+    assert "CONTRAFUSE_MAX_PIXELS" in capsys.readouterr().err
+    monkeypatch.delenv("CONTRAFUSE_MAX_PIXELS")
 
     monkeypatch.setenv("CONTRAFUSE_WORKER", "off")
-    assert main(["fuse", "--ir", ir, "--vis", vis, "-o", str(tmp_path / "c.png"), "--method", "clfnet"]) == 0
-    assert worker.workers()[0]["served"] == 3  # the refused run counts; the run with the worker off does not
+    assert fuse(*pair, "c.png") == 0
+    assert worker.workers()[0]["served"] == 4  # the run with the worker off is not one of them
     images = [np.asarray(Image.open(tmp_path / n)) for n in ("a.png", "b.png", "c.png")]
     assert np.array_equal(images[0], images[2]) and np.array_equal(images[1], images[2])
 
     assert worker.stop_all() == 1
     assert not list((worker_home / "run").glob("*.sock"))
+    assert worker.workers() == []
 
 
-def test_idle_worker_exits_and_removes_its_socket(worker_home, tmp_path, monkeypatch):
-    monkeypatch.setenv("CONTRAFUSE_WORKER_IDLE", "1")
-    pair = dataset("RoadScene")
-    assert main(["fuse", "--ir", str(pair / "ir" / "FLIR_00006.jpg"), "--vis", str(pair / "vis" / "FLIR_00006.jpg"),
-                 "-o", str(tmp_path / "a.png"), "--method", "clfnet"]) == 0
-    deadline = time.monotonic() + 20
-    while list((worker_home / "run").glob("*.sock")) and time.monotonic() < deadline:
+def test_idle_worker_exits_and_a_stale_socket_is_replaced(worker_home, pair, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CONTRAFUSE_WORKER_IDLE", "2")
+    stale = worker.socket_path()
+    with socket.socket(socket.AF_UNIX) as dead:  # a socket file nobody listens on (a killed worker's)
+        dead.bind(str(stale))
+    assert fuse(*pair, str(tmp_path / "a.png")) == 0
+    [status] = worker.workers()
+    assert status["served"] == 1
+    deadline = time.monotonic() + 30
+    while stale.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not list((worker_home / "run").glob("*.sock"))
+    assert not stale.exists()
+    capsys.readouterr()
     assert main(["worker", "status"]) == 0
+    assert capsys.readouterr().out == "no worker running\n"
+
+
+def test_worker_refuses_anything_but_a_single_pair_fuse(worker_home, pair, tmp_path):
+    assert fuse(*pair, str(tmp_path / "a.png")) == 0
+    reply = worker._request(worker.socket_path(), {"argv": ["worker", "stop"], "cwd": str(tmp_path)})
+    assert reply == {"rc": 2, "stdout": "", "stderr": "contrafuse: error: the worker only runs single-pair fuse\n"}
+    assert worker.workers()[0]["served"] == 1
+
+
+def test_a_caller_hanging_up_interrupts_its_run_like_ctrl_c():
+    ours, theirs = socket.socketpair(socket.AF_UNIX)
+    with pytest.raises(KeyboardInterrupt), worker._HangUpWatch(ours):
+        theirs.close()
+        time.sleep(5)
+    ours.close()
 
 
 def test_worker_identity_follows_thread_settings(monkeypatch):
@@ -77,11 +115,15 @@ def test_worker_identity_follows_thread_settings(monkeypatch):
     assert worker.identity() != one
 
 
-def test_bad_worker_setting_is_a_one_line_error(monkeypatch, grey_pair, tmp_path, capsys):
-    monkeypatch.setenv("CONTRAFUSE_WORKER", "sometimes")
-    ir, vis = grey_pair
-    assert main(["fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "f.png"), "--method", "clfnet"]) == 2
-    assert capsys.readouterr().err == "contrafuse: error: CONTRAFUSE_WORKER: must be 'auto' or 'off', not 'sometimes'\n"
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("CONTRAFUSE_WORKER", "sometimes", "CONTRAFUSE_WORKER: must be 'auto' or 'off', not 'sometimes'"),
+    ("CONTRAFUSE_WORKER_IDLE", "soon", "CONTRAFUSE_WORKER_IDLE: must be a positive number of seconds, not 'soon'"),
+])
+def test_bad_worker_settings_are_one_line_errors(monkeypatch, grey_pair, tmp_path, capsys, variable, value, message):
+    monkeypatch.setenv("CONTRAFUSE_WORKER", "auto")
+    monkeypatch.setenv(variable, value)
+    assert fuse(str(grey_pair[0]), str(grey_pair[1]), str(tmp_path / "f.png")) == 2
+    assert capsys.readouterr().err == f"contrafuse: error: {message}\n"
 
 
 def test_method_cache_builds_once_and_rereads_a_replaced_weights_file(tmp_path):

@@ -99,7 +99,7 @@ class MethodCache:
         def version(value):
             if isinstance(value, (str, os.PathLike)) and os.path.isfile(value):
                 stat = os.stat(value)
-                return (str(value), stat.st_size, stat.st_mtime_ns)
+                return (os.path.realpath(value), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
             return value
         return (name, tuple(sorted((k, version(v)) for k, v in options.items())))
 
