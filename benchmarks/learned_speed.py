@@ -72,8 +72,8 @@ def main() -> None:
 
     fuse = {name: run(FUSE.format(here=str(HERE), name=name)) for name in ("coconet", "clfnet")}
     training = {
-        "coconet stage 1 (self-adaptive)": run(TRAIN.format(config="configs/coconet_tno.yaml", stage=0, steps=3)),
-        "coconet stage 2 (+contrastive)": run(TRAIN.format(config="configs/coconet_tno.yaml", stage=1, steps=2)),
+        "coconet stage 1 (self-adaptive)": run(TRAIN.format(config="configs/ablations/coconet_tno_4epochs.yaml", stage=0, steps=3)),
+        "coconet stage 2 (+contrastive)": run(TRAIN.format(config="configs/ablations/coconet_tno_4epochs.yaml", stage=1, steps=2)),
         "clfnet": run(TRAIN.format(config="configs/clfnet_tno.yaml", stage=0, steps=5)),
     }
     for name, row in {**fuse, **training}.items():

@@ -65,14 +65,14 @@ print(json.dumps({{"seconds_per_step": mean, "steps_per_second": 1 / mean, "batc
 """
 
 STAGES = {
-    "coconet stage 1 (self-adaptive)": ("configs/coconet_tno.yaml", 0),
-    "coconet stage 2 (+contrastive)": ("configs/coconet_tno.yaml", 1),
+    "coconet stage 1 (self-adaptive)": ("configs/ablations/coconet_tno_4epochs.yaml", 0),
+    "coconet stage 2 (+contrastive)": ("configs/ablations/coconet_tno_4epochs.yaml", 1),
     "clfnet": ("configs/clfnet_tno.yaml", 0),
 }
 #: the shipped CoCoNet config's fine-tuning stage splits each batch as the authors' code does
 #: (10 fused anchors, 20 patches lending negatives): a step costs a third; timed after only
-AFTER_ONLY = {"coconet stage 2, 10 anchors of 30 (coconet_tno_converged.yaml)": ("configs/coconet_tno_converged.yaml", 1)}
-#: epochs x steps per epoch of configs/coconet_tno.yaml (4 + 5 epochs of 47 batches), the schedule
+AFTER_ONLY = {"coconet stage 2, 10 anchors of 30 (coconet_tno_converged.yaml)": ("configs/ablations/coconet_tno_converged.yaml", 1)}
+#: epochs x steps per epoch of configs/ablations/coconet_tno_4epochs.yaml (4 + 5 epochs of 47 batches), the schedule
 #: the shipped model had before; the same epochs timed with the new code and the 10-anchor split
 SCHEDULE = {"coconet stage 1 (self-adaptive)": 4 * 47, "coconet stage 2 (+contrastive)": 5 * 47}
 
