@@ -1,4 +1,4 @@
-"""Folder mode against warm in-process inference, and a single-pair CLI run against one warm fusion.
+"""Folder mode against warm in-process inference (single-pair runs: benchmarks/startup.py).
 
     python benchmarks/folder_throughput.py [--pairs 48] [--head 16]
 
@@ -8,15 +8,12 @@ start-up, model loading, reading, fusing with colour handling, writing), once on
 pairs / wall time of the long run. Steady state: the extra pairs of the long run over the extra
 seconds it took, which cancels the start-up both runs pay. Warm: the same extra pairs fused by
 ``contrafuse.api.fuse_images`` with the model built once and the images already in memory, after
-one warm-up fusion. Single pair: the CLI on RoadScene FLIR_00006 against one warm
-``contrafuse.fuse`` of the same files (the ``startup`` acceptance check's measurement), medians of
-three. Writes benchmarks/results/folder_throughput.json with the machine.
+one warm-up fusion. Writes benchmarks/results/folder_throughput.json with the machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,7 +25,6 @@ CLI = [sys.executable, "-m", "contrafuse"]
 
 
 def main() -> None:
-    import contrafuse
     from contrafuse.api import fuse_images, load_pair
     from contrafuse.bench.timing import write_result
     from contrafuse.data.datasets import datasets_root
@@ -40,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     road = datasets_root() / "RoadScene"
     names = (road / "splits" / "CDDFuse_test50.txt").read_text().split()[: args.pairs]
-    result = {"pairs": names, "folder": {}, "single_pair": {}}
+    result = {"pairs": names, "folder": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for count in (args.head, len(names)):
@@ -75,24 +71,6 @@ def main() -> None:
                                       "end_to_end_ratio": len(names) / seconds[len(names)] / (extra / warm),
                                       "folder_seconds": seconds}
             print(name, result["folder"][name], flush=True)
-        ir, vis = road / "ir" / "FLIR_00006.jpg", road / "vis" / "FLIR_00006.jpg"
-        method = create_method("coconet")
-        contrafuse.fuse(ir, vis, method=method)
-        warm, cli = [], []
-        for i in range(3):
-            start = time.perf_counter()
-            contrafuse.fuse(ir, vis, method=method)
-            warm.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            subprocess.run([*CLI, "fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp / f"single{i}.png"),
-                            "--method", "coconet"], check=True, capture_output=True)
-            cli.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        subprocess.run([*CLI, "--help"], check=True, capture_output=True)
-        result["single_pair"]["coconet"] = {"cli_seconds": statistics.median(cli), "warm_seconds": statistics.median(warm),
-                                            "ratio": statistics.median(cli) / statistics.median(warm),
-                                            "help_seconds": time.perf_counter() - start}
-        print(result["single_pair"], flush=True)
     write_result(HERE / "results" / "folder_throughput.json", result)
 
 
