@@ -16,8 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from . import __version__
 from .api import fuse_images, read_sources
 from .errors import ContrafuseError
@@ -183,6 +181,8 @@ def _run_folder(jobs: list[FolderJob], label: str, done: str, out_dir: Path, ove
     item computes, so a model does not wait for the disk (image decoding and encoding release the
     GIL). Prints one summary (summed over the processes of a torchrun launch ``group``); exit
     status 2 if anything failed anywhere."""
+    from tqdm import tqdm
+
     made = skipped = 0
     main_process = group is None or group.is_main
     todo = []
@@ -283,6 +283,8 @@ def cmd_weights(args) -> int:
 
 @command("evaluate")
 def cmd_evaluate(args) -> int:
+    from tqdm import tqdm
+
     from .metrics import METRICS, conventions_used, evaluate, summarise
     from .metrics.report import write_results
 

@@ -17,11 +17,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import urllib.request
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .errors import ContrafuseError
 from .io import atomic_replace
@@ -58,6 +56,10 @@ def _verify(path: Path) -> None:
 
 
 def _download_canonical(dest: Path, timeout: float = 10.0) -> None:
+    import urllib.request  # here, not at import: single-pair runs start faster
+
+    from tqdm import tqdm
+
     with urllib.request.urlopen(VGG19_URL, timeout=timeout) as response:
         total = int(response.headers.get("Content-Length", 0)) or None
         with open(dest, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc="VGG-19 (keras)",
@@ -86,6 +88,7 @@ def convert_h5(h5_path: Path, out_path: Path) -> Path:
     """Convert the Keras file to safetensors with PyTorch layout (OIHW kernels, BGR input)."""
     import h5py
     from safetensors.numpy import save_file
+    from tqdm import tqdm
 
     tensors = {}
     with h5py.File(h5_path, "r") as h5:
