@@ -1,4 +1,5 @@
-"""A background process that keeps learned models loaded between ``contrafuse fuse`` runs.
+"""Single-pair ``contrafuse fuse`` runs through a background process that keeps learned models
+loaded between runs (this module: the calling side; the process itself: :mod:`contrafuse.worker_process`).
 
 Starting Python, importing PyTorch and loading a network costs more than fusing one 640x480 pair
 with it (about 2 s against 0.8 s on a 2-core CPU). So a single-pair ``fuse`` with a learned method
@@ -25,21 +26,14 @@ never use a worker.
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import hashlib
-import io
 import json
 import os
-import select
-import signal
 import socket
-import struct
 import subprocess
 import sys
-import threading
 import time
-import traceback
 from pathlib import Path
 
 from .errors import ContrafuseError
@@ -62,7 +56,7 @@ def enabled() -> bool:
         raise ContrafuseError("CONTRAFUSE_WORKER", f"must be 'auto' or 'off', not {setting!r}")
     if setting in ("off", "0", "no"):
         return False
-    _idle_seconds()  # a bad value is an error here, not in the worker
+    idle_seconds()  # a bad value is an error here, not in the worker
     return hasattr(socket, "AF_UNIX") and hasattr(socket, "SO_PEERCRED") and int(os.environ.get("WORLD_SIZE", "1")) <= 1
 
 
@@ -118,7 +112,7 @@ def _start(path: Path) -> subprocess.Popen:
     package_parent = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "contrafuse.worker", str(path), identity()],
+        return subprocess.Popen([sys.executable, "-m", "contrafuse.worker_process", str(path), identity()],
                                 cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, close_fds=True)
 
@@ -184,7 +178,7 @@ def delegate(argv: list[str]) -> int | None:
     sys.stderr.write(reply["stderr"])
     if started and reply["rc"] == 0 and sys.stderr.isatty():
         print(f"contrafuse: started a worker that keeps the model loaded for later runs (it exits after "
-              f"{_idle_seconds():.0f} s idle; 'contrafuse worker stop'; CONTRAFUSE_WORKER=off to fuse in-process)",
+              f"{idle_seconds():.0f} s idle; 'contrafuse worker stop'; CONTRAFUSE_WORKER=off to fuse in-process)",
               file=sys.stderr)
     return int(reply["rc"])
 
@@ -236,7 +230,7 @@ def stop_all() -> int:
     return asked
 
 
-def _idle_seconds() -> float:
+def idle_seconds() -> float:
     value = os.environ.get("CONTRAFUSE_WORKER_IDLE", str(DEFAULT_IDLE_SECONDS))
     try:
         seconds = float(value)
@@ -245,176 +239,3 @@ def _idle_seconds() -> float:
     if seconds <= 0:
         raise ContrafuseError("CONTRAFUSE_WORKER_IDLE", f"must be a positive number of seconds, not {value!r}")
     return seconds
-
-
-def servable(argv: list[str]) -> bool:
-    """Only single-pair ``fuse`` runs go to a worker (a request for anything else is refused)."""
-    from .cli import build_parser
-
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):
-            args = build_parser().parse_args(argv)
-    except SystemExit:
-        return True  # a usage error: the worker prints it as the command line would
-    return args.command == "fuse" and not (args.ir_dir or args.vis_dir or args.out_dir)
-
-
-class _HangUpWatch:
-    """While a request runs, interrupt it (as Ctrl-C would) if its caller hangs up."""
-
-    def __init__(self, conn: socket.socket):
-        self.conn, self.done = conn, threading.Event()
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-
-    def _watch(self) -> None:
-        poller = select.poll()
-        poller.register(self.conn, select.POLLHUP | select.POLLERR)
-        while not self.done.is_set():
-            if poller.poll(200):
-                if not self.done.is_set():
-                    _thread.interrupt_main()
-                return
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.done.set()
-        self.thread.join()
-
-
-class Worker:
-    """The serving side: answers requests one at a time on a listening Unix socket."""
-
-    def __init__(self, path: Path, idle_seconds: float):
-        from .methods.base import MethodCache
-
-        self.path, self.idle_seconds = path, idle_seconds
-        self.methods = MethodCache(size=2)  # a model per method and options, the last two used
-        self.served, self.started = 0, time.time()
-        self.base_env = dict(os.environ)
-        self.socket_id: tuple | None = None
-
-    def serve(self) -> None:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
-            listening = self.path.with_name(f".{os.getpid()}.sock")
-            listening.unlink(missing_ok=True)
-            server.bind(str(listening))
-            try:
-                server.listen(16)
-                os.replace(listening, self.path)  # the socket appears already listening
-                stat = self.path.stat()
-                self.socket_id = (stat.st_dev, stat.st_ino)
-                server.settimeout(self.idle_seconds)
-                while True:
-                    try:
-                        conn, _ = server.accept()
-                    except TimeoutError:
-                        return
-                    with conn:
-                        try:
-                            keep_serving = self._answer(conn)
-                        except KeyboardInterrupt:  # a hang-up noticed just as its run finished
-                            keep_serving = True
-                        if not keep_serving:
-                            return
-            finally:
-                listening.unlink(missing_ok=True)
-                self._remove_socket()
-
-    def _remove_socket(self) -> None:
-        """Remove the socket file if it is still this worker's (a newer worker may own the name)."""
-        with contextlib.suppress(OSError):
-            stat = self.path.stat()
-            if (stat.st_dev, stat.st_ino) == self.socket_id:
-                self.path.unlink()
-
-    def _answer(self, conn: socket.socket) -> bool:
-        """Serve one request; False when it asks the worker to stop."""
-        uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
-        if uid != os.geteuid():
-            return True
-        conn.settimeout(5)  # the request is a few hundred bytes, sent at once
-        try:
-            request = json.loads(b"".join(iter(lambda: conn.recv(1 << 16), b"")))
-            command = request.get("command", "run")
-        except (OSError, ValueError, AttributeError):
-            return True
-        if command == "status":
-            reply = {"pid": os.getpid(), "socket": str(self.path), "package": str(Path(__file__).resolve().parent),
-                     "served": self.served, "uptime_s": round(time.time() - self.started, 1),
-                     "methods": self.methods.names()}
-        elif command == "stop":
-            self._remove_socket()  # before answering: once stopped, the name is free
-            reply = {"stopped": os.getpid()}
-        else:
-            try:
-                argv, cwd, env, umask = (list(map(str, request["argv"])), str(request["cwd"]),
-                                         {str(k): str(v) for k, v in request.get("env", {}).items()},
-                                         int(request.get("umask", 0o22)))
-            except (KeyError, TypeError, ValueError, AttributeError):
-                return True
-            if not servable(argv):
-                reply = {"rc": 2, "stdout": "", "stderr": "contrafuse: error: the worker only runs single-pair fuse\n"}
-            else:
-                with _HangUpWatch(conn):
-                    reply = self.run(argv, cwd, env, umask)
-                self.served += 1
-        with contextlib.suppress(OSError):  # the caller may have gone
-            conn.settimeout(None)
-            conn.sendall(json.dumps(reply).encode())
-        return command != "stop"
-
-    def run(self, argv: list[str], cwd: str, env: dict, umask: int = 0o22) -> dict:
-        """``contrafuse <argv>`` in ``cwd`` with the caller's ``CONTRAFUSE_*`` variables and file
-        creation mask, output captured."""
-        from .cli import main
-
-        stdout, stderr = io.StringIO(), io.StringIO()
-        try:
-            os.umask(umask)
-            os.environ.clear()
-            os.environ.update({k: v for k, v in self.base_env.items() if not k.startswith("CONTRAFUSE_")})
-            os.environ.update(env)
-            os.chdir(cwd)
-            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-                try:
-                    rc = main(argv, methods=self.methods)
-                except SystemExit as exc:  # argparse
-                    rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-                except Exception:  # noqa: BLE001  (printed as Python would, without ending the worker)
-                    traceback.print_exc()
-                    rc = 1
-        except OSError as exc:
-            stderr.write(f"contrafuse: error: {cwd}: cannot enter the working directory ({exc.strerror})\n")
-            rc = 2
-        except KeyboardInterrupt:  # the caller hung up between the watch and main()
-            rc = 130
-        finally:
-            os.chdir("/")
-            os.environ.clear()
-            os.environ.update(self.base_env)
-        return {"rc": rc, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()}
-
-
-class _Terminated(BaseException):
-    """SIGTERM: leave through serve()'s clean-up (not an exception a run would catch)."""
-
-
-def _terminate(signum, frame):
-    raise _Terminated
-
-
-def _serve_from_command_line() -> None:
-    path, expected = Path(sys.argv[1]), sys.argv[2]
-    if identity() != expected:  # this interpreter imported other code than the caller's
-        print(f"contrafuse worker: code identity {identity()} is not the caller's {expected}; not serving", file=sys.stderr)
-        sys.exit(1)
-    signal.signal(signal.SIGTERM, _terminate)
-    with contextlib.suppress(_Terminated):
-        Worker(path, _idle_seconds()).serve()
-
-
-if __name__ == "__main__":
-    _serve_from_command_line()

@@ -15,7 +15,7 @@ import pytest
 from conftest import dataset
 from PIL import Image
 
-from contrafuse import worker
+from contrafuse import worker, worker_process
 from contrafuse.cli import main
 from contrafuse.methods import MethodCache
 
@@ -102,7 +102,7 @@ def test_worker_refuses_anything_but_a_single_pair_fuse(worker_home, pair, tmp_p
 
 def test_a_caller_hanging_up_interrupts_its_run_like_ctrl_c():
     ours, theirs = socket.socketpair(socket.AF_UNIX)
-    with pytest.raises(KeyboardInterrupt), worker._HangUpWatch(ours):
+    with pytest.raises(KeyboardInterrupt), worker_process._HangUpWatch(ours):
         theirs.close()
         time.sleep(5)
     ours.close()
