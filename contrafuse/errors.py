@@ -16,3 +16,18 @@ class ContrafuseError(Exception):
         self.where = None if where is None else os.fspath(where).replace("\n", "\\n").replace("\r", "\\r")
         self.problem = " ".join(str(problem).split())
         super().__init__(f"{self.where}: {self.problem}" if self.where else self.problem)
+
+
+def positive_setting(variable: str, default, what: str, parse=float):
+    """The environment ``variable`` parsed by ``parse`` (``default`` when unset); anything that is
+    not a positive number is a one-line error naming the variable and ``what`` it must be."""
+    value = os.environ.get(variable)
+    if value is None:
+        return default
+    try:
+        number = parse(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise ContrafuseError(variable, f"must be a positive {what}, not {value!r}")
+    return number

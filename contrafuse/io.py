@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ContrafuseError
+from .errors import ContrafuseError, positive_setting
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -36,14 +36,7 @@ HIGH_BIT_RULES = {
 
 
 def max_pixels() -> int:
-    value = os.environ.get("CONTRAFUSE_MAX_PIXELS", str(DEFAULT_MAX_PIXELS))
-    try:
-        limit = int(value)
-    except ValueError:
-        limit = 0
-    if limit <= 0:
-        raise ContrafuseError("CONTRAFUSE_MAX_PIXELS", f"must be a positive whole number of pixels, not {value!r}")
-    return limit
+    return positive_setting("CONTRAFUSE_MAX_PIXELS", DEFAULT_MAX_PIXELS, "whole number of pixels", int)
 
 
 def _high_bit_to_unit(values: np.ndarray, rule: str, full_range: float) -> np.ndarray:

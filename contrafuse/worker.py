@@ -36,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import ContrafuseError
+from .errors import ContrafuseError, positive_setting
 from .weights import home
 
 DEFAULT_IDLE_SECONDS = 600
@@ -231,11 +231,4 @@ def stop_all() -> int:
 
 
 def idle_seconds() -> float:
-    value = os.environ.get("CONTRAFUSE_WORKER_IDLE", str(DEFAULT_IDLE_SECONDS))
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = 0.0
-    if seconds <= 0:
-        raise ContrafuseError("CONTRAFUSE_WORKER_IDLE", f"must be a positive number of seconds, not {value!r}")
-    return seconds
+    return positive_setting("CONTRAFUSE_WORKER_IDLE", DEFAULT_IDLE_SECONDS, "number of seconds")

@@ -113,3 +113,18 @@ def test_outputs_get_normal_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 7), ("12", 12), ("0", None), ("-3", None), ("many", None)])
+def test_positive_settings_from_the_environment(monkeypatch, value, expected):
+    from contrafuse.errors import positive_setting
+
+    if value is None:
+        monkeypatch.delenv("CONTRAFUSE_TEST_SETTING", raising=False)
+    else:
+        monkeypatch.setenv("CONTRAFUSE_TEST_SETTING", value)
+    if expected is None:
+        with pytest.raises(ContrafuseError, match=f"^CONTRAFUSE_TEST_SETTING: must be a positive whole number of things, not '{value}'$"):
+            positive_setting("CONTRAFUSE_TEST_SETTING", 7, "whole number of things", int)
+    else:
+        assert positive_setting("CONTRAFUSE_TEST_SETTING", 7, "whole number of things", int) == expected

@@ -20,13 +20,12 @@ Sums are accumulated in float64, so the tiled result matches the untiled one to 
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ContrafuseError
+from ..errors import positive_setting
 
 #: Memory one tile's forward may use, unless ``CONTRAFUSE_TILE_MEMORY`` (bytes) says otherwise.
 DEFAULT_TILE_MEMORY = 1_200_000_000
@@ -186,16 +185,7 @@ class WholeImageStatistics:
 
 
 def tile_memory_budget() -> int:
-    value = os.environ.get("CONTRAFUSE_TILE_MEMORY")
-    if value is None:
-        return DEFAULT_TILE_MEMORY
-    try:
-        budget = int(float(value))
-    except ValueError:
-        budget = 0
-    if budget <= 0:
-        raise ContrafuseError("CONTRAFUSE_TILE_MEMORY", f"must be a positive number of bytes, not {value!r}")
-    return budget
+    return positive_setting("CONTRAFUSE_TILE_MEMORY", DEFAULT_TILE_MEMORY, "number of bytes", lambda v: int(float(v)))
 
 
 def auto_core_size(bytes_per_pixel: float, halo: int, multiple: int, budget: int | None = None) -> int:

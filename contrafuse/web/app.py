@@ -30,7 +30,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from PIL import Image
 
 from ..api import fuse_images, match_sizes
-from ..errors import ContrafuseError
+from ..errors import ContrafuseError, positive_setting
 from ..io import read_image, to_uint
 from ..methods import DEFAULT_METHOD, METHODS, MethodCache
 
@@ -40,11 +40,7 @@ EXAMPLE_DATASETS = ("TNO_CoCoNet", "RoadScene", "Harvard_MRI_PET_CDDFuse", "Lytr
 
 
 def _max_upload() -> int:
-    value = os.environ.get("CONTRAFUSE_WEB_MAX_UPLOAD", str(DEFAULT_MAX_UPLOAD))
-    try:
-        return max(1, int(value))
-    except ValueError:
-        raise ContrafuseError("CONTRAFUSE_WEB_MAX_UPLOAD", f"must be a number of bytes, not {value!r}") from None
+    return positive_setting("CONTRAFUSE_WEB_MAX_UPLOAD", DEFAULT_MAX_UPLOAD, "number of bytes", int)
 
 
 class BadRequest(Exception):
