@@ -133,7 +133,7 @@ def cmd_fuse(args) -> int:
                 and getattr(args, "option_device", None) in (None, "cpu")):  # a GPU is not held by an idle worker
             from . import worker
 
-            if worker.enabled() and (rc := worker.delegate(args.argv)) is not None:
+            if worker.enabled() and worker.worth_serving(ir, vis) and (rc := worker.delegate(args.argv)) is not None:
                 return rc
         _fuse_one(ir, vis, out, _make_method(args), args)
         print(f"wrote {out}")

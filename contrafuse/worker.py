@@ -16,6 +16,7 @@ a worker costs; later runs cost the fusion plus a few tens of milliseconds.
   interrupts its run as Ctrl-C would.
 * One worker per host, user, installed code, Python and thread settings: after an edit of the
   package the next run starts a fresh worker and stops the outdated one.
+* Inputs above :data:`LARGEST_SERVED_PIXELS` are fused in the calling process.
 * It exits after ``CONTRAFUSE_WORKER_IDLE`` seconds without a request (default 600);
   ``contrafuse worker stop`` stops it now, ``contrafuse worker status`` lists it, and
   ``CONTRAFUSE_WORKER=off`` fuses in the calling process as before.
@@ -43,6 +44,9 @@ DEFAULT_IDLE_SECONDS = 600
 #: environment variables that change what a worker process is (threads, devices, libraries): part of its identity
 PROCESS_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "LD_PRELOAD",
                      "LD_LIBRARY_PATH", "ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA")
+#: larger inputs are fused in the calling process: their fusion takes many times the start-up, and a
+#: kept process would hold a large image's memory while it idles
+LARGEST_SERVED_PIXELS = 4_000_000
 _SOCKET_PATH_LIMIT = 100  # sun_path holds 104-108 bytes depending on the system
 _START_TIMEOUT = 60.0
 _LOG_LIMIT = 1 << 20
@@ -145,6 +149,22 @@ def _connect_or_start(path: Path) -> bool | None:
             except (ConnectionRefusedError, FileNotFoundError):  # a worker that died without removing its socket
                 path.unlink(missing_ok=True)
         return True if _wait_for_socket(path, _start(path)) else None
+
+
+def worth_serving(*images: Path) -> bool:
+    """Whether start-up matters for fusing these files: none has more than
+    :data:`LARGEST_SERVED_PIXELS` (read from the file header; an unreadable file is served, and
+    the worker reports it)."""
+    from PIL import Image
+
+    def pixels(path: Path) -> int:
+        try:
+            with Image.open(path) as image:
+                return image.size[0] * image.size[1]
+        except Exception:  # noqa: BLE001  (any unreadable file: the run itself reports it)
+            return 0
+
+    return all(pixels(path) <= LARGEST_SERVED_PIXELS for path in images)
 
 
 def delegate(argv: list[str]) -> int | None:

@@ -137,3 +137,14 @@ def test_method_cache_builds_once_and_rereads_a_replaced_weights_file(tmp_path):
     key = cache._key("x", {"weights": str(weights)})
     weights.write_bytes(b"22")
     assert cache._key("x", {"weights": str(weights)}) != key
+
+
+def test_large_inputs_are_fused_in_the_calling_process(tmp_path):
+    small, large, broken = tmp_path / "small.png", tmp_path / "large.png", tmp_path / "broken.png"
+    Image.new("L", (640, 480)).save(small)
+    Image.new("L", (2001, 2000)).save(large)  # 4,002,000 pixels: just above the limit
+    broken.write_bytes(b"not an image")
+    assert worker.LARGEST_SERVED_PIXELS == 4_000_000
+    assert worker.worth_serving(small, small)
+    assert not worker.worth_serving(small, large)
+    assert worker.worth_serving(small, broken)  # the run reports it, as it would in-process
