@@ -91,7 +91,7 @@ def _make_method(args):
         if keyword not in accepted:
             raise ContrafuseError(None, f"--{keyword.replace('_', '-')} does not apply to method {name!r}")
         options[keyword] = value
-    return args.methods.get(name, **options) if args.methods is not None else create_method(name, **options)
+    return args.method_cache.get(name, **options) if args.method_cache is not None else create_method(name, **options)
 
 
 def _refuse_input_as_output(out: Path, inputs) -> None:
@@ -129,7 +129,7 @@ def cmd_fuse(args) -> int:
                 raise ContrafuseError(source, "file not found")
         if not (out.exists() and not args.overwrite):
             check_writable(out)  # before a learned model spends seconds fusing
-        if (args.methods is None and getattr(METHODS.get(args.method or DEFAULT_METHOD), "uses_torch", False)
+        if (args.method_cache is None and getattr(METHODS.get(args.method or DEFAULT_METHOD), "uses_torch", False)
                 and getattr(args, "option_device", None) in (None, "cpu")):  # a GPU is not held by an idle worker
             from . import worker
 
@@ -529,13 +529,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, *, methods=None) -> int:
-    """Run ``contrafuse <argv>``; ``methods``: a :class:`~contrafuse.methods.MethodCache` to build
+def main(argv: list[str] | None = None, *, method_cache=None) -> int:
+    """Run ``contrafuse <argv>``; ``method_cache``: a :class:`~contrafuse.methods.MethodCache` to build
     methods from (the worker's, which also means this run is the worker's and is not handed on)."""
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.argv, args.methods = argv, methods
+    args.argv, args.method_cache = argv, method_cache
     try:
         with warnings.catch_warnings():
             if not args.debug:  # third-party libraries' warnings (e.g. PyWavelets on tiny images) are noise here

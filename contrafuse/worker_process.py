@@ -154,7 +154,7 @@ class Worker:
             os.chdir(cwd)
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
                 try:
-                    rc = main(argv, methods=self.methods)
+                    rc = main(argv, method_cache=self.methods)
                 except SystemExit as exc:  # argparse
                     rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
                 except Exception:  # noqa: BLE001  (printed as Python would, without ending the worker)
