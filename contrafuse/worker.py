@@ -78,7 +78,7 @@ def identity() -> str:
     package = Path(__file__).resolve().parent
     digest = hashlib.sha256()
     digest.update(f"{socket.gethostname()}\0{os.geteuid()}\0{os.getegid()}\0{sorted(os.getgroups())}\0".encode())
-    digest.update(f"{sys.executable}\0{package}\0{sorted(os.sched_getaffinity(0))}\0".encode())
+    digest.update(f"{os.path.realpath(sys.executable)}\0{package}\0{sorted(os.sched_getaffinity(0))}\0".encode())
     for name in PROCESS_VARIABLES:
         digest.update(f"{name}={os.environ.get(name, '')}\0".encode())
     for path in sorted(package.rglob("*")):
