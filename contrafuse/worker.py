@@ -193,9 +193,10 @@ def delegate(argv: list[str]) -> int | None:
         print(f"contrafuse: the worker stopped without answering (log: {path.with_suffix('.log')}); "
               "fusing in this process", file=sys.stderr)
         return None
+    sys.stderr.write(reply["stderr"])  # progress and warnings came before the result line
+    sys.stderr.flush()
     sys.stdout.write(reply["stdout"])
     sys.stdout.flush()
-    sys.stderr.write(reply["stderr"])
     if started and reply["rc"] == 0 and sys.stderr.isatty():
         print(f"contrafuse: started a worker that keeps the model loaded for later runs (it exits after "
               f"{idle_seconds():.0f} s idle; 'contrafuse worker stop'; CONTRAFUSE_WORKER=off to fuse in-process)",
