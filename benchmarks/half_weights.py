@@ -1,6 +1,6 @@
 """Shipped float16 CoCoNet weights against the float32 weights they were made from.
 
-    python benchmarks/half_weights.py --run runs/coconet_tno_converged30 [--name coconet_tno]
+    python benchmarks/half_weights.py --source runs/coconet_tno_finetune10/finetune_epoch9.safetensors [--name coconet_tno]
 
 Fuses the TNO test split in float32 arithmetic with both weight files (the default `authors`
 protocol) and records the largest and mean absolute difference in grey levels between the two
@@ -26,11 +26,11 @@ def main() -> None:
     from contrafuse.weights import PACKAGE_WEIGHTS
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--run", required=True, help="the training run whose model.safetensors was packaged")
+    parser.add_argument("--source", required=True, help="the float32 weights file the package copy was made from")
     parser.add_argument("--name", default="coconet_tno")
     parser.add_argument("--method", default="coconet")
     args = parser.parse_args()
-    full = create_method(args.method, weights=str(Path(args.run) / "model.safetensors"), precision="fp32", tile=0)
+    full = create_method(args.method, weights=args.source, precision="fp32", tile=0)
     half = create_method(args.method, weights=str(PACKAGE_WEIGHTS / f"{args.name}.safetensors"), precision="fp32", tile=0)
     largest, means = 0.0, []
     pairs = suite_pairs("tno")
@@ -39,7 +39,7 @@ def main() -> None:
         a, b = (to_uint(fuse_images(first, second, m)).astype(np.int16) for m in (full, half))
         largest = max(largest, float(np.abs(a - b).max()))
         means.append(float(np.abs(a - b).mean()))
-    result = {"weights": f"contrafuse/weights/{args.name}.safetensors", "run": args.run, "suite": "tno",
+    result = {"weights": f"contrafuse/weights/{args.name}.safetensors", "source": args.source, "suite": "tno",
               "pairs": len(pairs), "max_grey_level_difference": largest,
               "mean_grey_level_difference": float(np.mean(means))}
     print(result)

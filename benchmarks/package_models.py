@@ -5,7 +5,15 @@ package never writes into itself).
         --run clfnet_tno=runs/clfnet_tno --run coconet_medical=runs/coconet_medical \
         --benchmark docs/benchmark
 
-A card is written from the run folder: its config, loss logs (schedule, final losses, wall time)
+A model trained in several runs, each continuing the previous one's weights, is named by its run
+folders joined with ``+``; ``@EPOCH`` after the last picks that epoch's checkpoint of its last stage
+(an early stop chosen on validation) instead of the run's final weights, and its logs are read up
+to that epoch:
+
+    python benchmarks/package_models.py \
+        --run coconet_tno=runs/coconet_tno+runs/coconet_tno_finetune10@9 --benchmark docs/benchmark
+
+A card is written from the run folders: their configs, loss logs (schedule, final losses, wall time)
 and ``sessions.jsonl`` (the hardware each training session recorded), plus test-split metrics
 from the benchmark's summary.json (legacy and standard conventions). ``--refresh NAME``
 re-evaluates a shipped model whose run folder is gone: the card keeps its training section and
@@ -36,14 +44,17 @@ CARDS = {
 METRICS = ["EN", "SD", "SF", "AG", "MI", "VIFF", "VIFP", "SCD", "Qabf"]
 
 
-def stage_summaries(run_dir: Path, cfg: dict) -> list[dict]:
+def stage_summaries(run_dir: Path, cfg: dict, until_epoch: int | None = None) -> list[dict]:
+    """One row per stage logged in ``run_dir``; the last stage's log is cut after ``until_epoch``."""
     rows = []
-    for stage in cfg["stages"]:
+    for index, stage in enumerate(cfg["stages"]):
         log = run_dir / f"log_{stage['name']}.csv"
         if not log.exists():
             continue
         with open(log, newline="") as handle:
             entries = list(csv.DictReader(handle))
+        if until_epoch is not None and index == len(cfg["stages"]) - 1:
+            entries = [row for row in entries if int(row["epoch"]) <= until_epoch]
         last = entries[-1]
         losses = {k: float(v) for k, v in last.items() if k not in ("stage", "epoch", "batch", "step", "seconds")}
         tail = entries[-20:]
@@ -70,34 +81,60 @@ def training_hardware(run_dir: Path) -> str:
     return "; ".join(f"`{t}`" for t in seen)
 
 
-def write_model_card(run_dir, name: str, title: str, test_tables: dict[str, str], notes: list[str],
-                     half: bool = False) -> Path:
-    """Copy ``run_dir/model.safetensors`` (or the newest export) to the package as ``name``.safetensors
-    (float16 storage when ``half``) and write ``name``.md. ``test_tables``: heading -> markdown
-    table of test metrics."""
-    run_dir = Path(run_dir)
+def run_config(run_dir: Path) -> dict:
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     for key in ("split", "init_weights", "mask_dir"):  # resolved at load time; shown from here
         if key in cfg and Path(cfg[key]).is_absolute() and Path(cfg[key]).is_relative_to(Path.cwd()):
             cfg[key] = str(Path(cfg[key]).relative_to(Path.cwd()))
-    source = run_dir / "model.safetensors"
-    if not source.exists():
-        source = run_dir / "export.safetensors"
+    return cfg
+
+
+def write_model_card(runs: str, name: str, title: str, test_tables: dict[str, str], notes: list[str],
+                     half: bool = False) -> Path:
+    """Copy the last run's ``model.safetensors`` (or the newest export, or with ``@EPOCH`` that
+    epoch's checkpoint) to the package as ``name``.safetensors (float16 storage when ``half``) and
+    write ``name``.md. ``runs``: run folders joined by ``+``, each continuing the one before.
+    ``test_tables``: heading -> markdown table of test metrics."""
+    last, _, epoch = runs.rpartition("@") if "@" in runs else (runs, "", "")
+    run_dirs = [Path(d) for d in last.split("+")]
+    until = int(epoch) if epoch else None
+    configs = [run_config(d) for d in run_dirs]
+    if until is None:
+        source = run_dirs[-1] / "model.safetensors"
+        if not source.exists():
+            source = run_dirs[-1] / "export.safetensors"
+    else:
+        source = run_dirs[-1] / f"{configs[-1]['stages'][-1]['name']}_epoch{until}.safetensors"
     target = PACKAGE_WEIGHTS / f"{name}.safetensors"
     PACKAGE_WEIGHTS.mkdir(parents=True, exist_ok=True)
     if half:
         store_half(source, target)
     else:
         shutil.copyfile(source, target)
-    stages = stage_summaries(run_dir, cfg)
-    wall = max((s["end_seconds"] for s in stages), default=0.0)
-    hardware = training_hardware(run_dir)
+    stages, wall, hardware = [], 0.0, []
+    for position, (run_dir, cfg) in enumerate(zip(run_dirs, configs)):
+        run_stages = stage_summaries(run_dir, cfg, until if position == len(run_dirs) - 1 else None)
+        stages += run_stages
+        wall += max((s["end_seconds"] for s in run_stages), default=0.0)
+        if training_hardware(run_dir) not in hardware:
+            hardware.append(training_hardware(run_dir))
+    if len(run_dirs) == 1:
+        config_lines = [f"- Config: `{json.dumps({k: v for k, v in configs[0].items() if k != 'stages'})}`"]
+    else:
+        config_lines = [f"- Config of run {i} of {len(run_dirs)} (`{d}`): "
+                        f"`{json.dumps({k: v for k, v in c.items() if k != 'stages'})}`"
+                        for i, (d, c) in enumerate(zip(run_dirs, configs), 1)]
+    if until is not None:
+        config_lines.append(f"- Weights: the last run's checkpoint after {configs[-1]['stages'][-1]['name']} "
+                            f"epoch {until} (`{source}`); the table below stops there.")
+    wall_line = (f"- Wall time: {wall / 3600:.2f} h of training steps; hardware, as the runs recorded it: "
+                 f"{'; '.join(hardware)}.")
     lines = [f"# Model card: {title}", "",
              weights_line(name, half), "",
              "## Training", "",
-             f"- Config: `{json.dumps({k: v for k, v in cfg.items() if k != 'stages'})}`",
-             f"- Split: `{cfg['split']}` (see docs/data.md); no test pair in training.",
-             f"- Wall time: {wall / 3600:.2f} h of training steps; hardware, as the run recorded it: {hardware}.", "",
+             *config_lines,
+             f"- Split: `{configs[0]['split']}` (see docs/data.md); no test pair in training.",
+             wall_line, "",
              "| stage | planned epochs | reached (epoch, batch) | steps | final losses (mean of last 20 steps) |",
              "|---|---|---|---|---|"]
     for s in stages:
@@ -153,7 +190,7 @@ def table(summary: dict, dataset: str, method: str) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--run", action="append", default=[], help="NAME=RUN_DIR")
+    parser.add_argument("--run", action="append", default=[], help="NAME=RUN_DIR[+RUN_DIR...][@EPOCH]")
     parser.add_argument("--refresh", action="append", default=[], help="NAME of a shipped model to re-evaluate")
     parser.add_argument("--benchmark", default="docs/benchmark")
     parser.add_argument("--note", action="append", default=[], help="NAME=text (repeatable)")

@@ -211,6 +211,7 @@ def store_half(source: Path, target: Path) -> None:
     if not wanted and Path(source).resolve() == Path(target).resolve():
         return  # already stored as float16: leave the file (and its benchmark cache key) alone
     state = {k: v.half() if k in wanted else v for k, v in state.items()}
+    target = Path(target)
     tmp = target.with_name(target.name + ".tmp")
     save_file(state, str(tmp), metadata=metadata)
     atomic_replace(tmp, target)  # with normal permissions (safetensors writes owner-only files)

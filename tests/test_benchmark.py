@@ -156,3 +156,45 @@ def test_every_named_suite_resolves_to_pairs_that_exist(name):
     dataset()  # the suites read ../shared/datasets
     pairs = suite_pairs(name)
     assert pairs and all(Path(p.first).is_file() and Path(p.second).is_file() for p in pairs)
+
+
+def test_model_card_from_two_runs_stops_at_the_chosen_epoch(tmp_path, monkeypatch):
+    """benchmarks/package_models.py: a model trained in two runs (the second continuing the first's
+    weights), shipped from the second run's epoch-2 checkpoint. The card lists both configs, the
+    stages of both runs with the second cut after epoch 2, and the sum of the two runs' wall times;
+    the package gets that checkpoint's weights, not the run's final ones."""
+    import importlib.util
+
+    import torch
+    import yaml
+    from safetensors.torch import load_file, save_file
+
+    spec = importlib.util.spec_from_file_location("package_models", REPO / "benchmarks" / "package_models.py")
+    package_models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(package_models)
+    monkeypatch.setattr(package_models, "PACKAGE_WEIGHTS", tmp_path / "package")
+
+    def run(name, stages, log_rows, weights):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.yaml").write_text(yaml.safe_dump({"split": "tno", "lr": 1e-4, "stages": stages}))
+        for stage, rows in log_rows.items():
+            lines = ["stage,epoch,batch,step,seconds,total"]
+            lines += [f"{stage},{e},{b},{s},{sec},{loss}" for e, b, s, sec, loss in rows]
+            (folder / f"log_{stage}.csv").write_text("\n".join(lines) + "\n")
+        for file, value in weights.items():
+            save_file({"w": torch.full((2,), value)}, str(folder / file))
+        return folder
+
+    first = run("first", [{"name": "train", "epochs": 2}], {"train": [(1, 1, 1, 10.0, 4.0), (2, 1, 2, 20.0, 3.0)]},
+                {"model.safetensors": 1.0})
+    second = run("second", [{"name": "finetune", "epochs": 3}],
+                 {"finetune": [(2, 1, 1, 30.0, 2.0), (3, 1, 2, 3600.0, 9.0)]},
+                 {"finetune_epoch2.safetensors": 2.0, "model.safetensors": 3.0})
+    card = package_models.write_model_card(f"{first}+{second}@2", "demo", "Demo", {}, ["a note"])
+    text = card.read_text()
+    assert float(load_file(str(tmp_path / "package" / "demo.safetensors"))["w"][0]) == 2.0
+    assert "Config of run 1 of 2" in text and "Config of run 2 of 2" in text
+    assert "| train | 2 | (2, 1) | 2 | total 3.5 |" in text      # mean of its two logged steps
+    assert "| finetune | 3 | (2, 1) | 1 | total 2 |" in text     # epoch 3 is cut off
+    assert "Wall time: 0.01 h" in text                            # 20 s + 30 s, not 20 s + 3600 s
