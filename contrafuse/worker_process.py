@@ -39,7 +39,9 @@ def servable(argv: list[str]) -> bool:
 
 class _HangUpWatch:
     """While a request runs, interrupt it (as Ctrl-C would) if its caller hangs up. Leaving the
-    block wakes the watching thread through a pipe, so it costs no waiting."""
+    block wakes the watching thread through a pipe, so it costs no waiting. The interrupt is
+    Python's SIGINT handler, so the block installs it when SIGINT is ignored (as in a process
+    started from a background job of a non-interactive shell) and restores the old setting after."""
 
     def __init__(self, conn: socket.socket):
         self.conn, self.done = conn, False
@@ -57,6 +59,9 @@ class _HangUpWatch:
                 _thread.interrupt_main()
 
     def __enter__(self):
+        self.previous = signal.getsignal(signal.SIGINT)
+        if self.previous is not signal.default_int_handler:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         self.thread.start()
         return self
 
@@ -67,6 +72,8 @@ class _HangUpWatch:
         self.thread.join()
         os.close(self.wake_read)
         os.close(self.wake_write)
+        if self.previous is not signal.default_int_handler:
+            signal.signal(signal.SIGINT, self.previous if self.previous is not None else signal.SIG_DFL)
 
 
 class Worker:

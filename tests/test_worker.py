@@ -100,12 +100,19 @@ def test_worker_refuses_anything_but_a_single_pair_fuse(worker_home, pair, tmp_p
     assert worker.workers()[0]["served"] == 1
 
 
-def test_a_caller_hanging_up_interrupts_its_run_like_ctrl_c():
-    ours, theirs = socket.socketpair(socket.AF_UNIX)
-    with pytest.raises(KeyboardInterrupt), worker_process._HangUpWatch(ours):
-        theirs.close()
-        time.sleep(5)
-    ours.close()
+@pytest.mark.parametrize("sigint", [signal.default_int_handler, signal.SIG_IGN],
+                         ids=["python-handler", "ignored-as-in-a-background-job"])
+def test_a_caller_hanging_up_interrupts_its_run_like_ctrl_c(sigint):
+    previous = signal.signal(signal.SIGINT, sigint)
+    try:
+        ours, theirs = socket.socketpair(socket.AF_UNIX)
+        with pytest.raises(KeyboardInterrupt), worker_process._HangUpWatch(ours):
+            theirs.close()
+            time.sleep(5)
+        ours.close()
+        assert signal.getsignal(signal.SIGINT) == sigint  # the setting is restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_worker_identity_follows_thread_settings(monkeypatch):
