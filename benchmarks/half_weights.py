@@ -1,6 +1,6 @@
 """Shipped float16 CoCoNet weights against the float32 weights they were made from.
 
-    python benchmarks/half_weights.py --source runs/coconet_tno_finetune10/finetune_epoch9.safetensors [--name coconet_tno]
+    python benchmarks/half_weights.py --source runs/coconet_tno_converged30/model.safetensors [--name coconet_tno]
 
 Fuses the TNO test split in float32 arithmetic with both weight files (the default `authors`
 protocol) and records the largest and mean absolute difference in grey levels between the two

@@ -11,7 +11,7 @@ folders joined with ``+``; ``@EPOCH`` after the last picks that epoch's checkpoi
 to that epoch:
 
     python benchmarks/package_models.py \
-        --run coconet_tno=runs/coconet_tno+runs/coconet_tno_finetune10@9 --benchmark docs/benchmark
+        --run coconet_tno=runs/coconet_tno+runs/coconet_tno_more@9 --benchmark docs/benchmark
 
 A card is written from the run folders: their configs, loss logs (schedule, final losses, wall time)
 and ``sessions.jsonl`` (the hardware each training session recorded), plus test-split metrics
