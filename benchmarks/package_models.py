@@ -127,8 +127,8 @@ def write_model_card(runs: str, name: str, title: str, test_tables: dict[str, st
     if until is not None:
         config_lines.append(f"- Weights: the last run's checkpoint after {configs[-1]['stages'][-1]['name']} "
                             f"epoch {until} (`{source}`); the table below stops there.")
-    wall_line = (f"- Wall time: {wall / 3600:.2f} h of training steps; hardware, as the runs recorded it: "
-                 f"{'; '.join(hardware)}.")
+    wall_line = (f"- Wall time: {wall / 3600:.2f} h of training steps; hardware, as the "
+                 f"{'run' if len(run_dirs) == 1 else 'runs'} recorded it: {'; '.join(hardware)}.")
     lines = [f"# Model card: {title}", "",
              weights_line(name, half), "",
              "## Training", "",
