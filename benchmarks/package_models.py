@@ -116,8 +116,9 @@ def write_model_card(runs: str, name: str, title: str, test_tables: dict[str, st
         run_stages = stage_summaries(run_dir, cfg, until if position == len(run_dirs) - 1 else None)
         stages += run_stages
         wall += max((s["end_seconds"] for s in run_stages), default=0.0)
-        if training_hardware(run_dir) not in hardware:
-            hardware.append(training_hardware(run_dir))
+        recorded = training_hardware(run_dir)
+        if recorded not in hardware:
+            hardware.append(recorded)
     if len(run_dirs) == 1:
         config_lines = [f"- Config: `{json.dumps({k: v for k, v in configs[0].items() if k != 'stages'})}`"]
     else:

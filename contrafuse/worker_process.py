@@ -39,9 +39,9 @@ def servable(argv: list[str]) -> bool:
 
 class _HangUpWatch:
     """While a request runs, interrupt it (as Ctrl-C would) if its caller hangs up. Leaving the
-    block wakes the watching thread through a pipe, so it costs no waiting. The interrupt is
-    Python's SIGINT handler, so the block installs it when SIGINT is ignored (as in a process
-    started from a background job of a non-interactive shell) and restores the old setting after."""
+    block wakes the watching thread through a pipe, so it costs no waiting. The interrupt goes
+    through Python's SIGINT handler, which the block installs for its duration (a process started
+    from a background job of a non-interactive shell has SIGINT ignored) and then restores."""
 
     def __init__(self, conn: socket.socket):
         self.conn, self.done = conn, False
