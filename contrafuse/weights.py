@@ -203,15 +203,15 @@ def store_half(source: Path, target: Path) -> None:
     from safetensors import safe_open
     from safetensors.torch import save_file
 
+    source, target = Path(source), Path(target)
     with safe_open(str(source), "pt") as handle:
         metadata = handle.metadata()
         names = handle.keys()  # a safe_open handle is not a mapping
         state = {k: handle.get_tensor(k) for k in names}
     wanted = {k for k, v in state.items() if v.dtype == torch.float32 and ".running_" not in k}
-    if not wanted and Path(source).resolve() == Path(target).resolve():
+    if not wanted and source.resolve() == target.resolve():
         return  # already stored as float16: leave the file (and its benchmark cache key) alone
     state = {k: v.half() if k in wanted else v for k, v in state.items()}
-    target = Path(target)
     tmp = target.with_name(target.name + ".tmp")
     save_file(state, str(tmp), metadata=metadata)
     atomic_replace(tmp, target)  # with normal permissions (safetensors writes owner-only files)
