@@ -69,6 +69,9 @@ STAGES = {
     "coconet stage 2 (+contrastive)": ("configs/ablations/coconet_tno_4epochs.yaml", 1),
     "clfnet": ("configs/clfnet_tno.yaml", 0),
 }
+#: where the same recipes live in the default ``--before`` checkout (f1f3604), whose code reads
+#: splits by path: the 4-epoch CoCoNet recipe was then configs/coconet_tno.yaml
+BEFORE_CONFIGS = {"configs/ablations/coconet_tno_4epochs.yaml": "configs/coconet_tno.yaml"}
 #: the shipped CoCoNet config's fine-tuning stage splits each batch as the authors' code does
 #: (10 fused anchors, 20 patches lending negatives): a step costs a third; timed after only
 AFTER_ONLY = {"coconet stage 2, 10 anchors of 30 (coconet_tno_converged.yaml)": ("configs/ablations/coconet_tno_converged.yaml", 1)}
@@ -101,7 +104,7 @@ def main() -> None:
                        capture_output=True)
         try:
             for name, (config, stage) in STAGES.items():
-                row = {"before": measure(before, config, stage, args.steps),
+                row = {"before": measure(before, BEFORE_CONFIGS.get(config, config), stage, args.steps),
                        "after-fp32": measure(REPO, config, stage, args.steps, "fp32"),
                        "after": measure(REPO, config, stage, args.steps)}
                 row["speed-up"] = row["before"]["seconds_per_step"] / row["after"]["seconds_per_step"]

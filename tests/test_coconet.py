@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 from conftest import TinyRecipe
+from torch.nn import functional as F
 
 from contrafuse.errors import ContrafuseError
 from contrafuse.losses.coconet import (
@@ -15,6 +16,7 @@ from contrafuse.losses.coconet import (
     entropy_bits,
     self_adaptive_weights,
 )
+from contrafuse.losses.ssim import box_profile, gaussian_profile, ssim, ssim_map, window_mean
 from contrafuse.nn.coconet import CoCoNet
 from contrafuse.nn.vgg import CAFFE_MEAN_BGR, LOSS_PLAN, VGG19
 from contrafuse.weights import VGG19_H5_SHA256, fetch_vgg19, vgg19_state
@@ -92,6 +94,32 @@ def test_average_gradient_and_entropy_by_hand():
     assert average_gradient(board).item() == pytest.approx(2.0)
     # two grey levels, half the pixels each -> 1 bit
     assert entropy_bits(board).item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("size,padding", [(11, 5), (16, 8), (16, 0), (3, 1)])
+def test_separable_window_mean_equals_the_2d_convolution(size, padding):
+    # independent reference: conv2d with the outer-product window, zero padding
+    torch.manual_seed(0)
+    x = torch.rand(3, 1, 21, 34, dtype=torch.float64)
+    profile = gaussian_profile(size, 1.5, dtype=torch.float64)
+    window = (profile[:, None] * profile[None, :])[None, None]
+    expected = F.conv2d(x, window, padding=padding)
+    assert torch.allclose(window_mean(x, profile, padding), expected, atol=1e-12)
+    box = box_profile(size, dtype=torch.float64)
+    assert torch.allclose(window_mean(x, box, padding), F.conv2d(x, torch.full_like(window, 1 / size**2),
+                                                                 padding=padding), atol=1e-12)
+
+
+def test_ssim_by_hand():
+    x = torch.rand(2, 1, 16, 16)
+    assert torch.allclose(ssim(x, x), torch.ones(2))
+    # constant images a, b: mean term (2ab + c1) / (a^2 + b^2 + c1), variances zero -> structure term 1;
+    # away from the border only (zero padding), so use a window that never reaches it: the centre pixel
+    a, b, c1 = 0.6, 0.2, 1e-4
+    center = ssim_map(torch.full((1, 1, 11, 11), a, dtype=torch.float64),
+                      torch.full((1, 1, 11, 11), b, dtype=torch.float64),
+                      gaussian_profile(11, dtype=torch.float64), c1, 9e-4, padding=0)
+    assert center.item() == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), rel=1e-5)
 
 
 def test_self_adaptive_weights_by_hand():

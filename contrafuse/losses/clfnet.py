@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from ..nn import to_unit
 from ..precision import full_precision
-from .ssim import gaussian_window, ssim_map
+from .ssim import box_profile, gaussian_profile, ssim_map, window_mean
 
 
 def adaptive_patch_nce(q_ir: torch.Tensor, q_vis: torch.Tensor, k_ir: torch.Tensor, k_vis: torch.Tensor,
@@ -52,16 +52,15 @@ def windowed_ssim_loss(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor,
     ``kind="gaussian"`` (authors' code): a 16x16 Gaussian (sigma 1.5) window with zero padding.
     """
     if kind == "uniform":
-        weights = torch.full((1, 1, window, window), 1.0 / window**2, device=fused.device)
-        padding = 0
+        profile, padding = box_profile(window, device=fused.device), 0
     elif kind == "gaussian":
-        weights = gaussian_window(window, 1.5, device=fused.device)
-        padding = window // 2
+        profile, padding = gaussian_profile(window, 1.5, device=fused.device), window // 2
     else:
         raise ValueError(f"window kind must be 'uniform' or 'gaussian', not {kind!r}")
-    with full_precision(fused, ir, vis, weights) as (f, r, v, w):  # variances need float32
-        mean_ir, mean_vis = F.conv2d(r, w, padding=padding), F.conv2d(v, w, padding=padding)
-        score = torch.where(mean_ir > mean_vis, ssim_map(f, r, w, c1, c2, padding), ssim_map(f, v, w, c1, c2, padding))
+    with full_precision(fused, ir, vis) as (f, r, v):  # variances need float32
+        mean_ir, mean_vis = window_mean(torch.cat([r, v]), profile, padding).split(r.shape[0])
+        score = torch.where(mean_ir > mean_vis, ssim_map(f, r, profile, c1, c2, padding),
+                            ssim_map(f, v, profile, c1, c2, padding))
         return 1 - score.mean()
 
 
