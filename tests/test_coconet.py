@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import TinyRecipe
@@ -229,3 +230,17 @@ def test_medical_patches_per_dataset(tmp_path):
     cfg["patches"] = {"Harvard_MRI_PET_CDDFuse": 7}
     with pytest.raises(ContrafuseError, match="Harvard_MRI_SPECT_CDDFuse"):
         recipe.stage_data(cfg, {"contrastive": False})
+
+
+def test_patch_seed_draws_the_patches_and_seed_the_rest():
+    """``patch_seed`` fixes which patches are drawn independently of ``seed`` (which also draws the
+    initial weights and the batch order): seed 1 with patch_seed 0 trains on seed 0's patches."""
+    from contrafuse.train.recipes import CoCoNetRecipe
+
+    recipe = CoCoNetRecipe()
+    cfg = {"split": "harvard_medical", "patch_size": 32,
+           "patches": {"Harvard_MRI_PET_CDDFuse": 4, "Harvard_MRI_SPECT_CDDFuse": 4}}
+    stage = {"contrastive": False}
+    seed0 = recipe.stage_data({**cfg, "seed": 0}, stage)
+    assert not np.array_equal(seed0, recipe.stage_data({**cfg, "seed": 1}, stage))
+    assert np.array_equal(seed0, recipe.stage_data({**cfg, "seed": 1, "patch_seed": 0}, stage))

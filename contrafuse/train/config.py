@@ -26,6 +26,7 @@ KEYS = {
     "batch_size": Key(int, required=True, minimum=1),
     "patch_size": Key(int, required=True, minimum=8),
     "seed": Key(int),
+    "patch_seed": Key(int),
     "output": Key(str),
     "checkpoint_minutes": Key(NUMBER, minimum=0.01),
     "threads": Key(int, minimum=1),

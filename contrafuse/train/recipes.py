@@ -74,7 +74,8 @@ class CoCoNetRecipe:
             if stage.get("contrastive"):
                 group.append(self._mask(cfg, pair, first, second))
             groups.append(group)
-        seed = int(cfg.get("seed", 0)) + 1000 * int(bool(stage.get("contrastive")))
+        # which patches are drawn: ``patch_seed`` (default ``seed``, which also draws the weights and batch order)
+        seed = int(cfg.get("patch_seed", cfg.get("seed", 0))) + 1000 * int(bool(stage.get("contrastive")))
         counts = cfg["patches"]
         if isinstance(counts, dict):  # per-dataset counts (the paper's medical set: 2,662 PET, 4,114 SPECT)
             datasets = sorted({pair.dataset for pair in split["train"]})
