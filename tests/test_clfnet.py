@@ -89,6 +89,28 @@ def test_windowed_ssim_picks_the_brighter_source_per_window():
     assert windowed_ssim_loss(ir * 0.5, ir, ir * 0.5).item() > 0.01
 
 
+def test_windowed_ssim_gaussian_kind_matches_a_zero_padded_conv2d_reference():
+    """The authors' form: 16x16 Gaussian (sigma 1.5), zero padding 8; the choice of source per
+    window by the Gaussian-weighted mean, computed here with plain conv2d in float64."""
+    torch.manual_seed(1)
+    ir, vis, fused = (torch.rand(2, 1, 23, 21, dtype=torch.float64) * 2 - 1 for _ in range(3))
+    coords = torch.arange(16, dtype=torch.float64) - 7.5
+    g = torch.exp(-coords**2 / (2 * 1.5**2))
+    window = (torch.outer(g, g) / g.sum() ** 2)[None, None]
+
+    def mean(x):
+        return torch.nn.functional.conv2d(x, window, padding=8)
+
+    def local_ssim(x, y):
+        mx, my = mean(x), mean(y)
+        vx, vy, cov = mean(x * x) - mx**2, mean(y * y) - my**2, mean(x * y) - mx * my
+        return ((2 * mx * my + 1e-4) * (2 * cov + 9e-4)) / ((mx**2 + my**2 + 1e-4) * (vx + vy + 9e-4))
+
+    expected = 1 - torch.where(mean(ir) > mean(vis), local_ssim(fused, ir), local_ssim(fused, vis)).mean()
+    got = windowed_ssim_loss(fused.float(), ir.float(), vis.float(), kind="gaussian")
+    assert got.item() == pytest.approx(expected.item(), abs=1e-5)
+
+
 def test_fixed_seed_reproduces_a_training_step():
     def one_step():
         torch.manual_seed(7)

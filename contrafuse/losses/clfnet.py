@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from ..nn import to_unit
 from ..precision import full_precision
-from .ssim import box_profile, gaussian_profile, ssim_map, window_mean
+from .ssim import box_profile, gaussian_profile, ssim_maps
 
 
 def adaptive_patch_nce(q_ir: torch.Tensor, q_vis: torch.Tensor, k_ir: torch.Tensor, k_vis: torch.Tensor,
@@ -58,9 +58,8 @@ def windowed_ssim_loss(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor,
     else:
         raise ValueError(f"window kind must be 'uniform' or 'gaussian', not {kind!r}")
     with full_precision(fused, ir, vis) as (f, r, v):  # variances need float32
-        mean_ir, mean_vis = window_mean(torch.cat([r, v]), profile, padding).split(r.shape[0])
-        score = torch.where(mean_ir > mean_vis, ssim_map(f, r, profile, c1, c2, padding),
-                            ssim_map(f, v, profile, c1, c2, padding))
+        (ssim_ir, ssim_vis), (mean_ir, mean_vis) = ssim_maps(f, [r, v], profile, c1, c2, padding)
+        score = torch.where(mean_ir > mean_vis, ssim_ir, ssim_vis)
         return 1 - score.mean()
 
 

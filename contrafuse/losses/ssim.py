@@ -41,13 +41,26 @@ def window_mean(x: torch.Tensor, profile: torch.Tensor, padding: int) -> torch.T
     return rows @ x @ cols.T
 
 
+def ssim_maps(x: torch.Tensor, ys: list[torch.Tensor], profile: torch.Tensor, c1: float, c2: float,
+              padding: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Local SSIM of ``x`` against each of ``ys`` (batches ``(B, 1, H, W)``) under the separable window
+    ``outer(profile, profile)``, with the window means of the ``ys`` beside them. The window moments
+    of all images are filtered in one pass, those of ``x`` once however many ``ys`` there are."""
+    n, batch = len(ys), x.shape[0]
+    stacked = torch.cat([x, *ys, x * x, *(y * y for y in ys), *(x * y for y in ys)])
+    moments = window_mean(stacked, profile, padding).split(batch)
+    mu_x, mu_ys, xx, yys, xys = moments[0], moments[1:n + 1], moments[n + 1], moments[n + 2:2 * n + 2], moments[2 * n + 2:]
+    var_x = xx - mu_x**2
+    maps = [((2 * mu_x * mu_y + c1) * (2 * (xy - mu_x * mu_y) + c2))
+            / ((mu_x**2 + mu_y**2 + c1) * (var_x + yy - mu_y**2 + c2))
+            for mu_y, yy, xy in zip(mu_ys, yys, xys)]
+    return maps, list(mu_ys)
+
+
 def ssim_map(x: torch.Tensor, y: torch.Tensor, profile: torch.Tensor, c1: float, c2: float,
              padding: int) -> torch.Tensor:
     """Local SSIM of batches ``(B, 1, H, W)`` under the separable window ``outer(profile, profile)``."""
-    batch = x.shape[0]
-    mu_x, mu_y, xx, yy, xy = window_mean(torch.cat([x, y, x * x, y * y, x * y]), profile, padding).split(batch)
-    var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
-    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_maps(x, [y], profile, c1, c2, padding)[0][0]
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, *, size: int = 11, sigma: float = 1.5,
