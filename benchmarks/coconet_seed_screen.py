@@ -12,7 +12,9 @@ epoch 3 is below ``--early`` stops then (on the six runs before the screen, epoc
 the sharp runs, SF 0.048-0.049, from the others, 0.040-0.042). Nothing touches a test split.
 Every decision goes to ``<out>/screen.json`` as it is made, so a stopped screen resumes where it was
 (a seed whose run was interrupted resumes from its checkpoint). ``--score FILE...`` only scores
-weights files the same way.
+weights files the same way. Each pass (or ``--publish`` alone) ends by writing benchmarks/results/coconet_seed_screen.json:
+the screen, the same scores of the six runs of docs/ablations/coconet_seeds for reference, and
+the machine.
 """
 
 from __future__ import annotations
@@ -28,8 +30,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from contrafuse.bench.timing import machine_info
+
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "configs" / "coconet_tno.yaml"
+#: the runs of configs/coconet_tno.yaml before the screen (docs/ablations/coconet_seeds)
+EARLIER_RUNS = {"seed 0 (shipped)": "runs/coconet_tno_converged30", "seed 1": "runs/coconet_tno_seed1",
+                "seed 2": "runs/coconet_tno_seed2", "seed 0 again": "runs/coconet_tno_seed0_rerun",
+                "seed 0, seed 1's patches": "runs/coconet_tno_seed0_patches1",
+                "seed 1, seed 0's patches": "runs/coconet_tno_seed1_patches0"}
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -71,7 +80,6 @@ def screen_seed(seed: int, out: Path, threshold: float, early: float, record: di
     command = [sys.executable, "-m", "contrafuse", "train", "coconet", "--config", str(config)]
     if (run / "checkpoint.pt").exists():
         command.append("--resume")
-    started = time.time()
     with open(run / "train.log", "a") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         stage1, epoch3 = run / "after_train.safetensors", run / "train_epoch3.safetensors"
@@ -101,7 +109,6 @@ def screen_seed(seed: int, out: Path, threshold: float, early: float, record: di
         if process.wait() != 0:
             raise RuntimeError(f"seed {seed}: training failed (see {run / 'train.log'})")
     record["final"] = score(run / "model.safetensors")
-    record["minutes_after_stage1"] = round((time.time() - started) / 60, 1)
     print(f"seed {seed}: fine-tuned {record['final']}", flush=True)
     return record
 
@@ -112,6 +119,7 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.056, help="stage-1 SF that earns fine-tuning")
     parser.add_argument("--early", type=float, default=0.045, help="SF after stage-1 epoch 3 below which a run stops")
     parser.add_argument("--out", default="runs/seed_screen")
+    parser.add_argument("--publish", action="store_true", help="train nothing: only write the results file")
     parser.add_argument("--score", nargs="+", metavar="FILE", help="only score these weights files")
     args = parser.parse_args()
     if args.score:
@@ -122,14 +130,25 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "screen.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    for seed in parse_seeds(args.seeds):
+    for seed in [] if args.publish else parse_seeds(args.seeds):
         record = results.get(str(seed), {})
         if "final" in record or record.get("finetune") is False:
             continue
         results[str(seed)] = screen_seed(seed, out, args.threshold, args.early, record)
-        tmp = results_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=1))
-        os.replace(tmp, results_path)
+        write_json(results_path, results)
+    earlier = {label: {stage: score(REPO / run / f"{name}.safetensors")
+                       for stage, name in (("epoch3", "train_epoch3"), ("stage1", "after_train"), ("final", "model"))}
+               for label, run in EARLIER_RUNS.items() if (REPO / run / "model.safetensors").exists()}
+    write_json(REPO / "benchmarks" / "results" / "coconet_seed_screen.json",
+               {"machine": machine_info(), "recipe": "configs/coconet_tno.yaml", "threshold": args.threshold,
+                "early": args.early, "pairs": "every third pair of roadscene_val, legacy, default inference",
+                "screen": results, "earlier_runs": earlier})
+
+
+def write_json(path: Path, payload) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=1) + "\n")
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
