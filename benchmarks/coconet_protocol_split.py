@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from coconet_seed_screen import validation_scores  # the screen's scores: every third validation pair
 
 from contrafuse.bench.suites import SUITES
 from contrafuse.bench.timing import machine_info
-from contrafuse.data.datasets import load_grey_pair
 from contrafuse.methods import create_method
-from contrafuse.metrics import evaluate
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_WEIGHTS = ["contrafuse/weights/coconet_tno.safetensors", "runs/coconet_tno_seed1/model.safetensors",
@@ -73,19 +72,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("weights", nargs="*", default=DEFAULT_WEIGHTS)
     args = parser.parse_args()
-    pairs = SUITES["roadscene_val"]()[::3]
-    sources = [load_grey_pair(pair) for pair in pairs]
     results = {}
     for weights in args.weights:
         results[weights] = {}
         for name, setting in VARIANTS.items():
-            method = build(str(REPO / weights), *setting)
-            rows = [evaluate(ir, vis, method.fuse_grey(ir, vis), ["SD", "SF", "AG"], convention="legacy")
-                    for ir, vis in sources]
-            results[weights][name] = {m: round(float(np.mean([r[m] for r in rows])), 5) for m in rows[0]}
+            results[weights][name] = validation_scores(build(str(REPO / weights), *setting))
             print(weights, name, results[weights][name], flush=True)
     out = REPO / "benchmarks" / "results" / "coconet_protocol_split.json"
-    payload = {"machine": machine_info(), "pairs": [p.name for p in pairs], "convention": "legacy",
+    payload = {"machine": machine_info(), "pairs": [p.name for p in SUITES["roadscene_val"]()[::3]], "convention": "legacy",
                "precision": "fp32", "results": results}
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=1) + "\n")

@@ -12,9 +12,9 @@ epoch 3 is below ``--early`` stops then (on the six runs before the screen, epoc
 the sharp runs, SF 0.048-0.049, from the others, 0.040-0.042). Nothing touches a test split.
 Every decision goes to ``<out>/screen.json`` as it is made, so a stopped screen resumes where it was
 (a seed whose run was interrupted resumes from its checkpoint). ``--score FILE...`` only scores
-weights files the same way. Each pass (or ``--publish`` alone) ends by writing benchmarks/results/coconet_seed_screen.json:
-the screen, the same scores of the six runs of docs/ablations/coconet_seeds for reference, and
-the machine.
+weights files the same way. Each pass (or ``--publish`` alone) ends by writing
+benchmarks/results/coconet_seed_screen.json: the screen, the same scores of the six runs of
+docs/ablations/coconet_seeds for reference, and the machine.
 """
 
 from __future__ import annotations
@@ -49,19 +49,24 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def score(weights: Path) -> dict[str, float]:
-    """Mean `legacy` SD, SF and AG of every third validation pair fused with ``weights``."""
+def validation_scores(method) -> dict[str, float]:
+    """Mean `legacy` SD, SF and AG of every third validation pair fused by ``method``."""
     from contrafuse.bench.suites import SUITES
     from contrafuse.data.datasets import load_grey_pair
-    from contrafuse.methods import create_method
     from contrafuse.metrics import evaluate
 
-    method = create_method("coconet", weights=str(weights))
     rows = []
     for pair in SUITES["roadscene_val"]()[::3]:
         ir, vis = load_grey_pair(pair)
         rows.append(evaluate(ir, vis, method.fuse_grey(ir, vis), ["SD", "SF", "AG"], convention="legacy"))
     return {name: round(float(np.mean([row[name] for row in rows])), 5) for name in rows[0]}
+
+
+def score(weights: Path) -> dict[str, float]:
+    """:func:`validation_scores` of ``coconet`` with ``weights`` and its default inference."""
+    from contrafuse.methods import create_method
+
+    return validation_scores(create_method("coconet", weights=str(weights)))
 
 
 def stop(process: subprocess.Popen) -> None:
