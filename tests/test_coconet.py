@@ -53,6 +53,39 @@ def test_folded_grey_vgg_equals_caffe_vgg_away_from_border(vgg_state):
         assert torch.allclose(inner_a, inner_b, rtol=1e-4, atol=1e-3)
 
 
+def test_torchvision_fold_is_the_authors_input_on_torchvisions_scale(vgg_state):
+    """``vgg_grey: torchvision``: the grey value g enters as torchvision-normalised input of the
+    luminance-mixed colour image (0.299 g, 0.587 g, 0.114 g); torchvision's normalised channel t is
+    Caffe's 255 * std * t, and the features are divided by 255 * mean(std) (0.229, 0.224, 0.225)."""
+    torch.manual_seed(0)
+    grey = torch.rand(1, 1, 48, 48) * 2 - 1
+    folded = VGG19(LOSS_PLAN[:5], ("conv1_1", "conv2_1"), grey=True, state=vgg_state, fold="torchvision")
+    original = VGG19(LOSS_PLAN[:5], ("conv1_1", "conv2_1"), grey=False, state=vgg_state)
+    std_bgr, luma_bgr = (0.225, 0.224, 0.229), (0.114, 0.587, 0.299)
+    caffe = torch.cat([grey * 255 * s * l for s, l in zip(std_bgr, luma_bgr)], 1)
+    feature_scale = 255 * (0.229 + 0.224 + 0.225) / 3
+    for a, b in zip(folded(grey), original(caffe)):
+        inner_a, inner_b = a[..., 4:-4, 4:-4], b[..., 4:-4, 4:-4] / feature_scale
+        assert torch.allclose(inner_a, inner_b, rtol=1e-4, atol=1e-4)
+
+
+def test_vgg_fold_travels_with_exported_weights(vgg_state):
+    """Weights trained with the torchvision fold load into a default-built network and fuse the
+    same; weights without an output scale (trained before it existed) keep the factor 1."""
+    torch.manual_seed(0)
+    trained = CoCoNet(vgg_state=vgg_state, vgg_fold="torchvision").eval()
+    default = CoCoNet(vgg_state=vgg_state).eval()
+    assert float(default.vgg.output_scale) == 1.0 and float(trained.vgg.output_scale) < 0.02
+    default.load_state_dict(trained.trainable_state_dict(), strict=False)
+    x = torch.rand(1, 1, 32, 40) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(default(x, -x), trained(x, -x))
+    older = {k: v for k, v in trained.trainable_state_dict().items() if k != "vgg.output_scale"}
+    fresh = CoCoNet(vgg_state=vgg_state)
+    fresh.load_state_dict(older, strict=False)
+    assert float(fresh.vgg.output_scale) == 1.0
+
+
 def test_parameter_count_against_paper(vgg_state):
     model = CoCoNet(vgg_state=vgg_state)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -109,10 +109,10 @@ class CoCoNet(nn.Module):
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Everything but the frozen VGG-19, which loads from the cache, except its grey-folded
-        conv1_1: it records how grey input was folded (``vgg_fold``), so weights trained either
-        way load into a default-built network."""
+        conv1_1 and output scale: they record how grey input was folded (``vgg_fold``), so weights
+        trained any way load into a default-built network."""
         return {k: v for k, v in self.state_dict().items()
-                if not k.startswith("vgg.") or k.startswith("vgg.convs.conv1_1.")}
+                if not k.startswith("vgg.") or k.startswith("vgg.convs.conv1_1.") or k == "vgg.output_scale"}
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         height, width = ir.shape[-2:]

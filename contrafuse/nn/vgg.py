@@ -48,7 +48,30 @@ def fold_grey_luminance(weight_bgr: torch.Tensor, bias: torch.Tensor) -> tuple[t
     return (luma_bgr * weight_bgr).sum(dim=1, keepdim=True), bias.clone()
 
 
-GREY_FOLDS = {"caffe": fold_grey_caffe, "luminance": fold_grey_luminance}
+#: torchvision's ImageNet normalisation (RGB): its weights take ``(x / 255 - mean) / std``.
+TORCHVISION_STD_RGB = (0.229, 0.224, 0.225)
+#: Caffe input per unit of torchvision input, averaged over the channels: the factor by which the
+#: Caffe network's features exceed those of an equivalent network trained on torchvision's scale.
+TORCHVISION_TO_CAFFE = 255 * sum(TORCHVISION_STD_RGB) / 3
+
+
+def fold_grey_torchvision(weight_bgr: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The authors' grey input on the scale their torchvision weights have (runjia0124/CoCoNet,
+    models/model.py): torchvision's conv1_1 mixed with the luminance weights takes the network's own
+    values as if they were normalised input. Torchvision's normalised channel ``t_c`` is Caffe's
+    ``255 std_c t_c``, so the luminance-mixed input ``t_c = lum_c g`` is the Caffe kernel
+    ``sum_c 255 std_c lum_c W_c``, bias unchanged: a [-1, 1] patch reaches VGG with about 0.16 of the
+    contrast the ImageNet preprocessing (``caffe``) gives it, where ``luminance`` (these kernels
+    applied to Caffe's weights) gives it 0.003 and leaves the features to the biases.
+    :data:`FOLD_OUTPUT_SCALE` brings the features to torchvision's magnitude."""
+    scale_bgr = torch.tensor([255 * s * l for s, l in zip(TORCHVISION_STD_RGB[::-1], (0.114, 0.587, 0.299))],
+                             dtype=weight_bgr.dtype).view(1, 3, 1, 1)
+    return (scale_bgr * weight_bgr).sum(dim=1, keepdim=True), bias.clone()
+
+
+GREY_FOLDS = {"caffe": fold_grey_caffe, "luminance": fold_grey_luminance, "torchvision": fold_grey_torchvision}
+#: Factor applied to every VGG output under a fold (1 unless listed).
+FOLD_OUTPUT_SCALE = {"torchvision": 1 / TORCHVISION_TO_CAFFE}
 
 
 def _channels(name: str) -> tuple[int, int]:
@@ -88,6 +111,8 @@ class VGG19(nn.Module):
                 conv.weight.copy_(weight)
                 conv.bias.copy_(bias)
             self.convs[name] = conv
+        # a buffer, so that exported weights record it; weights from before it load with 1
+        self.register_buffer("output_scale", torch.tensor(FOLD_OUTPUT_SCALE.get(fold, 1.0) if grey else 1.0))
         self.requires_grad_(False)
         self.eval()
 
@@ -105,4 +130,4 @@ class VGG19(nn.Module):
             x = F.relu(self.convs[name](x))
             if name in self.taps:
                 outputs.append(x)
-        return outputs
+        return [o * self.output_scale.to(o.dtype) for o in outputs]

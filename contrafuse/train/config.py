@@ -40,7 +40,7 @@ KEYS = {
     "mri_segmentation": Key(str, choices=("som", "kmeans")),
     "extra_negatives": Key(int, minimum=0),
     "self_adaptive": Key(dict),
-    "vgg_grey": Key(str, choices=("caffe", "luminance")),
+    "vgg_grey": Key(str, choices=("caffe", "luminance", "torchvision")),
     # CLF-Net
     "train_pairs": Key(int, minimum=1),
     "stride": Key(int, minimum=1),
