@@ -198,7 +198,7 @@ def load_trained_weights(model, path: str | os.PathLike, label: str = "weights")
 def store_half(source: Path, target: Path) -> None:
     """Write ``source``'s weights to ``target`` with float32 parameters stored as float16 (halves the
     package size; they load back into float32 models). BatchNorm running statistics stay float32
-    (CoCoNet's variances exceed float16's range). Metadata is kept; the write is atomic."""
+    (CoCoNet's variances exceed float16's range), and so does VGG-19's output scale (a constant). Metadata is kept; the write is atomic."""
     import torch
     from safetensors import safe_open
     from safetensors.torch import save_file
@@ -208,7 +208,8 @@ def store_half(source: Path, target: Path) -> None:
         metadata = handle.metadata()
         names = handle.keys()  # a safe_open handle is not a mapping
         state = {k: handle.get_tensor(k) for k in names}
-    wanted = {k for k, v in state.items() if v.dtype == torch.float32 and ".running_" not in k}
+    wanted = {k for k, v in state.items()
+              if v.dtype == torch.float32 and ".running_" not in k and not k.endswith("output_scale")}
     if not wanted and source.resolve() == target.resolve():
         return  # already stored as float16: leave the file (and its benchmark cache key) alone
     state = {k: v.half() if k in wanted else v for k, v in state.items()}
