@@ -18,6 +18,8 @@ from ..weights import vgg19_state
 
 #: Caffe/Keras channel means, BGR order.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+#: The authors' grey conversion 0.299 R + 0.587 G + 0.114 B, BGR order.
+LUMA_BGR = (0.114, 0.587, 0.299)
 
 #: Layer plans. "M" is a 2x2 max-pool; a name in TAPS marks an output after its ReLU.
 #: Loss plan: relu1_1 .. relu5_1 (CoCoNet Sec. 3.2.1).
@@ -44,7 +46,7 @@ def fold_grey_luminance(weight_bgr: torch.Tensor, bias: torch.Tensor) -> tuple[t
     with the luminance weights 0.299 R + 0.587 G + 0.114 B, bias unchanged, and the network's own
     values fed without any ImageNet preprocessing. With these weights VGG sees a [-1, 1] patch as a
     nearly flat image, so its features stay small beside the U-Net's."""
-    luma_bgr = torch.tensor((0.114, 0.587, 0.299), dtype=weight_bgr.dtype).view(1, 3, 1, 1)
+    luma_bgr = torch.tensor(LUMA_BGR, dtype=weight_bgr.dtype).view(1, 3, 1, 1)
     return (luma_bgr * weight_bgr).sum(dim=1, keepdim=True), bias.clone()
 
 
@@ -64,7 +66,7 @@ def fold_grey_torchvision(weight_bgr: torch.Tensor, bias: torch.Tensor) -> tuple
     contrast the ImageNet preprocessing (``caffe``) gives it, where ``luminance`` (these kernels
     applied to Caffe's weights) gives it 0.003 and leaves the features to the biases.
     :data:`FOLD_OUTPUT_SCALE` brings the features to torchvision's magnitude."""
-    scale_bgr = torch.tensor([255 * s * l for s, l in zip(TORCHVISION_STD_RGB[::-1], (0.114, 0.587, 0.299))],
+    scale_bgr = torch.tensor([255 * s * l for s, l in zip(TORCHVISION_STD_RGB[::-1], LUMA_BGR)],
                              dtype=weight_bgr.dtype).view(1, 3, 1, 1)
     return (scale_bgr * weight_bgr).sum(dim=1, keepdim=True), bias.clone()
 
