@@ -186,6 +186,31 @@ def test_training_runs_under_autocast_and_records_precision(tmp_path):
     assert not (out / "s_epoch3.safetensors").exists() and (out / "model.safetensors").exists()
 
 
+def test_finished_run_resumes_with_more_epochs_in_its_last_stage(tmp_path):
+    """Algorithm 1's "while not converge": a finished run resumed with a longer last stage goes on
+    from its last epoch with its optimiser state, and ends where one run of the longer schedule
+    ends; a stage that stopped by converging is not reopened."""
+    from safetensors.torch import load_file
+
+    from contrafuse.train.loop import train
+
+    def cfg(epochs, converge=None):
+        stage = {"name": "s", "epochs": epochs, **({"converge": converge} if converge else {})}
+        return {"method": "tiny", "lr": 0.01, "batch_size": 2, "seed": 0, "precision": "fp32",
+                "stages": [{"name": "a", "epochs": 1}, stage]}
+
+    whole = train(cfg(3), TinyRecipe(), out_dir=tmp_path / "whole")
+    continued = train(cfg(2), TinyRecipe(), out_dir=tmp_path / "continued")
+    assert not (continued / "s_epoch3.safetensors").exists()
+    train(cfg(3), TinyRecipe(), out_dir=continued, resume=True)
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(continued / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    stopped = train(cfg(5, {"tolerance": 1.0, "patience": 1}), TinyRecipe(), out_dir=tmp_path / "stopped")
+    assert (stopped / "s_epoch2.safetensors").exists() and not (stopped / "s_epoch3.safetensors").exists()
+    train(cfg(6, {"tolerance": 1.0, "patience": 1}), TinyRecipe(), out_dir=stopped, resume=True)
+    assert not (stopped / "s_epoch3.safetensors").exists()
+
+
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 

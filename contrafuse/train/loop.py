@@ -92,6 +92,17 @@ def converged(epoch_means: list[float], rule: dict | None) -> bool:
     return all(before - after < tolerance * abs(before) for before, after in itertools.pairwise(recent))
 
 
+def _reopen_last_stage(progress: dict, stages: list[dict]) -> dict:
+    """A finished run resumed with more ``epochs`` in its last stage goes on with that stage (with
+    the optimiser state it ended with) unless the stage had stopped by converging."""
+    finished = progress.get("finished_stage")
+    if (progress["stage"] == len(stages) and finished and not finished["converged"]
+            and finished["epochs"] < int(stages[-1]["epochs"])):
+        return {**progress, "stage": len(stages) - 1, "epoch": finished["epochs"], "batch": 0,
+                "epoch_means": list(finished["epoch_means"])}
+    return progress
+
+
 def train(cfg: dict, recipe, *, out_dir: str | os.PathLike | None = None, resume: bool = False,
           max_steps: int | None = None, device: str = "cpu") -> Path:
     """Run (or resume) the staged schedule of ``cfg``; returns the output folder."""
@@ -131,7 +142,7 @@ def _train(cfg, recipe, out: Path, ckpt_path: Path, resume: bool, max_steps, dev
         saved = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(saved["model"], strict=False)
         optimizer.load_state_dict(saved["optimizer"])
-        progress = saved["progress"]
+        progress = _reopen_last_stage(saved["progress"], cfg["stages"])
         torch.set_rng_state(saved["torch_rng"])
         if group.is_main:
             print(f"resuming {out} at stage {progress['stage']} epoch {progress['epoch']} batch {progress['batch']}")
@@ -218,8 +229,12 @@ def _train(cfg, recipe, out: Path, ckpt_path: Path, resume: bool, max_steps, dev
                     if converged(means, stage.get("converge")):
                         print(f"{stage.get('name', stage_index)}: converged after epoch {epoch + 1} "
                               f"(epoch mean losses {', '.join(f'{m:.4g}' for m in means[-3:])})")
+                        progress["converged"] = True
                         break
-            progress.update(stage=stage_index + 1, epoch=0, batch=0, epoch_means=[])
+            # what the finished stage did, so that a longer last stage can be resumed later
+            finished = {"epochs": progress["epoch"], "epoch_means": progress.get("epoch_means", []),
+                        "converged": progress.pop("converged", False)}
+            progress.update(stage=stage_index + 1, epoch=0, batch=0, epoch_means=[], finished_stage=finished)
             checkpoint()
             export(out / f"after_{stage.get('name', stage_index)}.safetensors",
                            {"method": cfg["method"], "stage": stage.get("name", stage_index), "steps": progress["step"]})
