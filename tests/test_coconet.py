@@ -15,7 +15,9 @@ from contrafuse.losses.coconet import (
     SelfAdaptiveLoss,
     average_gradient,
     entropy_bits,
+    pooled_entropy_bits,
     self_adaptive_weights,
+    sobel_gradient,
 )
 from contrafuse.losses.ssim import box_profile, gaussian_profile, ssim, ssim_map, window_mean
 from contrafuse.nn.coconet import CoCoNet
@@ -167,6 +169,39 @@ def test_self_adaptive_weights_by_hand():
     assert sigma[0, 0].item() == pytest.approx(math.exp(2) / (math.exp(2) + 1))
     assert gamma[0, 0].item() == pytest.approx(math.exp(1 / 0.75) / (math.exp(1 / 0.75) + 1))
     assert torch.allclose(sigma.sum(1), torch.ones(1)) and torch.allclose(gamma.sum(1), torch.ones(1))
+
+
+def test_authors_code_measures_by_hand():
+    # a constant 8x8 patch at v: Sobel sees only the zero padding. The four corners give |3v| + |3v|,
+    # the 24 other border pixels |4v| (the other direction cancels), the interior nothing.
+    v = -0.5
+    expected = (4 * 6 + 24 * 4) * abs(v) / 64 + 1e-5
+    assert sobel_gradient(torch.full((1, 1, 8, 8), v)).item() == pytest.approx(expected)
+    # pooled entropy: black, then white, then black: the histograms pooled so far hold one level
+    # (0 bits), two equally often (1 bit), then two at 2:1; each entry also gets 3 x 1e-4
+    batch = torch.stack([torch.full((1, 4, 4), x) for x in (-1.0, 1.0, -1.0)])
+    two_to_one = -(2 / 3 * math.log2(2 / 3) + 1 / 3 * math.log2(1 / 3))
+    assert pooled_entropy_bits(batch).tolist() == pytest.approx([3e-4, 1 + 3e-4, two_to_one + 3e-4])
+    assert entropy_bits(batch).tolist() == pytest.approx([0.0, 0.0, 0.0])
+
+
+def test_code_measures_weight_one_batch_ssim_by_the_mean_sigma():
+    # sample 0: identical sources and output (both SSIMs 1, equal weights); sample 1: output = visible,
+    # infrared elsewhere (SSIM_v 1, SSIM_r = s < 1, sigma_r = w). Per sample the SSIM term is
+    # w (1 - s) / 2; the authors' code takes mean(sigma_r) (1 - mean SSIM_r) = (0.5 + w) / 2 (1 - s) / 2.
+    torch.manual_seed(0)
+    flat = torch.zeros(1, 1, 32, 32)
+    vis = torch.cat([flat, torch.rand(1, 1, 32, 32) * 2 - 1])
+    ir = torch.cat([flat, torch.rand(1, 1, 32, 32) * 0.2 - 0.5])
+    fused = vis.clone()
+    per_sample = SelfAdaptiveLoss(measures="per_sample")(fused, ir, vis)["ssim"]
+    code = SelfAdaptiveLoss(measures="code")(fused, ir, vis)["ssim"]
+    w = self_adaptive_weights(ir, vis, measures="code")[0][1, 1].item()
+    w_per_sample = self_adaptive_weights(ir, vis)[0][1, 1].item()
+    one_minus_s = 2 * per_sample.item() / w_per_sample
+    assert code.item() == pytest.approx((0.5 + w) / 2 * one_minus_s / 2, rel=1e-5)
+    with pytest.raises(ValueError, match="measures"):
+        self_adaptive_weights(ir, vis, measures="sobel")
 
 
 def test_contrastive_loss_prefers_the_positive(vgg_state):

@@ -37,17 +37,50 @@ def entropy_bits(x: torch.Tensor) -> torch.Tensor:
     return -(p * torch.log2(p.clamp_min(1e-30))).sum(dim=1)
 
 
+def sobel_gradient(x: torch.Tensor) -> torch.Tensor:
+    """AG as the authors' training code measures it: per-sample mean of |Sobel_x| + |Sobel_y| on the
+    [-1, 1] values, zero-padded (so a patch's border adds a step to black), plus 1e-5."""
+    kernel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype, device=x.device)
+    gx = F.conv2d(x, kernel.view(1, 1, 3, 3), padding=1)
+    gy = F.conv2d(x, kernel.t().reshape(1, 1, 3, 3), padding=1)
+    return (gx.abs() + gy.abs()).mean(dim=(1, 2, 3)) + 1e-5
+
+
+def pooled_entropy_bits(x: torch.Tensor) -> torch.Tensor:
+    """EN as the authors' training code computes it: its histogram is not reset between the samples of
+    a batch, so sample i gets the entropy of samples 0..i pooled, and every entry gets 1e-4 once per
+    sample (``B`` x 1e-4 in all). Same 8-bit mapping as :func:`entropy_bits`."""
+    levels = (x * 127.5 + 127.5).clamp(0, 255).to(torch.uint8).long().flatten(1)
+    counts = torch.zeros(levels.shape[0], 256, device=x.device).scatter_add_(
+        1, levels, torch.ones_like(levels, dtype=torch.float32)).cumsum(dim=0)
+    p = counts / counts.sum(dim=1, keepdim=True)
+    return -(p * torch.log2(p.clamp_min(1e-30))).sum(dim=1) + 1e-4 * levels.shape[0]
+
+
+#: How the self-adaptive loss measures its sources (``self_adaptive.measures``): ``per_sample`` is the
+#: paper's Eqs. 4-9 for each patch; ``code`` reproduces the authors' training code (Sobel AG, pooled
+#: entropy, and one SSIM over the batch weighted by the batch-mean sigma).
+MEASURES = ("per_sample", "code")
+
+
 def self_adaptive_weights(ir: torch.Tensor, vis: torch.Tensor, *, form: str = "code",
-                          t_ag: float = 0.5, t_en: float = 0.75) -> tuple[torch.Tensor, torch.Tensor]:
+                          t_ag: float = 0.5, t_en: float = 0.75,
+                          measures: str = "per_sample") -> tuple[torch.Tensor, torch.Tensor]:
     """The sigma (SSIM) and gamma (MSE) weights, each ``(B, 2)`` with columns (visible, infrared).
 
     ``form="paper"``: softmax of the raw AG (Eq. 7) and EN (Eq. 9).
     ``form="code"``: as the authors' code, AG and EN are first divided by the pair's sum and by a
-    temperature (``t_ag``, ``t_en``), then soft-maxed. Computed without gradient.
+    temperature (``t_ag``, ``t_en``), then soft-maxed. ``measures`` picks AG and EN: Eq. 6 and Eq. 8
+    per sample, or the authors' code's :func:`sobel_gradient` and :func:`pooled_entropy_bits`.
+    Computed without gradient.
     """
+    if measures not in MEASURES:
+        raise ValueError(f"self-adaptive measures must be one of {MEASURES}, not {measures!r}")
+    gradient, entropy = ((average_gradient, entropy_bits) if measures == "per_sample"
+                         else (sobel_gradient, pooled_entropy_bits))
     with torch.no_grad():
-        ag = torch.stack([average_gradient(vis), average_gradient(ir)], dim=1)
-        en = torch.stack([entropy_bits(vis), entropy_bits(ir)], dim=1)
+        ag = torch.stack([gradient(vis), gradient(ir)], dim=1)
+        en = torch.stack([entropy(vis), entropy(ir)], dim=1)
         if form == "code":
             ag = ag / ag.sum(dim=1, keepdim=True).clamp_min(1e-12) / t_ag
             en = en / en.sum(dim=1, keepdim=True).clamp_min(1e-12) / t_en
@@ -58,17 +91,24 @@ def self_adaptive_weights(ir: torch.Tensor, vis: torch.Tensor, *, form: str = "c
 
 class SelfAdaptiveLoss(nn.Module):
     """L_P = alpha L_S + L_N (Eq. 3): SSIM (Eq. 4, on [0, 1]) and MSE (Eq. 5, on [-1, 1]) terms,
-    weighted per sample by :func:`self_adaptive_weights`, averaged over the batch."""
+    weighted per sample by :func:`self_adaptive_weights`, averaged over the batch. With
+    ``measures="code"`` the SSIM term is the authors' code's: one SSIM over the whole batch for each
+    source, weighted by the batch mean of sigma."""
 
-    def __init__(self, alpha: float = 20.0, form: str = "code", t_ag: float = 0.5, t_en: float = 0.75):
+    def __init__(self, alpha: float = 20.0, form: str = "code", t_ag: float = 0.5, t_en: float = 0.75,
+                 measures: str = "per_sample"):
         super().__init__()
-        self.alpha, self.form, self.t_ag, self.t_en = alpha, form, t_ag, t_en
+        self.alpha, self.form, self.t_ag, self.t_en, self.measures = alpha, form, t_ag, t_en, measures
 
     def forward(self, fused, ir, vis) -> dict[str, torch.Tensor]:
         with full_precision(fused, ir, vis) as (f, r, v):  # float32 SSIM and MSE
-            sigma, gamma = self_adaptive_weights(r, v, form=self.form, t_ag=self.t_ag, t_en=self.t_en)
+            sigma, gamma = self_adaptive_weights(r, v, form=self.form, t_ag=self.t_ag, t_en=self.t_en,
+                                                 measures=self.measures)
             unit = [to_unit(t) for t in (f, v, r)]
-            l_s = sigma[:, 0] * (1 - ssim(unit[1], unit[0])) + sigma[:, 1] * (1 - ssim(unit[2], unit[0]))
+            ssim_v, ssim_r = ssim(unit[1], unit[0]), ssim(unit[2], unit[0])
+            if self.measures == "code":
+                sigma, ssim_v, ssim_r = sigma.mean(dim=0, keepdim=True), ssim_v.mean(), ssim_r.mean()
+            l_s = sigma[:, 0] * (1 - ssim_v) + sigma[:, 1] * (1 - ssim_r)
             mse_v = ((v - f) ** 2).mean(dim=(1, 2, 3))
             mse_r = ((r - f) ** 2).mean(dim=(1, 2, 3))
             l_n = gamma[:, 0] * mse_v + gamma[:, 1] * mse_r

@@ -62,7 +62,8 @@ STAGE_KEYS = {
     "converge": Key(dict),
 }
 SELF_ADAPTIVE_KEYS = {"alpha": Key(NUMBER, minimum=0), "form": Key(str, choices=("code", "paper")),
-                      "t_ag": Key(NUMBER, minimum=1e-6), "t_en": Key(NUMBER, minimum=1e-6)}
+                      "t_ag": Key(NUMBER, minimum=1e-6), "t_en": Key(NUMBER, minimum=1e-6),
+                      "measures": Key(str, choices=("per_sample", "code"))}
 CONVERGE_KEYS = {"tolerance": Key(NUMBER, minimum=0), "patience": Key(int, minimum=1)}
 
 

@@ -55,7 +55,8 @@ class CoCoNetRecipe:
         state = vgg19_state()
         sa = cfg.get("self_adaptive", {})
         self._self_adaptive = SelfAdaptiveLoss(alpha=sa.get("alpha", 20.0), form=sa.get("form", "code"),
-                                               t_ag=sa.get("t_ag", 0.5), t_en=sa.get("t_en", 0.75))
+                                               t_ag=sa.get("t_ag", 0.5), t_en=sa.get("t_en", 0.75),
+                                               measures=sa.get("measures", "per_sample"))
         fold = cfg.get("vgg_grey", "caffe")  # how VGG-19 takes grey input: ImageNet preprocessing or the authors' code
         if any(stage.get("contrastive") for stage in cfg["stages"]):
             from ..nn.vgg import VGG19
