@@ -27,14 +27,22 @@ def average_gradient(x: torch.Tensor) -> torch.Tensor:
     return dh + dv
 
 
-def entropy_bits(x: torch.Tensor) -> torch.Tensor:
-    """Eq. 8 per sample: Shannon entropy (bits) of the 256-level histogram of the 8-bit image
-    (values mapped as ``uint8(127.5 x + 127.5)``, as in the authors' code)."""
+def _grey_histograms(x: torch.Tensor) -> torch.Tensor:
+    """Per-sample 256-level counts ``(B, 256)`` of the 8-bit image (values mapped as
+    ``uint8(127.5 x + 127.5)``, as in the authors' code)."""
     levels = (x * 127.5 + 127.5).clamp(0, 255).to(torch.uint8).long().flatten(1)
-    counts = torch.zeros(levels.shape[0], 256, device=x.device).scatter_add_(
+    return torch.zeros(levels.shape[0], 256, device=x.device).scatter_add_(
         1, levels, torch.ones_like(levels, dtype=torch.float32))
+
+
+def _entropy_of_counts(counts: torch.Tensor) -> torch.Tensor:
     p = counts / counts.sum(dim=1, keepdim=True)
     return -(p * torch.log2(p.clamp_min(1e-30))).sum(dim=1)
+
+
+def entropy_bits(x: torch.Tensor) -> torch.Tensor:
+    """Eq. 8 per sample: Shannon entropy (bits) of the 256-level histogram of the 8-bit image."""
+    return _entropy_of_counts(_grey_histograms(x))
 
 
 def sobel_gradient(x: torch.Tensor) -> torch.Tensor:
@@ -50,11 +58,7 @@ def pooled_entropy_bits(x: torch.Tensor) -> torch.Tensor:
     """EN as the authors' training code computes it: its histogram is not reset between the samples of
     a batch, so sample i gets the entropy of samples 0..i pooled, and every entry gets 1e-4 once per
     sample (``B`` x 1e-4 in all). Same 8-bit mapping as :func:`entropy_bits`."""
-    levels = (x * 127.5 + 127.5).clamp(0, 255).to(torch.uint8).long().flatten(1)
-    counts = torch.zeros(levels.shape[0], 256, device=x.device).scatter_add_(
-        1, levels, torch.ones_like(levels, dtype=torch.float32)).cumsum(dim=0)
-    p = counts / counts.sum(dim=1, keepdim=True)
-    return -(p * torch.log2(p.clamp_min(1e-30))).sum(dim=1) + 1e-4 * levels.shape[0]
+    return _entropy_of_counts(_grey_histograms(x).cumsum(dim=0)) + 1e-4 * x.shape[0]
 
 
 #: How the self-adaptive loss measures its sources (``self_adaptive.measures``): ``per_sample`` is the
