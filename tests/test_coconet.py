@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import TinyRecipe
+from conftest import TinyRecipe, save
 from torch.nn import functional as F
 
 from contrafuse.errors import ContrafuseError
@@ -312,3 +312,36 @@ def test_patch_seed_draws_the_patches_and_seed_the_rest():
     seed0 = recipe.stage_data({**cfg, "seed": 0}, stage)
     assert not np.array_equal(seed0, recipe.stage_data({**cfg, "seed": 1}, stage))
     assert np.array_equal(seed0, recipe.stage_data({**cfg, "seed": 1, "patch_seed": 0}, stage))
+
+
+def test_mask_pairs_fine_tunes_on_the_most_masked_pairs(tmp_path, monkeypatch):
+    """``mask_pairs: N`` draws a contrastive stage's patches from the N training pairs whose masks
+    cover most of the image (the paper fine-tunes on 18 masked images, Sec. 4.1.2). Each pair here is
+    one flat grey level, so a patch tells which pair it came from."""
+    from contrafuse.data.datasets import Pair
+    from contrafuse.train import recipes
+
+    coverage = {"a": 0.5, "b": 0.1, "c": 0.3, "d": 0.2}
+    pairs = []
+    for i, (name, share) in enumerate(coverage.items()):
+        level = np.uint8(40 * (i + 1))
+        for kind in ("ir", "vis"):
+            save(tmp_path / kind / f"{name}.png", np.full((40, 40), level, np.uint8))
+        mask = np.zeros((40, 40), np.uint8)
+        mask[: int(40 * share)] = 255
+        save(tmp_path / "masks" / f"{name}.png", mask)
+        pairs.append(Pair("mine", name, tmp_path / "ir" / f"{name}.png", tmp_path / "vis" / f"{name}.png"))
+    monkeypatch.setattr(recipes, "load_split", lambda _: {"train": pairs, "test": []})
+    cfg = {"split": "mine", "patch_size": 16, "patches": 40, "seed": 0, "mask_dir": str(tmp_path / "masks")}
+    recipe = recipes.CoCoNetRecipe()
+    recipe._mask_kind = "infrared"
+
+    def levels(stage):
+        return sorted({round((float(v) + 1) * 127.5) for v in recipe.stage_data(cfg, stage)[:, 0, 0, 0]})
+
+    assert levels({"contrastive": True, "mask_pairs": 2}) == [40, 120]  # pairs a (50 %) and c (30 %)
+    assert levels({"contrastive": True}) == [40, 80, 120, 160]
+    with pytest.raises(ContrafuseError, match="contrastive"):
+        recipe.stage_data(cfg, {"contrastive": False, "mask_pairs": 2})
+    with pytest.raises(ContrafuseError, match="4 training pairs"):
+        recipe.stage_data(cfg, {"contrastive": True, "mask_pairs": 5})

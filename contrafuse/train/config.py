@@ -58,6 +58,7 @@ STAGE_KEYS = {
     "contrastive": Key(bool),
     "contrastive_weight": Key(NUMBER, minimum=0),
     "anchors": Key(int, minimum=1),
+    "mask_pairs": Key(int, minimum=1),
     "batch_size": Key(int, minimum=1),
     "converge": Key(dict),
 }

@@ -22,6 +22,19 @@ def _to_signed(patches: np.ndarray, image_channels: int = 2) -> np.ndarray:
     return patches
 
 
+def _most_masked(pairs: list, groups: list, count: int, where) -> tuple[list, list]:
+    """The ``count`` pairs whose salient mask (last array of each group) covers the largest share of
+    the image, in split order. The paper fine-tunes on "merely 18 images with salient masks" (Sec.
+    4.1.2), drawn by hand; this picks as many from the automatic (or ``mask_dir``) masks."""
+    if len(groups[0]) < 3:
+        raise ContrafuseError(where, "mask_pairs needs a contrastive stage (only those stages use masks)")
+    if count > len(groups):
+        raise ContrafuseError(where, f"mask_pairs is {count}, but the split has {len(groups)} training pairs")
+    coverage = np.array([float(group[-1].mean()) for group in groups])
+    keep = sorted(np.argsort(-coverage, kind="stable")[:count])
+    return [pairs[i] for i in keep], [groups[i] for i in keep]
+
+
 @RECIPES.register("coconet")
 class CoCoNetRecipe:
     """CoCoNet two-stage training (Sec. 4.1.2, Algorithm 1).
@@ -29,7 +42,8 @@ class CoCoNetRecipe:
     Stage ``contrastive: false``: self-adaptive loss only. Stage ``contrastive: true``: plus the
     coupled contrastive loss on masked patches; with ``anchors: 10`` a batch of 30 is split as in
     the authors' code (10 fused anchors, the other 20 patches only lend negatives), otherwise
-    every patch is an anchor and the negatives come from the other anchors. ``masks: infrared`` (IVIF) or ``mri`` (medical,
+    every patch is an anchor and the negatives come from the other anchors; ``mask_pairs: 18`` cuts
+    its patches from the 18 most masked training pairs only (the paper's 18). ``masks: infrared`` (IVIF) or ``mri`` (medical,
     Sec. 3.4.2: the functional image is the first source, the MRI the second; the MRI-salient
     mask M_m selects the MRI as positive, so the contrastive loss is called with the roles of the
     two sources swapped).
@@ -68,22 +82,24 @@ class CoCoNetRecipe:
 
     def stage_data(self, cfg, stage):
         split = load_split(cfg["split"])
-        groups = []
-        for pair in split["train"]:
+        pairs, groups = split["train"], []
+        for pair in pairs:
             first, second = load_grey_pair(pair)
             group = [first, second]
             if stage.get("contrastive"):
                 group.append(self._mask(cfg, pair, first, second))
             groups.append(group)
+        if stage.get("mask_pairs"):
+            pairs, groups = _most_masked(pairs, groups, int(stage["mask_pairs"]), cfg.get("_path", "config"))
         # which patches are drawn: ``patch_seed`` (default ``seed``, which also draws the weights and batch order)
         seed = int(cfg.get("patch_seed", cfg.get("seed", 0))) + 1000 * int(bool(stage.get("contrastive")))
         counts = cfg["patches"]
         if isinstance(counts, dict):  # per-dataset counts (the paper's medical set: 2,662 PET, 4,114 SPECT)
-            datasets = sorted({pair.dataset for pair in split["train"]})
+            datasets = sorted({pair.dataset for pair in pairs})
             if set(counts) != set(datasets):
                 raise ContrafuseError(cfg.get("split"), f"'patches' names {sorted(counts)}, but the training "
                                       f"pairs come from {datasets}")
-            selections = [([g for g, pair in zip(groups, split["train"]) if pair.dataset == name], counts[name])
+            selections = [([g for g, pair in zip(groups, pairs) if pair.dataset == name], counts[name])
                           for name in datasets]
         else:
             selections = [(groups, counts)]
