@@ -22,7 +22,7 @@ def _to_signed(patches: np.ndarray, image_channels: int = 2) -> np.ndarray:
     return patches
 
 
-def _most_masked(pairs: list, groups: list, count: int, where) -> tuple[list, list]:
+def most_masked(pairs: list, groups: list, count: int, where) -> tuple[list, list]:
     """The ``count`` pairs whose salient mask (last array of each group) covers the largest share of
     the image, in split order. The paper fine-tunes on "merely 18 images with salient masks" (Sec.
     4.1.2), drawn by hand; this picks as many from the automatic (or ``mask_dir``) masks."""
@@ -90,7 +90,7 @@ class CoCoNetRecipe:
                 group.append(self._mask(cfg, pair, first, second))
             groups.append(group)
         if stage.get("mask_pairs"):
-            pairs, groups = _most_masked(pairs, groups, int(stage["mask_pairs"]), cfg.get("_path", "config"))
+            pairs, groups = most_masked(pairs, groups, int(stage["mask_pairs"]), cfg.get("_path", "config"))
         # which patches are drawn: ``patch_seed`` (default ``seed``, which also draws the weights and batch order)
         seed = int(cfg.get("patch_seed", cfg.get("seed", 0))) + 1000 * int(bool(stage.get("contrastive")))
         counts = cfg["patches"]
