@@ -84,8 +84,13 @@ def join(device_type: str = "cpu") -> Group:
                       int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])))
     except (KeyError, ValueError) as exc:
         raise ContrafuseError("torchrun", f"incomplete launch environment ({exc})") from None
+    import torch._dynamo  # noqa: F401  (see below)
     import torch.distributed as dist
 
     if not dist.is_initialized():
+        # torch._dynamo, first imported by constructing an optimizer, keeps references to a process
+        # group that exists when it is imported: destroy_process_group then leaves gloo's threads
+        # running, and tearing them down at interpreter exit aborted a process now and then
+        # ("terminate called without an active exception"). Imported before the group, it holds none.
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
     return group
