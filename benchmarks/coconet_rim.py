@@ -9,6 +9,8 @@ protocol) run on the bare image and with its reflected border, and (worst ratio 
 borders of 32 and 48 pixels. Beside it the same 3-pixel difference taken over the whole image
 (every row against the one 3 below, every column against the one 3 across): where the fused image's
 ratio to the sources is as large inside as at the border, the border is not where it differs.
+For reference, the same two ratios for the published methods' fused images that VIFB ships with
+its 10 pairs (``VIFB_calib/fused``), scored against the same sources.
 Writes benchmarks/results/coconet_rim.json.
 """
 
@@ -43,7 +45,7 @@ def main() -> None:
 
     method = create_method("coconet")
     border = method.border
-    rows = {}
+    rows, published = {}, {}
     for pair in suite_pairs("vifb"):
         ir, vis = luminance(read_image(pair.first)), luminance(read_image(pair.second))
         sources = max(rim(np.round(ir * 255)), rim(np.round(vis * 255)))
@@ -61,13 +63,22 @@ def main() -> None:
                            "ratio bare": measured["bare"] / max(sources, 1.0),
                            "ratio reflected border": measured["reflected border"] / max(sources, 1.0)}
         print(pair.name, rows[pair.name])
+        for path in sorted((pair.first.parent.parent / "fused").glob(f"{pair.name}_*")):
+            image = np.round(luminance(read_image(path)) * 255)
+            published.setdefault(path.stem[len(pair.name) + 1:], []).append(
+                (rim(image) / max(sources, 1.0), interior(image) / max(sources_inside, 1.0)))
     write_result(HERE / "results" / "coconet_rim.json", {
         "what": "grey-level rim (outermost row/column vs 3 px inside) of coconet's output, VIFB's 10 pairs",
         "border_pixels": border, "pairs": rows,
         "worst ratio bare": max(r["ratio bare"] for r in rows.values()),
         "worst ratio reflected border": max(r["ratio reflected border"] for r in rows.values()),
         "worst ratio inside": max(r["ratio inside"] for r in rows.values()),
-        **{f"worst ratio {label}": max(r[label] / max(r["sources"], 1.0) for r in rows.values()) for label, _ in WIDER}})
+        **{f"worst ratio {label}": max(r[label] / max(r["sources"], 1.0) for r in rows.values()) for label, _ in WIDER},
+        "coconet mean ratio reflected border": float(np.mean([r["ratio reflected border"] for r in rows.values()])),
+        "published methods": {name: {"pairs": len(ratios), "worst ratio": max(r for r, _ in ratios),
+                                     "mean ratio": float(np.mean([r for r, _ in ratios])),
+                                     "worst ratio inside": max(i for _, i in ratios)}
+                              for name, ratios in sorted(published.items())}})
 
 
 if __name__ == "__main__":
