@@ -116,10 +116,11 @@ def server():
     instance = uvicorn.Server(config)
     thread = threading.Thread(target=instance.run, daemon=True)
     thread.start()
-    for _ in range(100):
+    for _ in range(600):  # up to a minute on a loaded 2-core machine
         if instance.started:
             break
         time.sleep(0.1)
+    assert instance.started, "the test server did not start within a minute"
     yield f"http://127.0.0.1:{port}"
     instance.should_exit = True
     thread.join(timeout=10)
