@@ -83,8 +83,12 @@ def load_pair(pair, *, resize: str | None = "ir", high_bit_rule: str = "minmax")
 
 def fuse_images(first: np.ndarray, second: np.ndarray, method: FusionMethod,
                 labels: tuple[str, str] = ("ir", "vis")) -> np.ndarray:
-    """Fuse two same-size [0, 1] images; colour sources are fused on Y and their CbCr re-attached."""
+    """Fuse two same-size [0, 1] images; colour sources are fused on Y and their CbCr re-attached,
+    unless the method fuses RGB itself (a grey source then enters as three equal channels)."""
     method.check_inputs(first, second, labels)
+    if method.fuses_rgb:
+        fused = method.fuse_rgb(*(img if img.ndim == 3 else np.dstack([img] * 3) for img in (first, second)))
+        return fused if first.ndim == 3 or second.ndim == 3 else luminance(fused)
     fused_y = method.fuse_grey(luminance(first), luminance(second))
     colour = [rgb_to_ycbcr(img)[..., 1:] for img in (first, second) if img.ndim == 3]
     if not colour:

@@ -261,10 +261,16 @@ def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
 
 
 def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`rgb_to_ycbcr`, clipped to [0, 1]."""
-    shifted = ycc.astype(np.float64).copy()
-    shifted[..., 1:] -= 0.5
-    return np.clip(shifted @ _YCBCR_TO_RGB.T, 0.0, 1.0).astype(np.float32)
+    """Inverse of :func:`rgb_to_ycbcr` into [0, 1]. Where Y and the chroma together leave the RGB
+    cube (a fused Y brighter or darker than the source the chroma came from), the chroma is scaled
+    toward grey just enough to fit, so the result keeps its luma Y exactly instead of being clipped."""
+    ycc = ycc.astype(np.float64)
+    luma = np.clip(ycc[..., :1], 0.0, 1.0)
+    offset = (ycc[..., 1:] - 0.5) @ _YCBCR_TO_RGB[:, 1:].T  # RGB minus luma, per channel
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where(offset > 0, (1.0 - luma) / offset, np.where(offset < 0, luma / -offset, np.inf))
+    scale = np.minimum(room.min(axis=-1, keepdims=True), 1.0)
+    return np.clip(luma + scale * offset, 0.0, 1.0).astype(np.float32)
 
 
 def luminance(image: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Fetching, verifying and caching the VGG-19 ImageNet weights, and the package's own models.
+"""Fetching, verifying and caching weights: VGG-19 (ImageNet), the package's own models, and the
+official weights of the peer models (:func:`model_weights`).
 
 VGG-19 comes from the official Keras file ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5``
 (16 conv layers, HWIO kernels, Caffe convention: BGR, 0-255, mean subtracted). It is fetched
@@ -173,19 +174,9 @@ def vgg19_state(auto_fetch: bool = True) -> dict:
 
 
 def load_trained_weights(model, path: str | os.PathLike, label: str = "weights") -> None:
-    """Load exported safetensors weights into ``model`` (the frozen VGG-19, which is not exported,
-    comes from the cache). Unreadable files and weights that do not fit are one-line errors."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise ContrafuseError(path, f"{label}: file not found")
-    try:
-        tensors = load_file(str(path))
-    except (OSError, SafetensorError) as exc:  # unreadable, or not a safetensors file
-        raise ContrafuseError(path, f"cannot load {label}: not a readable safetensors file "
-                              f"({str(exc).splitlines()[0]})") from None
+    """Load a weights file (:func:`read_state_dict`) into ``model``; the frozen VGG-19, which is not
+    exported, comes from the cache. Unreadable files and weights that do not fit are one-line errors."""
+    tensors = read_state_dict(Path(path), label)
     try:
         missing, unexpected = model.load_state_dict(tensors, strict=False)
     except RuntimeError as exc:  # tensors of the wrong shape
@@ -216,3 +207,97 @@ def store_half(source: Path, target: Path) -> None:
     tmp = target.with_name(target.name + ".tmp")
     save_file(state, str(tmp), metadata=metadata)
     atomic_replace(tmp, target)  # with normal permissions (safetensors writes owner-only files)
+
+
+def _official_weights_help(spec) -> str:
+    w = spec.weights
+    return (f"expected sha256 {w.sha256} ({w.bytes} bytes) from {w.url}; run 'contrafuse weights fetch {spec.name}' "
+            f"where the internet is reachable, or set CONTRAFUSE_WEIGHTS_DIR to a folder holding "
+            f"{spec.name}/{Path(w.file).name}")
+
+
+def _checked(path: Path, spec) -> Path:
+    found = sha256_of(path)
+    if found != spec.weights.sha256:
+        raise ContrafuseError(path, f"weights for {spec.name!r} have sha256 {found}; " + _official_weights_help(spec))
+    return path
+
+
+def model_weights(spec, *, fetch: bool = True, force: bool = False) -> Path:
+    """The verified weights file of a model spec (:mod:`contrafuse.models`): the package's own file,
+    or the official file: looked up in ``$CONTRAFUSE_WEIGHTS_DIR/<model>/<file>`` first, then in the
+    cache ``$CONTRAFUSE_HOME/models/<model>/``, else downloaded from its pinned URL (with ``fetch``).
+    Every official file is checked against the spec's sha256 before use."""
+    w = spec.weights
+    if w.packaged:
+        path = PACKAGE_WEIGHTS / w.file
+        if not path.is_file():
+            raise ContrafuseError(path, f"no trained weights for {spec.name!r} (train one with 'contrafuse train' "
+                                  "and pass weights=...)")
+        return path
+    name = Path(w.file).name
+    local = os.environ.get("CONTRAFUSE_WEIGHTS_DIR")
+    if local and (Path(local) / spec.name / name).is_file() and not force:
+        return _checked(Path(local) / spec.name / name, spec)
+    target = home() / "models" / spec.name / name
+    if target.is_file() and not force:
+        if sha256_of(target) == w.sha256:
+            return target
+        print(f"{target}: damaged cache; fetching again", file=sys.stderr)
+    if not fetch:
+        raise ContrafuseError(spec.name, "weights not found; " + _official_weights_help(spec))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+    except OSError as exc:
+        raise ContrafuseError(target.parent, f"cannot write the weights cache ({exc.strerror}); "
+                              "set CONTRAFUSE_HOME to a writable folder") from None
+    os.close(fd)
+    try:
+        _download(w.url, Path(tmp), f"{spec.name} weights")
+        _checked(Path(tmp), spec)
+        atomic_replace(tmp, target)
+    except OSError as exc:
+        raise ContrafuseError(spec.name, f"cannot download the weights ({exc}); " + _official_weights_help(spec)) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _download(url: str, dest: Path, label: str, timeout: float = 20.0) -> None:
+    import urllib.request
+
+    from tqdm import tqdm
+
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        total = int(response.headers.get("Content-Length", 0)) or None
+        with open(dest, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=label, file=sys.stderr,
+                                           disable=not sys.stderr.isatty()) as bar:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                out.write(block)
+                bar.update(len(block))
+
+
+def read_state_dict(path: Path, label: str) -> dict:
+    """Tensors of a safetensors file, or of a PyTorch state-dict file loaded with
+    ``weights_only=True`` (nothing but tensors is unpickled)."""
+    import pickle
+
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ContrafuseError(path, f"{label}: file not found")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, SafetensorError, RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as exc:
+        raise ContrafuseError(path, f"cannot load {label}: not a readable safetensors or PyTorch weights file "
+                              f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ContrafuseError(path, f"cannot load {label}: not a state dict of tensors")
+    return dict(state)

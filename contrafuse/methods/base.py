@@ -42,6 +42,8 @@ class FusionMethod(ABC):
     name: str = ""
     #: one line shown by ``contrafuse methods``
     description: str = ""
+    #: the method fuses RGB itself (:meth:`fuse_rgb`); otherwise colour is fused on Y outside it
+    fuses_rgb: bool = False
 
     @classmethod
     def cli_options(cls) -> list[MethodOption]:
@@ -51,6 +53,10 @@ class FusionMethod(ABC):
     @abstractmethod
     def fuse_grey(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Return the fused grey image, float32 in [0, 1], of the inputs' shape."""
+
+    def fuse_rgb(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """For methods with ``fuses_rgb``: fuse two (H, W, 3) [0, 1] images into one."""
+        raise NotImplementedError
 
     def check_inputs(self, first: np.ndarray, second: np.ndarray, labels: tuple[str, str]) -> None:
         """Refuse inputs that cannot be right for this method (default: accept); ``first`` and

@@ -1,7 +1,11 @@
-"""The learned methods (CoCoNet, CLF-Net) behind the common :class:`FusionMethod` interface.
+"""Every pretrained model behind the common :class:`FusionMethod` interface, run from its spec.
 
-Weights ship inside the package as safetensors (``contrafuse/weights/``, each with a model card);
-``weights=`` points at another file, e.g. one exported from your own training run.
+One generic runner, :class:`LearnedMethod`, executes a :class:`contrafuse.models.ModelSpec` with
+PyTorch (whole image, tiled, bf16, compiled) or ONNX Runtime; each spec in
+``contrafuse/models/`` is registered as a method of its name. The inference protocol is data
+(:class:`contrafuse.models.Protocol`): the steps inside the network call live in
+:class:`contrafuse.nn.protocol.ProtocolNetwork` (and so in an ONNX export), the framing and the
+post-processing here, shared by both backends.
 """
 
 from __future__ import annotations
@@ -12,96 +16,73 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ContrafuseError
-from ..nn import to_unit
-from ..weights import PACKAGE_WEIGHTS, load_trained_weights
+from ..models import MODEL_SPECS, ModelSpec
 from .base import FusionMethod, MethodOption, register_method
 
+BACKENDS = ("torch", "onnxruntime")
 
-class TorchFusionMethod(FusionMethod):
-    """Run a PyTorch fusion network on [-1, 1] grey tensors and return [0, 1] NumPy."""
+
+class LearnedMethod(FusionMethod):
+    """A pretrained network run by its spec's inference protocol."""
 
     uses_torch = True
-    weights_file = ""
-    #: the network's input range: grey [0, 1] images are mapped linearly onto it
-    input_range = (-1.0, 1.0)
-    #: pixels of reflected image added around the inputs and cropped from the result, so that no
-    #: convolution's zero padding reaches the output (0: run on the bare image)
-    border = 0
-    #: the network needs sides that are a multiple of this (inputs are reflect-padded to it)
-    multiple = 1
-    #: tiled inference: how far (pixels) the network's convolutions reach, and its working memory
-    #: per pixel of a tile (measured: benchmarks/results/large_image.json)
-    halo = 0
-    bytes_per_pixel = 1000.0
-    #: whether some layer looks at the whole image (tiled inference then needs the torch backend)
-    needs_whole_image_statistics = False
-    #: the network's name in :data:`contrafuse.nn.NETWORKS`
-    network = ""
-    #: inference backends
-    backends = ("torch", "onnxruntime")
-
-    #: inference protocols ``{name: description}`` and the default one (none: a single protocol)
-    inference_protocols: dict[str, str] = {}  # noqa: RUF012 - replaced, never mutated, by subclasses
-    default_inference: str | None = None
+    spec: ModelSpec
+    backends = BACKENDS
 
     def __init__(self, weights: str | os.PathLike | None = None, device: str = "cpu", inference: str | None = None,
                  tile: int | None = None, precision: str = "auto", backend: str = "torch", compile: bool = False):
-        """``tile``: side of the tiles' cores in pixels for tiled inference (rounded up to the
-        network's multiple); ``0`` never tiles; ``None`` tiles only images whose whole-image run
-        would exceed the memory budget (``CONTRAFUSE_TILE_MEMORY``, default 1.2 GB). ``precision``:
-        ``auto`` (default: bf16 autocast where the CPU/GPU runs bfloat16 natively, else fp32),
-        ``bf16`` or ``fp32``; bf16 changed no metric on the TNO test split by more than 0.5 %
-        (benchmarks/results/inference_speed.json).
-        ``backend``: ``torch``, or ``onnxruntime`` (CPU, float32; the network exported once into
-        the cache, see :mod:`contrafuse.methods.onnx`; no PyTorch import once it is there).
-        ``compile``: run whole images through ``torch.compile`` (tens of seconds to compile per image
-        size, then faster: benchmarks/results/compile_speed.json); tiles run eagerly."""
-        if backend not in self.backends:
-            raise ContrafuseError(self.name, f"unknown backend {backend!r} (choose from {', '.join(self.backends)})")
-        self.backend = backend
+        """``weights``: a weights file to use instead of the spec's (safetensors, or a PyTorch state
+        dict, loaded with ``weights_only=True``). ``tile``: side of the tiles' cores in pixels for
+        tiled inference (rounded up to the network's multiple); ``0`` never tiles; ``None`` tiles
+        only images whose whole-image run would exceed the memory budget
+        (``CONTRAFUSE_TILE_MEMORY``, default 1.2 GB). ``precision``: ``auto`` (bf16 autocast where
+        the CPU/GPU runs bfloat16 natively, else fp32), ``bf16`` or ``fp32``. ``backend``:
+        ``torch``, or ``onnxruntime`` (CPU, float32; exported once into the cache, see
+        :mod:`contrafuse.methods.onnx`; no PyTorch import once it is there). ``compile``: run whole
+        images through ``torch.compile``; tiles run eagerly."""
+        spec = self.spec
+        if backend not in BACKENDS:
+            raise ContrafuseError(self.name, f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
         if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 0):
             raise ContrafuseError(self.name, f"tile must be a whole number of pixels >= 0, not {tile!r}")
-        self.tile = tile
-
-        inference = inference or self.default_inference
-        if inference not in (self.inference_protocols or {None: ""}):
-            raise ContrafuseError(self.name, f"unknown inference protocol {inference!r}" + (
-                f" (choose from {', '.join(self.inference_protocols)})" if self.inference_protocols else ""))
-        self.inference = inference
-        path = Path(weights) if weights else PACKAGE_WEIGHTS / self.weights_file
-        if weights and not path.is_file():
-            raise ContrafuseError(path, "weights file not found")
-        if not path.is_file():
-            raise ContrafuseError(path, f"no trained weights for {self.name!r} (train one with "
-                                  f"'contrafuse train' and pass weights=...)")
-        self.onnx = None
+        inference = inference or spec.default_protocol
+        if inference not in spec.protocols:
+            raise ContrafuseError(self.name, f"unknown inference protocol {inference!r} "
+                                  f"(choose from {', '.join(spec.protocols)})")
+        if backend == "onnxruntime" and (precision not in ("fp32", "auto") or device != "cpu" or compile):
+            raise ContrafuseError(self.name, "the onnxruntime backend runs float32 on the CPU "
+                                  "(leave --precision, --device and --compile at their defaults)")
+        self.backend, self.tile, self.inference = backend, tile, inference
+        self.protocol = spec.protocols[inference]
+        self.multiple = self.protocol.multiple
+        self.needs_whole_image_statistics = spec.whole_image_statistics or self.protocol.batchnorm == "image"
+        if weights:
+            path = Path(weights)
+            if not path.is_file():
+                raise ContrafuseError(path, "weights file not found")
+        else:
+            from ..weights import model_weights
+            path = model_weights(spec)
+        self.weights_path = path
+        self.onnx = self.model = self.compiled = None
         if backend == "onnxruntime":
-            if precision not in ("fp32", "auto") or device != "cpu" or compile:
-                raise ContrafuseError(self.name, "the onnxruntime backend runs float32 on the CPU "
-                                      "(leave --precision, --device and --compile at their defaults)")
-            from ..nn import source_files
-            from .onnx import OnnxNetwork, cache_path
-            cached = cache_path(self.name, inference, path, [*source_files(), Path(__file__).resolve()])
-            if not cached.is_file():
-                self._load_torch(path, device, "fp32")
-                from .onnx import export_onnx
-                export_onnx(self, cached)
-            self.onnx = OnnxNetwork(cached)
-            recipe = self.onnx.recipe
-            self.input_range, self.border = tuple(recipe["input_range"]), recipe["border"]
-            self.halo, self.multiple = recipe["halo"], recipe["multiple"]
-            self.model, self.precision, self.compiled = None, "fp32", None
+            self._load_onnx(path)
             return
         self._load_torch(path, device, precision)
-        self.compiled = None
         if compile:
             import torch
             self.compiled = torch.compile(self.model, dynamic=False)
 
+    @property
+    def fuses_rgb(self) -> bool:
+        return self.protocol.channels == 3
+
     @classmethod
     def cli_options(cls) -> list[MethodOption]:
+        spec = cls.spec
         options = [
-            MethodOption("weights", "a safetensors file to use instead of the shipped weights", metavar="FILE"),
+            MethodOption("weights", "a weights file to use instead of the model's own (safetensors or a PyTorch "
+                         "state dict)", metavar="FILE"),
             MethodOption("device", "torch device (cpu, cuda, cuda:1, ...; default cpu)"),
             MethodOption("tile", "run in tiles with cores of this side (exact: same result, bounded memory); "
                          "0 = never; default: tile only images too large for CONTRAFUSE_TILE_MEMORY (1.2 GB)",
@@ -110,17 +91,30 @@ class TorchFusionMethod(FusionMethod):
                          "bfloat16, else fp32), bf16, or fp32 (reproduces docs/REPRODUCTION.md exactly)",
                          choices=("auto", "bf16", "fp32")),
             MethodOption("backend", "torch (default) or onnxruntime (CPU, float32, exported once into the cache; "
-                         "needs pip install onnxruntime onnx onnxscript)", choices=cls.backends),
+                         "needs pip install onnxruntime onnx onnxscript)", choices=BACKENDS),
             MethodOption("compile", "run whole images through torch.compile: tens of seconds to compile per "
                          "image size, then faster (for many images of one size)", switch=True)]
-        if cls.inference_protocols:
+        if len(spec.protocols) > 1:
             options.append(MethodOption(
-                "inference", f"{cls.network}: " + "; ".join(f"{k}: {v}" for k, v in cls.inference_protocols.items()),
-                choices=tuple(cls.inference_protocols), default=cls.default_inference))
+                "inference", f"{spec.name}: " + "; ".join(f"{k}: {p.description}" for k, p in spec.protocols.items()),
+                choices=tuple(spec.protocols), default=spec.default_protocol))
         return options
 
+    # -- building --------------------------------------------------------------------------------
+    def build(self):
+        """The untrained network, as training builds it (:func:`contrafuse.nn.build_network`)."""
+        from ..nn import build_network
+        return build_network(self.spec.network, **self.spec.network_args)
+
+    def _reach(self, value, model) -> int:
+        return model.border_radius() if value == "receptive" else value
+
     def _load_torch(self, path: Path, device: str, precision: str) -> None:
+        import torch
+
+        from ..nn.protocol import ProtocolNetwork
         from ..precision import resolve_precision, torch_device
+        from ..weights import load_trained_weights
 
         self.device = torch_device(device)
         self.precision = resolve_precision(precision, self.device)
@@ -129,36 +123,66 @@ class TorchFusionMethod(FusionMethod):
         except (RuntimeError, OSError) as exc:
             raise ContrafuseError(path, f"cannot build {self.name} ({exc})") from None
         load_trained_weights(model, path, f"weights for {self.name}")
-        self.model = self.prepare(model.to(self.device).eval())
+        model = model.to(self.device).eval()
+        self.border, self.halo = self._reach(self.protocol.border, model), self._reach(self.spec.halo, model)
+        if self.protocol.batchnorm == "image":  # batch statistics, also in eval mode
+            for module in model.modules():
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.track_running_stats = False
+                    module.running_mean = module.running_var = None
+        elif hasattr(model, "fold_batchnorm"):  # an inference-only speed-up, same result
+            model = model.fold_batchnorm()
+        if self.spec.channels_last == "always" or self.spec.channels_last == "bf16" and self.precision == "bf16":
+            model = model.to(memory_format=torch.channels_last)
+        self.model = ProtocolNetwork(model, self.protocol).to(self.device)
 
-    def build(self):
-        """The untrained network, as training builds it (:func:`contrafuse.nn.build_network`)."""
-        from ..nn import build_network
-        return build_network(self.network)
+    def _load_onnx(self, path: Path) -> None:
+        from ..nn import source_files
+        from .onnx import OnnxNetwork, cache_path, export_onnx
 
-    def prepare(self, model):
-        """Inference-only speed-ups after the weights are loaded (default: none)."""
-        return model
+        cached = cache_path(self.name, self.inference, path, [*source_files(), Path(__file__).resolve()])
+        if not cached.is_file():
+            self._load_torch(path, "cpu", "fp32")
+            export_onnx(self, cached)
+        self.onnx = OnnxNetwork(cached)
+        self.border, self.halo = self.onnx.recipe["border"], self.onnx.recipe["halo"]
+        self.model, self.precision = None, "fp32"
 
+    # -- running ---------------------------------------------------------------------------------
     def fuse_grey(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        height, width = first.shape
-        canvases = [self._canvas(a) for a in (first, second)]
-        core = self._core_size(*canvases[0].shape)
-        if self.onnx is not None:
-            out = self._run_onnx(canvases, core)
-        else:
-            out = self._run_torch(canvases, core)
+        if self.fuses_rgb:
+            from ..io import luminance
+            return luminance(self.fuse_rgb(*(np.repeat(x[..., None], 3, axis=2) for x in (first, second))))
+        return self._fuse(first, second)[..., 0]
+
+    def fuse_rgb(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Fuse two RGB images with a network that fuses colour (a protocol with ``channels: 3``)."""
+        return self._fuse(first, second)
+
+    def _fuse(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """The protocol end to end on [0, 1] images: ``(H, W, channels)`` in [0, 1]."""
+        protocol = self.protocol
+        height, width = first.shape[:2]
+        if protocol.batchnorm == "image" and max(height, width) <= protocol.multiple:
+            raise ContrafuseError("input", f"a {width}x{height} image is too small for {self.name}'s per-image "
+                                  "BatchNorm statistics" + (f" (one side must exceed {protocol.multiple} pixels)"
+                                                            if protocol.multiple > 1 else ""))
+        if protocol.grey_8bit:
+            first, second = (np.round(x * 255.0) / 255.0 for x in (first, second))
+        canvases = [self._canvas(x.astype(np.float32)) for x in (first, second)]
+        core = self._core_size(*canvases[0].shape[:2])
+        out = self._run_onnx(canvases, core) if self.onnx is not None else self._run_torch(canvases, core)
         r = self.border
-        return to_unit(out[r:r + height, r:r + width]).clip(0, 1).astype(np.float32)
+        return finish(out.transpose(1, 2, 0)[r:r + height, r:r + width], protocol)
 
     def _run_onnx(self, canvases: list[np.ndarray], core: int) -> np.ndarray:
         if not core:
-            return self.onnx(*map(self._network_input, canvases))[0, 0]
+            return self.onnx(*map(as_batch, canvases))[0]
         if self.needs_whole_image_statistics:
             raise ContrafuseError(self.name, "this image needs tiled inference, which for this network "
                                   "needs the torch backend (whole-image statistics); use --backend torch")
         from .tiling import run_tiled
-        return run_tiled(self.onnx, canvases, self._network_input, core=core, halo=self.halo, multiple=self.multiple)
+        return run_tiled(self.onnx, canvases, as_batch, core=core, halo=self.halo, multiple=self.multiple)
 
     def _run_torch(self, canvases: list[np.ndarray], core: int) -> np.ndarray:
         import torch
@@ -167,24 +191,23 @@ class TorchFusionMethod(FusionMethod):
         with autocast(self.device, self.precision):
             if core:
                 from .tiling import run_tiled
-                out = run_tiled(self.model, canvases, self._to_tensor, core=core, halo=self.halo,
-                                multiple=self.multiple)
-            else:
-                with torch.inference_mode():
-                    network = self.model if self.compiled is None else self.compiled
-                    out = network(*map(self._to_tensor, canvases))[0, 0].float().cpu().numpy()
-        return out
+                return run_tiled(self.model, canvases, self._to_tensor, core=core, halo=self.halo,
+                                 multiple=self.multiple)
+            with torch.inference_mode():
+                network = self.model if self.compiled is None else self.compiled
+                return network(*map(self._to_tensor, canvases))[0].float().cpu().numpy()
 
     def _canvas(self, image: np.ndarray) -> np.ndarray:
         """The image with its reflected ``border``, then reflect-padded (bottom, right) to the
         network's multiple: what the network runs on, whole or in tiles."""
+        extra = ((0, 0),) * (image.ndim - 2)
         r = self.border
         if r:
-            image = np.pad(image, r, mode="reflect" if min(image.shape) > r else "edge")
+            image = np.pad(image, ((r, r), (r, r), *extra), mode="reflect" if min(image.shape[:2]) > r else "edge")
         pad_h, pad_w = (-image.shape[0]) % self.multiple, (-image.shape[1]) % self.multiple
         if pad_h or pad_w:
-            mode = "reflect" if min(image.shape) > max(pad_h, pad_w) else "edge"
-            image = np.pad(image, ((0, pad_h), (0, pad_w)), mode=mode)
+            mode = "reflect" if min(image.shape[:2]) > max(pad_h, pad_w) else "edge"
+            image = np.pad(image, ((0, pad_h), (0, pad_w), *extra), mode=mode)
         return image
 
     def _core_size(self, height: int, width: int) -> int:
@@ -194,91 +217,24 @@ class TorchFusionMethod(FusionMethod):
         if self.tile == 0:
             return 0
         if self.tile is None:
-            if height * width * self.bytes_per_pixel <= tile_memory_budget():
+            if height * width * self.spec.bytes_per_pixel <= tile_memory_budget():
                 return 0
-            core = auto_core_size(self.bytes_per_pixel, self.halo, self.multiple)
+            core = auto_core_size(self.spec.bytes_per_pixel, self.halo, self.multiple)
         else:
             core = -(-self.tile // self.multiple) * self.multiple
         return core if core < max(height, width) else 0
 
-    def _network_input(self, array: np.ndarray) -> np.ndarray:
-        """A [0, 1] image mapped linearly onto the network's input range, as ``(1, 1, H, W)``."""
-        low, high = self.input_range
-        return (np.ascontiguousarray(array, dtype=np.float32) * (high - low) + low)[None, None]
-
     def _to_tensor(self, array: np.ndarray):
         import torch
 
-        tensor = torch.from_numpy(self._network_input(array))
+        tensor = torch.from_numpy(as_batch(array))
         return tensor.to(self.device).contiguous(memory_format=torch.channels_last)
 
-
-#: CoCoNet inference protocols (docs/REPRODUCTION.md, "How CoCoNet is evaluated").
-COCONET_INFERENCE = {
-    "authors": "as the authors' test script behind the paper's tables: 0-255 input, BatchNorm "
-               "normalising with each image's own statistics",
-    "standard": "the training input range [-1, 1], BatchNorm with its running statistics",
-}
-
-
-@register_method("coconet")
-class CoCoNetMethod(TorchFusionMethod):
-    """CoCoNet with a choice of inference protocol (:data:`COCONET_INFERENCE`).
-
-    The authors' test script feeds 0-255 images to a network trained on [-1, 1] patches and never
-    switches it to evaluation mode, so every BatchNorm layer normalises with the statistics of the
-    image being fused. That protocol produced the paper's Table 1 and, for infrared-visible
-    fusion, gives markedly sharper, higher-contrast results than the textbook ``standard``
-    protocol, so it is the default there (measurements in docs/REPRODUCTION.md).
-    """
-
-    inference_protocols = COCONET_INFERENCE
-    default_inference = "authors"
-
-    description = "CoCoNet (Liu et al., IJCV 2023): coupled contrastive learning, multi-level attention; IR/visible"
-    weights_file = "coconet_tno.safetensors"
-    multiple = 8
-    needs_whole_image_statistics = True  # the channel attention's Gram matrices (and BatchNorm in 'authors')
-    network = "coconet"
-    halo = 96  # 64 px already lands within 0.12 grey levels of the whole-image result; 96 matches it
-    bytes_per_pixel = 1300.0
-
-    def prepare(self, model):
-        import torch
-        if self.inference == "authors":
-            self.input_range = (0.0, 255.0)
-            # On 0-255 input every zero-padded convolution sees a black frame as strong as the
-            # image's mean brightness, which no training patch showed it, and the network answers
-            # with a bright rim along the border; a reflected border keeps the frame off the image.
-            self.border = 2 * model.MULTIPLE
-            for module in model.modules():
-                if isinstance(module, torch.nn.BatchNorm2d):  # batch statistics, also in eval mode
-                    module.track_running_stats = False
-                    module.running_mean = module.running_var = None
-        if self.precision == "bf16":  # channels-last memory pays off in bfloat16 (not in float32)
-            model = model.to(memory_format=torch.channels_last)
-        return model
-
-    def fuse_grey(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        if self.inference == "authors" and max(first.shape) <= 8:
-            raise ContrafuseError("input", f"a {first.shape[1]}x{first.shape[0]} image is too small for CoCoNet's per-image "
-                                  "BatchNorm statistics (one side must exceed 8 pixels); use inference='standard'")
-        return super().fuse_grey(first, second)
-
-
-@register_method("coconet-medical")
-class CoCoNetMedicalMethod(CoCoNetMethod):
-    """The medical variant. Per-image BatchNorm statistics darken the functional hot spots and grey
-    the black background of brain slices, so the ``standard`` protocol is the default here."""
-
-    description = "CoCoNet medical variant (Sec. 3.4): --ir takes the colour PET/SPECT, --vis the MRI; colour result"
-    weights_file = "coconet_medical.safetensors"
-    default_inference = "standard"
-
     def check_inputs(self, first, second, labels):
-        """The functional image (pseudo-colour PET/SPECT) goes first, the grey MRI second; swapped,
-        the network returns an image of the PET alone, so a colour second input beside a grey
-        first one is refused."""
+        """A spec with ``functional_first`` takes the functional image (pseudo-colour PET/SPECT)
+        first and the grey MRI second; a colour second input beside a grey first one is refused."""
+        if not self.spec.functional_first:
+            return
         from ..io import rgb_to_ycbcr
 
         def coloured(image):
@@ -286,43 +242,33 @@ class CoCoNetMedicalMethod(CoCoNetMethod):
 
         if coloured(second) and not coloured(first):
             raise ContrafuseError(labels[1], f"is a colour (PET/SPECT-like) image and {labels[0]} is grey: "
-                                  "coconet-medical takes the functional image as --ir and the MRI as --vis; swap them")
+                                  f"{self.name} takes the functional image as --ir and the MRI as --vis; swap them")
 
 
-#: CLF-Net inference protocols (docs/REPRODUCTION.md, "How CLF-Net is evaluated").
-CLFNET_INFERENCE = {
-    "authors": "as the authors' test script behind the paper's tables: the result stretched to the full "
-               "0-255 range (their scipy.misc.imsave rescales each image's minimum to 0 and maximum to 255)",
-    "standard": "the network's [-1, 1] output mapped linearly to 0-255, no stretch",
-}
+def as_batch(array: np.ndarray) -> np.ndarray:
+    """An ``(H, W)`` or ``(H, W, C)`` image as a contiguous float32 ``(1, C, H, W)`` batch."""
+    array = np.asarray(array, dtype=np.float32)
+    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    return np.ascontiguousarray(array[None])
 
 
-@register_method("clfnet")
-class CLFNetMethod(TorchFusionMethod):
-    """CLF-Net with a choice of inference protocol (:data:`CLFNET_INFERENCE`). The authors' test
-    script saves the network's output with ``scipy.misc.imsave``, which min-max stretches a float
-    image to 0..255; the paper's Tables II-V were measured on those files, so ``authors`` is the
-    default."""
+def finish(image: np.ndarray, protocol) -> np.ndarray:
+    """The protocol's post-processing of the network's [0, 1] result (cropped to the image):
+    clipping, the per-image stretch and the official script's 8-bit rounding."""
+    image = image.clip(0.0, 1.0)
+    if protocol.stretch:
+        low, high = float(image.min()), float(image.max())
+        image = (image - low) / (high - low) if high > low else np.zeros_like(image)
+    if protocol.output_8bit != "none":
+        levels = image.astype(np.float64) * 255.0
+        image = (np.floor(levels) if protocol.output_8bit == "floor" else np.round(levels)) / 255.0
+    return image.astype(np.float32)
 
-    description = "CLF-Net (Zhu et al., IEEE TIM 2022): residual encoders, adaptive PatchNCE + windowed SSIM; IR/visible"
-    weights_file = "clfnet_tno.safetensors"
-    bytes_per_pixel = 2200.0
-    network = "clfnet"
-    inference_protocols = CLFNET_INFERENCE
-    default_inference = "authors"
 
-    def prepare(self, model):
-        import torch
-        # Run on the bare image the network draws a bright or dark band along the top rows (zero
-        # padding, model card); with a reflected border as wide as the reach of its padded
-        # convolutions every pixel sees image content, and pixels farther in are unchanged.
-        self.border = self.halo = model.border_radius()
-        # BatchNorm folding and channels-last memory roughly halve CPU time at 640x480
-        return model.fold_batchnorm().to(memory_format=torch.channels_last)
+def _register(spec: ModelSpec) -> None:
+    register_method(spec.name)(type(f"Learned[{spec.name}]", (LearnedMethod,),
+                                    {"spec": spec, "description": spec.description}))
 
-    def fuse_grey(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        fused = super().fuse_grey(first, second)
-        if self.inference == "authors":
-            low, high = float(fused.min()), float(fused.max())
-            fused = (fused - low) / (high - low) if high > low else np.zeros_like(fused)
-        return fused
+
+for _spec in MODEL_SPECS.values():
+    _register(_spec)

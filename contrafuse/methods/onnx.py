@@ -1,9 +1,12 @@
 """ONNX export of the learned networks and inference with ONNX Runtime (optional extra
 ``pip install contrafuse[onnx]``).
 
-:func:`export_onnx` writes a network with its weights and inference protocol baked in (CoCoNet's
-``authors`` protocol exports its per-image BatchNorm as such), and records in the file's metadata
-what the caller must do around it: the input range, the reflected border and the size multiple.
+:func:`export_onnx` writes a network with its weights and the graph-side steps of its inference
+protocol baked in (:class:`contrafuse.nn.protocol.ProtocolNetwork`: input range, normalisation,
+source order, output range; per-image BatchNorm exports as such): the graph takes the two sources as
+[0, 1] ``(1, C, H, W)`` arrays and returns the result on [0, 1]. The file's metadata holds the whole
+protocol (:class:`contrafuse.models.Protocol`) and what the caller must do around the graph: the
+reflected border, the size multiple, clipping, the per-image stretch and the 8-bit rounding.
 :class:`OnnxNetwork` runs such a file on NumPy arrays without importing PyTorch. ``backend=
 "onnxruntime"`` on a learned method exports once into the cache (``$CONTRAFUSE_HOME/onnx``, keyed
 by the weights, the protocol and the network's source code) and reuses the file afterwards.
@@ -39,7 +42,8 @@ def export_onnx(method, path: str | os.PathLike) -> Path:
     m = max(method.multiple, 8)
     generator = torch.Generator().manual_seed(0)
     # two different example tensors: the exporter merges graph inputs fed the same tensor
-    examples = tuple(torch.rand(1, 1, 8 * m, 12 * m, generator=generator) for _ in range(2))
+    channels = method.protocol.channels
+    examples = tuple(torch.rand(1, channels, 8 * m, 12 * m, generator=generator) for _ in range(2))
     height, width = torch.export.Dim("height"), torch.export.Dim("width")
     shapes = ({2: height, 3: width}, {2: height, 3: width})  # both inputs share one size
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,8 +68,8 @@ def export_onnx(method, path: str | os.PathLike) -> Path:
 
 
 def recipe_of(method) -> dict:
-    """What a runner needs besides the graph: how inputs are mapped and padded."""
-    return {"method": method.name, "inference": method.inference, "input_range": list(method.input_range),
+    """What a runner needs besides the graph: the protocol, and the border and halo resolved to pixels."""
+    return {"method": method.name, "inference": method.inference, "protocol": method.protocol.as_dict(),
             "border": method.border, "multiple": method.multiple, "halo": method.halo,
             "whole_image_statistics": method.needs_whole_image_statistics}
 
@@ -99,7 +103,7 @@ def ort_session(path: str | os.PathLike, threads: int | None = None):
 
 
 class OnnxNetwork:
-    """An exported network run by ONNX Runtime on ``(1, 1, H, W)`` float32 arrays."""
+    """An exported network run by ONNX Runtime on ``(1, C, H, W)`` float32 arrays in [0, 1]."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         self.session = ort_session(path, threads)

@@ -195,11 +195,12 @@ def auto_core_size(bytes_per_pixel: float, halo: int, multiple: int, budget: int
 
 
 def run_tiled(model, canvases: list[np.ndarray], to_tensor, *, core: int, halo: int, multiple: int) -> np.ndarray:
-    """Run ``model(*tensors)`` over ``canvases`` (equal-size 2-D arrays, each side a multiple of
-    ``multiple``) tile by tile; returns the whole output as a float32 array in the network's range.
-    ``model`` is a torch module (whole-image statistics handled) or any callable on what
-    ``to_tensor`` makes, returning ``(1, 1, h, w)`` (e.g. an ONNX Runtime session: no statistics)."""
-    height, width = canvases[0].shape
+    """Run ``model(*tensors)`` over ``canvases`` (equal-size ``(H, W)`` or ``(H, W, C)`` arrays, each
+    side a multiple of ``multiple``) tile by tile; returns the whole output, ``(channels, H, W)``
+    float32 in the network's range. ``model`` is a torch module (whole-image statistics handled) or
+    any callable on what ``to_tensor`` makes, returning ``(1, channels, h, w)`` (e.g. an ONNX Runtime
+    session: no statistics)."""
+    height, width = canvases[0].shape[:2]
     if halo % multiple or core % multiple:
         raise ValueError("halo and core must be multiples of the network's size multiple")
     tiles = plan_tiles(height, width, core, halo, multiple)
@@ -210,11 +211,18 @@ def run_tiled(model, canvases: list[np.ndarray], to_tensor, *, core: int, halo: 
     def core_of(tile):
         return (tile.cy0 - tile.y0, tile.cy1 - tile.y0, tile.cx0 - tile.x0, tile.cx1 - tile.x0)
 
-    out = np.empty((height, width), np.float32)
+    out = None
+
+    def place(tile, result) -> None:
+        nonlocal out
+        if out is None:
+            out = np.empty((result.shape[1], height, width), np.float32)
+        y0, y1, x0, x1 = core_of(tile)
+        out[:, tile.cy0:tile.cy1, tile.cx0:tile.cx1] = result[0, :, y0:y1, x0:x1]
+
     if not hasattr(model, "named_modules"):
         for tile in tiles:
-            y0, y1, x0, x1 = core_of(tile)
-            out[tile.cy0:tile.cy1, tile.cx0:tile.cx1] = np.asarray(model(*inputs(tile)))[0, 0, y0:y1, x0:x1]
+            place(tile, np.asarray(model(*inputs(tile))))
         return out
 
     import torch
@@ -232,9 +240,7 @@ def run_tiled(model, canvases: list[np.ndarray], to_tensor, *, core: int, halo: 
                     stats.run_tile(model, inputs(tile), core_of(tile), tile.y1 - tile.y0)
                 stats.finish_pass()
             for tile in tiles:
-                result = stats.run_tile(model, inputs(tile), core_of(tile), tile.y1 - tile.y0)
-                y0, y1, x0, x1 = core_of(tile)
-                out[tile.cy0:tile.cy1, tile.cx0:tile.cx1] = result[0, 0, y0:y1, x0:x1].float().cpu().numpy()
+                place(tile, stats.run_tile(model, inputs(tile), core_of(tile), tile.y1 - tile.y0).float().cpu().numpy())
         return out
     finally:
         stats.close()

@@ -32,7 +32,8 @@ def to_unit(signed):
 
 def build_network(name: str, **options: Any):
     """A fresh (untrained) network ``name`` built with keyword ``options``."""
-    from . import clfnet, coconet  # noqa: F401  (register on first use: importing this package needs no torch)
+    from . import clfnet, coconet, densefuse, ifcnn, seafusion, tardal  # noqa: F401  (register on first use:
+    # importing this package needs no torch)
     return NETWORKS.get(name)(**options)
 
 
