@@ -272,12 +272,25 @@ def cmd_train(args) -> int:
 
 @command("weights")
 def cmd_weights(args) -> int:
-    from .weights import fetch_vgg19, home
+    from .models import MODEL_SPECS
+    from .weights import fetch_vgg19, home, model_weights
 
-    if args.action == "fetch":
-        print(f"VGG-19 weights ready: {fetch_vgg19(args.source, force=args.force)}")
-    else:
+    if args.action == "where":
         print(home())
+        return 0
+    official = [s for s in MODEL_SPECS.values() if not s.weights.packaged]
+    names = {"vgg19": None, **{s.name: s for s in official}}
+    wanted = list(names) if args.name == "all" else [args.name]
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        raise ContrafuseError(None, f"no weights named {unknown[0]!r}; choose from all, {', '.join(names)}")
+    if args.source and wanted != ["vgg19"]:
+        raise ContrafuseError("--from", "only the VGG-19 weights take a local file (others: CONTRAFUSE_WEIGHTS_DIR)")
+    for name in wanted:
+        if name == "vgg19":
+            print(f"VGG-19 weights ready: {fetch_vgg19(args.source, force=args.force)}")
+        else:
+            print(f"{name} weights ready: {model_weights(names[name], force=args.force)}")
     return 0
 
 
@@ -433,8 +446,14 @@ def cmd_worker(args) -> int:
 def cmd_methods(args) -> int:
     width = max(len(n) for n in METHODS.names())
     for name in METHODS.names():
+        cls = METHODS.get(name)
         marker = " (default)" if name == DEFAULT_METHOD else ""
-        print(f"{name:<{width}}  {METHODS.get(name).description}{marker}")
+        print(f"{name:<{width}}  {cls.description}{marker}")
+        spec = getattr(cls, "spec", None)
+        if spec is not None:
+            print(f"{'':<{width}}    paper: {spec.citation}; {spec.parameters:,} parameters; protocols: "
+                  f"{', '.join(spec.protocols)} (default {spec.default_protocol})")
+            print(f"{'':<{width}}    weights: {spec.weights.source}; licence: {spec.weights.licence}")
     return 0
 
 
@@ -522,10 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
                                       "single-pair fuse runs (CONTRAFUSE_WORKER=off: none)")
     p.add_argument("action", choices=["status", "stop"])
 
-    p = sub.add_parser("weights", help="fetch and cache the VGG-19 ImageNet weights CoCoNet needs")
+    p = sub.add_parser("weights", help="fetch and cache weights: the VGG-19 ImageNet weights CoCoNet needs, "
+                                       "and the peer models' official weights")
     p.add_argument("action", choices=["fetch", "where"], help="fetch: download/verify/convert; where: print the cache folder")
+    p.add_argument("name", nargs="?", default="vgg19",
+                   help="vgg19 (default), a model with official weights (see 'contrafuse methods'), or all")
     p.add_argument("--from", dest="source", help="a local copy of vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
-    p.add_argument("--force", action="store_true", help="fetch again even if cached")
+    p.add_argument("--force", action="store_true", help="fetch again even if cached or found in CONTRAFUSE_WEIGHTS_DIR")
     return parser
 
 

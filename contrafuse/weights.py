@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ContrafuseError
-from .io import atomic_replace
+from .io import atomic_replace, check_writable
 
 VGG19_H5_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG19_H5_SHA256 = "bde7da0dfd621cbf86e11ce04e4946a9a42634c2cfd21318bba090d860699e35"
@@ -131,6 +131,11 @@ def fetch_vgg19(source: str | os.PathLike | None = None, *, force: bool = False)
         return target
     if target.exists() and not force and source is None:
         print(f"{target}: damaged or unverified cache; making it again", file=sys.stderr)
+    try:  # refuse an unwritable cache before downloading 80 MB
+        check_writable(target)
+    except ContrafuseError as exc:
+        raise ContrafuseError(target.parent, f"cannot write the weights cache ({exc.problem}); "
+                              "set CONTRAFUSE_HOME to a writable folder") from None
     with tempfile.TemporaryDirectory(prefix="contrafuse-vgg-") as tmp:
         workdir = Path(tmp)
         h5_path = workdir / VGG19_H5_NAME

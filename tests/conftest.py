@@ -14,6 +14,11 @@ os.environ["CONTRAFUSE_WORKER"] = "off"
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
+#: the peers' official weights and the official code's outputs (../shared/peers, see its README)
+PEERS = REPO.parent / "shared" / "peers"
+# This machine and CI reach no code host: official weights are read from the local copies.
+if (PEERS / "weights").is_dir():
+    os.environ.setdefault("CONTRAFUSE_WEIGHTS_DIR", str(PEERS / "weights"))
 
 
 def dataset(*parts: str) -> Path:
@@ -24,6 +29,16 @@ def dataset(*parts: str) -> Path:
         if os.environ.get("CONTRAFUSE_REQUIRE_DATA") == "1":
             pytest.fail(f"dataset {path} not available (CONTRAFUSE_REQUIRE_DATA=1)")
         pytest.skip(f"dataset {path} not available")
+    return path
+
+
+def peers(*parts: str) -> Path:
+    """A path under ../shared/peers, skipped (or failed, as :func:`dataset`) when absent."""
+    path = PEERS.joinpath(*parts)
+    if not path.exists():
+        if os.environ.get("CONTRAFUSE_REQUIRE_DATA") == "1":
+            pytest.fail(f"{path} not available (CONTRAFUSE_REQUIRE_DATA=1)")
+        pytest.skip(f"{path} not available")
     return path
 
 

@@ -72,7 +72,7 @@ def test_coconet_authors_inference_is_the_papers_test_script():
     authors = create_method("coconet", precision="fp32")
     authors.border = 0  # the test script runs the bare image; the reflected border is tested below
     standard = create_method("coconet", inference="standard")
-    reference = create_method("coconet", inference="standard").model.train()
+    reference = create_method("coconet", inference="standard", precision="fp32").model.network.train()
     for module in reference.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.momentum = 0.0
@@ -169,7 +169,7 @@ def test_clfnet_authors_protocol_stretches_as_scipy_imsave():
 
 def test_weights_and_device_problems_are_one_line_errors(tmp_path):
     tno = dataset("TNO_CoCoNet")
-    with pytest.raises(ContrafuseError, match="not a readable safetensors file"):
+    with pytest.raises(ContrafuseError, match="not a readable safetensors or PyTorch weights file"):
         create_method("clfnet", weights=tno / "ir" / "TNO_001.png")
     with pytest.raises(ContrafuseError, match="weights file not found"):
         create_method("clfnet", weights=tmp_path / "none.safetensors")

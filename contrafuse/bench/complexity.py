@@ -20,22 +20,22 @@ def _method_for_timing(spec):
         return create_method(spec.name, **spec.options)
     except ContrafuseError:
         cls = METHODS.get(spec.name)
-        if not getattr(cls, "uses_torch", False):
+        if getattr(cls, "spec", None) is None:
             raise
         import torch
 
-        from ..nn import build_network
+        from ..nn.protocol import ProtocolNetwork
         method = object.__new__(cls)
         method.device = torch.device("cpu")
-        method.model = build_network(cls.network).eval()
+        method.model = ProtocolNetwork(method.build().eval(), cls.spec.protocols[cls.spec.default_protocol])
         return method
 
 
-def count_flops(model, size) -> int:
+def count_flops(model, size, channels: int = 1) -> int:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    x = torch.zeros(1, 1, *size)
+    x = torch.zeros(1, channels, *size)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x, x)
     return int(counter.get_total_flops())
@@ -54,12 +54,13 @@ def complexity_table(specs, cfg: dict, out_json: Path, quick: bool = False) -> s
         row = {"parameters": 0, "trainable_parameters": 0, "flops": None}
         model = getattr(method, "model", None)
         if model is not None:
-            from ..nn import build_network, fusion_parameters
-            model = build_network(type(method).network).eval()  # as trained: before inference-only folding
+            from ..nn import fusion_parameters
+            model = method.build().eval()  # as declared: before inference-only folding
             fusion_params = fusion_parameters(model)
             row["parameters"] = int(sum(p.numel() for p in fusion_params))
             row["trainable_parameters"] = int(sum(p.numel() for p in fusion_params if p.requires_grad))
-            row["flops"] = count_flops(model, flops_size)
+            spec = type(method).spec
+            row["flops"] = count_flops(model, flops_size, spec.protocols[spec.default_protocol].channels)
         row["runtime_seconds"] = median_seconds(lambda m=method: m.fuse_grey(a, b), repeats=1 if quick else 3)
         rows[spec.label] = row
     write_text_atomic(out_json, json.dumps({"machine": machine_info(), "flops_size": flops_size,

@@ -57,18 +57,22 @@ class MethodSpec:
         """Changes whenever the method, its options, its weights or its code change (cache key)."""
         parts = [self.name, json.dumps(self.options, sort_keys=True)]
         if self.external is None:
-            parts += [hashlib.sha256(path.read_bytes()).hexdigest() for path in method_code(METHODS.get(self.name))]
-            default = getattr(METHODS.get(self.name), "default_inference", None)
-            if default and "inference" not in self.options:
-                parts.append(f"inference={default}")
-            if getattr(METHODS.get(self.name), "uses_torch", False):  # the arithmetic "auto" resolves to here
-                from ..precision import resolve_precision
+            cls = METHODS.get(self.name)
+            parts += [hashlib.sha256(path.read_bytes()).hexdigest() for path in method_code(cls)]
+            spec = getattr(cls, "spec", None)
+            if spec is not None:
+                from ..precision import resolve_precision  # the arithmetic "auto" resolves to here
+                parts.append(f"inference={self.options.get('inference', spec.default_protocol)}")
                 parts.append(f"precision={resolve_precision(self.options.get('precision', 'auto'), 'cpu')}")
-            weights = getattr(METHODS.get(self.name), "weights_file", "")
-            if weights:
-                from ..weights import PACKAGE_WEIGHTS
-                path = Path(self.options.get("weights", PACKAGE_WEIGHTS / weights))
-                parts.append(hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing")
+                if "weights" in self.options:
+                    path = Path(self.options["weights"])
+                    parts.append(hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing")
+                elif spec.weights.packaged:
+                    from ..weights import PACKAGE_WEIGHTS
+                    path = PACKAGE_WEIGHTS / spec.weights.file
+                    parts.append(hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing")
+                else:  # official weights are verified against this hash before use
+                    parts.append(spec.weights.sha256)
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -78,9 +82,10 @@ def method_code(cls) -> list[Path]:
     package = Path(__file__).resolve().parents[1]
     files = {Path(inspect.getsourcefile(c)).resolve() for c in cls.__mro__ if c.__module__.startswith("contrafuse.")}
     files |= {package / "api.py", package / "io.py"}
-    if getattr(cls, "uses_torch", False):
+    if getattr(cls, "spec", None) is not None:
         from ..nn import source_files
-        files |= {*source_files(), package / "methods" / "tiling.py", package / "precision.py"}
+        files |= {*source_files(), cls.spec.source_file, package / "models" / "__init__.py",
+                  package / "methods" / "tiling.py", package / "precision.py"}
     return sorted(files)
 
 
