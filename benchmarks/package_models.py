@@ -1,9 +1,12 @@
 """Copy trained runs into the package and write their model cards (a maintainer's script: the
 package never writes into itself).
 
-    python benchmarks/package_models.py --run coconet_tno=runs/coconet_tno \
-        --run clfnet_tno=runs/clfnet_tno --run coconet_medical=runs/coconet_medical \
+    python benchmarks/package_models.py --run coconet=runs/coconet_tno \
+        --run clfnet=runs/clfnet_tno --run coconet-medical=runs/coconet_medical \
         --benchmark docs/benchmark
+
+NAME is a model spec (``contrafuse/models/NAME.yaml``) whose weights ship in the package: the spec
+names the weights file, its model card and whether it is stored as float16.
 
 A model trained in several runs, each continuing the previous one's weights, is named by its run
 folders joined with ``+``; ``@EPOCH`` after the last picks that epoch's checkpoint of its last stage
@@ -11,7 +14,7 @@ folders joined with ``+``; ``@EPOCH`` after the last picks that epoch's checkpoi
 to that epoch:
 
     python benchmarks/package_models.py \
-        --run coconet_tno=runs/coconet_tno+runs/coconet_tno_more@9 --benchmark docs/benchmark
+        --run coconet=runs/coconet_tno+runs/coconet_tno_more@9 --benchmark docs/benchmark
 
 A card is written from the run folders: their configs, loss logs (schedule, final losses, wall time)
 and ``sessions.jsonl`` (the hardware each training session recorded), plus test-split metrics
@@ -31,15 +34,14 @@ from pathlib import Path
 
 import yaml
 
+from contrafuse.models import MODEL_SPECS
 from contrafuse.weights import PACKAGE_WEIGHTS, store_half
 
-#: card name -> (title, benchmark method labels, datasets)
-#: CoCoNet's weights (6.8 M parameters) are stored as float16 to keep each file under 20 MB
-HALF = {"coconet_tno", "coconet_medical"}
+#: model -> (card title, benchmark method labels and datasets whose test metrics the card quotes)
 CARDS = {
-    "coconet_tno": ("CoCoNet, infrared-visible (TNO)", ["coconet", "coconet-standard"], ["tno", "roadscene"]),
-    "clfnet_tno": ("CLF-Net, infrared-visible (TNO)", ["clfnet"], ["tno", "roadscene", "mri_t1t2", "lytro"]),
-    "coconet_medical": ("CoCoNet, MRI-PET/SPECT (Harvard)", ["coconet-medical"], ["mri_pet", "mri_spect"]),
+    "coconet": ("CoCoNet, infrared-visible (TNO)", ["coconet", "coconet-standard"], ["tno", "roadscene"]),
+    "clfnet": ("CLF-Net, infrared-visible (TNO)", ["clfnet"], ["tno", "roadscene", "mri_t1t2", "lytro"]),
+    "coconet-medical": ("CoCoNet, MRI-PET/SPECT (Harvard)", ["coconet-medical"], ["mri_pet", "mri_spect"]),
 }
 METRICS = ["EN", "SD", "SF", "AG", "MI", "VIFF", "VIFP", "SCD", "Qabf"]
 
@@ -203,16 +205,18 @@ def main() -> None:
         notes.setdefault(name, []).append(text)
     footer = ["Full comparison with the classical baselines and the papers' published rows: docs/benchmark/report.md."]
     for item in [*args.run, *args.refresh]:
-        name, run_dir = item.split("=", 1) if "=" in item else (item, None)
-        _, methods, datasets = CARDS[name]
+        model, run_dir = item.split("=", 1) if "=" in item else (item, None)
+        title, methods, datasets = CARDS[model]
+        weights = MODEL_SPECS[model].weights
+        name, half = Path(weights.file).stem, weights.stored == "float16"
         tables = {}
         for dataset in datasets:
             for method in methods:
                 tables.update(table(summary, dataset, method))
         if run_dir:
-            card = write_model_card(run_dir, name, CARDS[name][0], tables, notes.get(name, []) + footer, half=name in HALF)
+            card = write_model_card(run_dir, name, title, tables, notes.get(model, []) + footer, half=half)
         else:
-            card = refresh_model_card(name, tables, notes.get(name, []) + footer, half=name in HALF)
+            card = refresh_model_card(name, tables, notes.get(model, []) + footer, half=half)
         print(f"wrote {card}")
 
 

@@ -21,25 +21,24 @@ if (PEERS / "weights").is_dir():
     os.environ.setdefault("CONTRAFUSE_WEIGHTS_DIR", str(PEERS / "weights"))
 
 
-def dataset(*parts: str) -> Path:
-    """A dataset folder of ../shared; a test needing an absent one is skipped, or fails where
+def _required(path: Path) -> Path:
+    """``path`` under ../shared; a test needing an absent one is skipped, or fails where
     CONTRAFUSE_REQUIRE_DATA=1 (CI sets it, so that missing data cannot pass silently)."""
-    path = DATASETS.joinpath(*parts)
-    if not path.exists():
-        if os.environ.get("CONTRAFUSE_REQUIRE_DATA") == "1":
-            pytest.fail(f"dataset {path} not available (CONTRAFUSE_REQUIRE_DATA=1)")
-        pytest.skip(f"dataset {path} not available")
-    return path
-
-
-def peers(*parts: str) -> Path:
-    """A path under ../shared/peers, skipped (or failed, as :func:`dataset`) when absent."""
-    path = PEERS.joinpath(*parts)
     if not path.exists():
         if os.environ.get("CONTRAFUSE_REQUIRE_DATA") == "1":
             pytest.fail(f"{path} not available (CONTRAFUSE_REQUIRE_DATA=1)")
         pytest.skip(f"{path} not available")
     return path
+
+
+def dataset(*parts: str) -> Path:
+    """A dataset folder of ../shared/datasets."""
+    return _required(DATASETS.joinpath(*parts))
+
+
+def peers(*parts: str) -> Path:
+    """A path under ../shared/peers (official weights and the official code's outputs)."""
+    return _required(PEERS.joinpath(*parts))
 
 
 def save(path: Path, array: np.ndarray, **kwargs) -> Path:

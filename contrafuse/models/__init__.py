@@ -46,6 +46,7 @@ WEIGHTS_KEYS = {
     "source": Key(str, required=True),
     "licence": Key(str, required=True),
     "card": Key(str),
+    "stored": Key(str, choices=("float32", "float16")),
 }
 PAPER_KEYS = {"title": Key(str, required=True), "authors": Key(str, required=True),
               "venue": Key(str, required=True), "year": Key(int, required=True, minimum=1990)}
@@ -116,6 +117,8 @@ class WeightsSource:
     bytes: int | None = None
     url: str | None = None
     card: str | None = None
+    #: how the package stores a shipped file (float16 halves it; it loads back into float32)
+    stored: str = "float32"
 
     @property
     def packaged(self) -> bool:
