@@ -51,8 +51,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def git_state() -> dict:
+    """The commit of the working tree the numbers came from, and whether it had uncommitted changes."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
 def write_result(path: str | Path, result: dict) -> Path:
-    """Write a benchmark result as JSON with the machine it ran on."""
+    """Write a benchmark result as JSON with the machine it ran on and the git commit."""
     from ..io import write_text_atomic
 
-    return write_text_atomic(path, json.dumps({"machine": machine_info(), **result}, indent=2) + "\n")
+    return write_text_atomic(path, json.dumps({"machine": machine_info(), "git": git_state(), **result},
+                                              indent=2) + "\n")
