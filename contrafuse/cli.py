@@ -1,12 +1,14 @@
 """Command-line interface: ``contrafuse <command> ...`` (also ``python -m contrafuse``).
 
 Every problem with the user's input is printed as one line ``contrafuse: error: <file>: <problem>``
-with exit status 2; ``--debug`` shows the traceback instead.
+with exit status 2; ``--debug`` shows the traceback instead. Output options are checked before any
+work; progress bars are drawn only on a terminal (and never with ``--quiet``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import warnings
@@ -16,10 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
+from . import __version__, progress
 from .api import fuse_images, read_sources
 from .errors import ContrafuseError
-from .io import HIGH_BIT_RULES, check_writable, pair_folders, unmatched_names, write_image
+from .io import (HIGH_BIT_RULES, OutputError, check_folder_writable, check_output_image, check_writable, image_size,
+                 pair_folders, unmatched_names, write_image)
 from .io import list_images as list_images_by_name
 from .methods import DEFAULT_METHOD, METHODS, create_method
 
@@ -101,11 +104,14 @@ def _refuse_input_as_output(out: Path, inputs) -> None:
 
 
 def _read_pair(ir: Path, vis: Path, out: Path, args) -> tuple:
-    """Refuse an output that is an input (or exists, without --overwrite), then read the pair."""
+    """Refuse an output that is an input (or exists, without --overwrite), then read the pair and
+    refuse an output that cannot hold its result (16 bits for a colour result), all before fusing."""
     _refuse_input_as_output(out, (ir, vis))
     if out.exists() and not args.overwrite:
         raise ContrafuseError(out, "output exists (use --overwrite to replace it)")
-    return read_sources(ir, vis, resize=args.resize, high_bit_rule=args.high_bit_rule)
+    pair = read_sources(ir, vis, resize=args.resize, high_bit_rule=args.high_bit_rule)
+    check_output_image(out, args.bits, colour=any(image.ndim == 3 for image in pair))
+    return pair
 
 
 def _fuse_one(ir: Path, vis: Path, out: Path, method, args) -> None:
@@ -127,8 +133,14 @@ def cmd_fuse(args) -> int:
         for source in (ir, vis):
             if not source.exists():
                 raise ContrafuseError(source, "file not found")
-        if not (out.exists() and not args.overwrite):
-            check_writable(out)  # before a learned model spends seconds fusing
+        # the output is checked before a learned model spends seconds loading and fusing
+        check_output_image(out, args.bits)
+        _refuse_input_as_output(out, (ir, vis))
+        if out.exists() and not args.overwrite:
+            raise ContrafuseError(out, "output exists (use --overwrite to replace it)")
+        check_writable(out)
+        if int(os.environ.get("RANK", "0") or 0) > 0:  # under torchrun one pair is fused once, by process 0
+            return 0
         if (args.method_cache is None and getattr(METHODS.get(args.method or DEFAULT_METHOD), "uses_torch", False)
                 and getattr(args, "option_device", None) in (None, "cpu")):  # a GPU is not held by an idle worker
             from . import worker
@@ -143,8 +155,9 @@ def cmd_fuse(args) -> int:
         raise ContrafuseError(None, "give --ir, --vis and -o, or --ir-dir, --vis-dir and --out-dir" if len(missing) == 3 else f"missing {', '.join(missing)}")
     from . import distributed
 
-    pairs = pair_folders(args.ir_dir, args.vis_dir)
     out_dir = Path(args.out_dir)
+    check_output_image(out_dir / f"name.{args.format}", args.bits)
+    pairs = pair_folders(args.ir_dir, args.vis_dir)
     group = distributed.join() if distributed.launched() else distributed.Group()
     try:
         check_writable(out_dir / f".contrafuse-write-test-{group.rank}.png")
@@ -179,11 +192,13 @@ def _run_folder(jobs: list[FolderJob], label: str, done: str, out_dir: Path, ove
     goes on to ``read``, which refuses it); a failing item is reported and the rest go on. Reading
     the next items and writing the finished ones run in two background threads while the current
     item computes, so a model does not wait for the disk (image decoding and encoding release the
-    GIL). Prints one summary (summed over the processes of a torchrun launch ``group``); exit
-    status 2 if anything failed anywhere."""
+    GIL). A write that finds the disk full (or the file system read-only) stops the run: the items
+    not yet fused are counted as not attempted. Prints one summary (summed over the processes of a
+    torchrun launch ``group``); exit status 2 if anything failed anywhere."""
     from tqdm import tqdm
 
     made = skipped = 0
+    stopped: OutputError | None = None
     main_process = group is None or group.is_main
     todo = []
     for job in jobs:
@@ -195,16 +210,22 @@ def _run_folder(jobs: list[FolderJob], label: str, done: str, out_dir: Path, ove
             todo.append(job)
 
     def report(job: FolderJob, exc: ContrafuseError) -> None:
-        nonlocal failed
+        nonlocal failed, stopped
         failed += 1
         tqdm.write(f"fail {job.name}: {exc}", file=sys.stderr)
+        if isinstance(exc, OutputError) and exc.stops_run and stopped is None:
+            stopped = exc
 
     with ThreadPoolExecutor(1, thread_name_prefix="read") as reader, \
             ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
         reads = deque((job, reader.submit(job.read, job.out)) for job in todo[:2])  # read two ahead
         upcoming = iter(todo[2:])
         writes: deque = deque()
-        for _ in tqdm(range(len(todo)), desc=label, unit="item", file=sys.stderr, disable=not main_process):
+        attempted = 0
+        for _ in progress.bar(range(len(todo)), desc=label, unit="item", hide=not main_process):
+            if stopped is not None:
+                break
+            attempted += 1
             job, pending = reads.popleft()
             following = next(upcoming, None)
             if following is not None:
@@ -229,11 +250,15 @@ def _run_folder(jobs: list[FolderJob], label: str, done: str, out_dir: Path, ove
                 made += 1
             except ContrafuseError as exc:
                 report(written, exc)
+    left = len(todo) - attempted
+    if stopped is not None:
+        tqdm.write(f"stopped: nothing more can be written to {out_dir} ({stopped.problem})", file=sys.stderr)
     if group is not None and group.active:
-        made, skipped, failed = (int(v) for v in group.sum([made, skipped, failed]))
+        made, skipped, failed, left = (int(v) for v in group.sum([made, skipped, failed, left]))
     if main_process:
-        print(f"{made} {done}, {skipped} skipped, {failed} failed -> {out_dir}")
-    return EXIT_BAD_INPUT if failed else 0
+        print(f"{made} {done}, {skipped} skipped, {failed} failed{f', {left} not attempted' if left else ''} "
+              f"-> {out_dir}")
+    return EXIT_BAD_INPUT if failed or left else 0
 
 
 def _report_unmatched(first, second) -> int:
@@ -290,7 +315,8 @@ def cmd_weights(args) -> int:
         if name == "vgg19":
             print(f"VGG-19 weights ready: {fetch_vgg19(args.source, force=args.force)}")
         else:
-            print(f"{name} weights ready: {model_weights(names[name], force=args.force)}")
+            for source in names[name].weight_files:
+                print(f"{name} weights ready: {model_weights(names[name], source, force=args.force)}")
     return 0
 
 

@@ -178,10 +178,14 @@ def vgg19_state(auto_fetch: bool = True) -> dict:
                               "run 'contrafuse weights fetch' to make it again") from None
 
 
-def load_trained_weights(model, path: str | os.PathLike, label: str = "weights") -> None:
-    """Load a weights file (:func:`read_state_dict`) into ``model``; the frozen VGG-19, which is not
-    exported, comes from the cache. Unreadable files and weights that do not fit are one-line errors."""
+def load_trained_weights(model, path: str | os.PathLike, label: str = "weights", extra: tuple = ()) -> None:
+    """Load a weights file (:func:`read_state_dict`) into ``model``, with ``extra`` ``(path, key)``
+    files whose tensors go under ``key`` (a prefix, or the name of a single array); the frozen
+    VGG-19, which is not exported, comes from the cache. Unreadable files and weights that do not
+    fit are one-line errors."""
     tensors = read_state_dict(Path(path), label)
+    for extra_path, key in extra:
+        tensors.update({key + name: value for name, value in read_state_dict(Path(extra_path), label).items()})
     try:
         missing, unexpected = model.load_state_dict(tensors, strict=False)
     except RuntimeError as exc:  # tensors of the wrong shape
@@ -214,26 +218,27 @@ def store_half(source: Path, target: Path) -> None:
     atomic_replace(tmp, target)  # with normal permissions (safetensors writes owner-only files)
 
 
-def _official_weights_help(spec) -> str:
-    w = spec.weights
-    return (f"expected sha256 {w.sha256} ({w.bytes} bytes) from {w.url}; run 'contrafuse weights fetch {spec.name}' "
-            f"where the internet is reachable, or set CONTRAFUSE_WEIGHTS_DIR to a folder holding "
-            f"{spec.name}/{Path(w.file).name}")
+def _official_weights_help(spec, source) -> str:
+    return (f"expected sha256 {source.sha256} ({source.bytes} bytes) from {source.url}; run 'contrafuse weights "
+            f"fetch {spec.name}' where the internet is reachable, or set CONTRAFUSE_WEIGHTS_DIR to a folder "
+            f"holding {spec.name}/{Path(source.file).name}")
 
 
-def _checked(path: Path, spec) -> Path:
+def _checked(path: Path, spec, source) -> Path:
     found = sha256_of(path)
-    if found != spec.weights.sha256:
-        raise ContrafuseError(path, f"weights for {spec.name!r} have sha256 {found}; " + _official_weights_help(spec))
+    if found != source.sha256:
+        raise ContrafuseError(path, f"weights for {spec.name!r} have sha256 {found}; "
+                              + _official_weights_help(spec, source))
     return path
 
 
-def model_weights(spec, *, fetch: bool = True, force: bool = False) -> Path:
-    """The verified weights file of a model spec (:mod:`contrafuse.models`): the package's own file,
-    or the official file: looked up in ``$CONTRAFUSE_WEIGHTS_DIR/<model>/<file>`` first, then in the
-    cache ``$CONTRAFUSE_HOME/models/<model>/``, else downloaded from its pinned URL (with ``fetch``).
+def model_weights(spec, source=None, *, fetch: bool = True, force: bool = False) -> Path:
+    """A verified weights file of a model spec (:mod:`contrafuse.models`; ``source``: one of its
+    ``weight_files``, default the main one): the package's own file, or an official file looked up
+    in ``$CONTRAFUSE_WEIGHTS_DIR/<model>/<file>`` first, then in the cache
+    ``$CONTRAFUSE_HOME/models/<model>/``, else downloaded from its pinned URL (with ``fetch``).
     Every official file is checked against the spec's sha256 before use."""
-    w = spec.weights
+    w = source or spec.weights
     if w.packaged:
         path = PACKAGE_WEIGHTS / w.file
         if not path.is_file():
@@ -243,14 +248,14 @@ def model_weights(spec, *, fetch: bool = True, force: bool = False) -> Path:
     name = Path(w.file).name
     local = os.environ.get("CONTRAFUSE_WEIGHTS_DIR")
     if local and (Path(local) / spec.name / name).is_file() and not force:
-        return _checked(Path(local) / spec.name / name, spec)
+        return _checked(Path(local) / spec.name / name, spec, w)
     target = home() / "models" / spec.name / name
     if target.is_file() and not force:
         if sha256_of(target) == w.sha256:
             return target
         print(f"{target}: damaged cache; fetching again", file=sys.stderr)
     if not fetch:
-        raise ContrafuseError(spec.name, "weights not found; " + _official_weights_help(spec))
+        raise ContrafuseError(spec.name, "weights not found; " + _official_weights_help(spec, w))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
@@ -260,10 +265,11 @@ def model_weights(spec, *, fetch: bool = True, force: bool = False) -> Path:
     os.close(fd)
     try:
         _download(w.url, Path(tmp), f"{spec.name} weights")
-        _checked(Path(tmp), spec)
+        _checked(Path(tmp), spec, w)
         atomic_replace(tmp, target)
     except OSError as exc:
-        raise ContrafuseError(spec.name, f"cannot download the weights ({exc}); " + _official_weights_help(spec)) from None
+        raise ContrafuseError(spec.name, f"cannot download the weights ({exc}); "
+                              + _official_weights_help(spec, w)) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -285,8 +291,9 @@ def _download(url: str, dest: Path, label: str, timeout: float = 20.0) -> None:
 
 
 def read_state_dict(path: Path, label: str) -> dict:
-    """Tensors of a safetensors file, or of a PyTorch state-dict file loaded with
-    ``weights_only=True`` (nothing but tensors is unpickled)."""
+    """Tensors of a safetensors file, of a NumPy ``.npy`` array (one tensor named ``""``, read with
+    ``allow_pickle=False``), or of a PyTorch state-dict file loaded with ``weights_only=True``
+    (nothing but tensors is unpickled)."""
     import pickle
 
     import torch
@@ -299,6 +306,8 @@ def read_state_dict(path: Path, label: str) -> dict:
     try:
         if path.suffix == ".safetensors":
             return load_file(str(path))
+        if path.suffix == ".npy":
+            return {"": torch.from_numpy(np.load(path, allow_pickle=False))}
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, SafetensorError, RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as exc:
         raise ContrafuseError(path, f"cannot load {label}: not a readable safetensors or PyTorch weights file "

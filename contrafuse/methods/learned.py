@@ -56,14 +56,15 @@ class LearnedMethod(FusionMethod):
         self.protocol = spec.protocols[inference]
         self.multiple = self.protocol.multiple
         self.needs_whole_image_statistics = spec.whole_image_statistics or self.protocol.batchnorm == "image"
+        from ..weights import model_weights
         if weights:
             path = Path(weights)
             if not path.is_file():
                 raise ContrafuseError(path, "weights file not found")
         else:
-            from ..weights import model_weights
             path = model_weights(spec)
-        self.weights_path = path
+        #: further files the network loads, with where their tensors go (``extra_weights``)
+        self.extra_weights = tuple((model_weights(spec, source), source.key) for source in spec.extra_weights)
         self.onnx = self.model = self.compiled = None
         if backend == "onnxruntime":
             self._load_onnx(path)
@@ -122,7 +123,7 @@ class LearnedMethod(FusionMethod):
             model = self.build()
         except (RuntimeError, OSError) as exc:
             raise ContrafuseError(path, f"cannot build {self.name} ({exc})") from None
-        load_trained_weights(model, path, f"weights for {self.name}")
+        load_trained_weights(model, path, f"weights for {self.name}", extra=self.extra_weights)
         model = model.to(self.device).eval()
         self.border, self.halo = self._reach(self.protocol.border, model), self._reach(self.spec.halo, model)
         if self.protocol.batchnorm == "image":  # batch statistics, also in eval mode
@@ -140,7 +141,8 @@ class LearnedMethod(FusionMethod):
         from ..nn import source_files
         from .onnx import OnnxNetwork, cache_path, export_onnx
 
-        cached = cache_path(self.name, self.inference, path, [*source_files(), Path(__file__).resolve()])
+        cached = cache_path(self.name, self.inference, path, [*source_files(), Path(__file__).resolve(),
+                                                              *(p for p, _ in self.extra_weights)])
         if not cached.is_file():
             self._load_torch(path, "cpu", "fp32")
             export_onnx(self, cached)
@@ -169,6 +171,8 @@ class LearnedMethod(FusionMethod):
                                                             if protocol.multiple > 1 else ""))
         if protocol.grey_8bit:
             first, second = (np.round(x * 255.0) / 255.0 for x in (first, second))
+        if protocol.input_stretch:
+            first, second = (stretch(x) for x in (first, second))
         canvases = [self._canvas(x.astype(np.float32)) for x in (first, second)]
         core = self._core_size(*canvases[0].shape[:2])
         out = self._run_onnx(canvases, core) if self.onnx is not None else self._run_torch(canvases, core)
@@ -252,13 +256,18 @@ def as_batch(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array[None])
 
 
+def stretch(image: np.ndarray) -> np.ndarray:
+    """``image``'s minimum to 0 and maximum to 1 (a constant image becomes 0)."""
+    low, high = float(image.min()), float(image.max())
+    return (image - low) / (high - low) if high > low else np.zeros_like(image)
+
+
 def finish(image: np.ndarray, protocol) -> np.ndarray:
     """The protocol's post-processing of the network's [0, 1] result (cropped to the image):
     clipping, the per-image stretch and the official script's 8-bit rounding."""
     image = image.clip(0.0, 1.0)
     if protocol.stretch:
-        low, high = float(image.min()), float(image.max())
-        image = (image - low) / (high - low) if high > low else np.zeros_like(image)
+        image = stretch(image)
     if protocol.output_8bit != "none":
         levels = image.astype(np.float64) * 255.0
         image = (np.floor(levels) if protocol.output_8bit == "floor" else np.round(levels)) / 255.0

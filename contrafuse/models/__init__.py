@@ -30,6 +30,7 @@ SPEC_KEYS = {
     "description": Key(str, required=True),
     "network": Key(dict, required=True),
     "weights": Key(dict, required=True),
+    "extra_weights": Key(list),
     "paper": Key(dict, required=True),
     "protocols": Key(dict, required=True),
     "default_protocol": Key(str, required=True),
@@ -47,6 +48,7 @@ WEIGHTS_KEYS = {
     "licence": Key(str, required=True),
     "card": Key(str),
     "stored": Key(str, choices=("float32", "float16")),
+    "key": Key(str),
 }
 PAPER_KEYS = {"title": Key(str, required=True), "authors": Key(str, required=True),
               "venue": Key(str, required=True), "year": Key(int, required=True, minimum=1990)}
@@ -57,6 +59,7 @@ PROTOCOL_KEYS = {
     "channels": Key(int, choices=(1, 3)),
     "order": Key(list),
     "grey_8bit": Key(bool),
+    "input_stretch": Key(bool),
     "input_range": Key(list),
     "mean": Key(list),
     "std": Key(list),
@@ -85,6 +88,8 @@ class Protocol:
     order: tuple[str, str] = ("first", "second")
     #: round the grey inputs to 8-bit levels, as scripts that read uint8 luma (PIL ``L``, OpenCV) see them
     grey_8bit: bool = False
+    #: per-image min-max stretch of each input to [0, 1] before anything else (e.g. LRRNet's script)
+    input_stretch: bool = False
     #: [0, 1] mapped linearly onto this range, then ``(x - mean) / std`` per channel
     input_range: tuple[float, float] = (0.0, 1.0)
     mean: tuple[float, ...] | None = None
@@ -119,6 +124,9 @@ class WeightsSource:
     card: str | None = None
     #: how the package stores a shipped file (float16 halves it; it loads back into float32)
     stored: str = "float32"
+    #: where the file's tensors go in the network's state dict: a prefix for a state dict
+    #: (``context.``), the tensor's name for a single array (``.npy``); empty: as they are
+    key: str = ""
 
     @property
     def packaged(self) -> bool:
@@ -144,7 +152,13 @@ class ModelSpec:
     #: the first source is the functional (pseudo-colour PET/SPECT) image: a colour second source
     #: beside a grey first one is refused as swapped
     functional_first: bool = False
+    #: further files a network loads from (e.g. LUT-Fuse's look-up table beside its context network)
+    extra_weights: tuple[WeightsSource, ...] = ()
     source_file: Path = field(default=Path(), compare=False)
+
+    @property
+    def weight_files(self) -> tuple[WeightsSource, ...]:
+        return (self.weights, *self.extra_weights)
 
     @property
     def citation(self) -> str:
@@ -196,10 +210,16 @@ def load_spec(path: str | Path) -> ModelSpec:
     network = dict(values["network"])
     if not isinstance(network.get("type"), str):
         raise ContrafuseError(path, "network.type must name a network")
-    check_keys(WEIGHTS_KEYS, values["weights"], "weights.", path)
-    weights = WeightsSource(**values["weights"])
-    if weights.url and not (weights.sha256 and weights.bytes):
-        raise ContrafuseError(path, "weights fetched from a url need sha256 and bytes")
+    sources = []
+    for where, entry in [("weights.", values["weights"]),
+                         *((f"extra_weights[{i}].", e) for i, e in enumerate(values.get("extra_weights", [])))]:
+        if not isinstance(entry, dict):
+            raise ContrafuseError(path, f"{where[:-1]} must be a mapping")
+        check_keys(WEIGHTS_KEYS, entry, where, path)
+        sources.append(WeightsSource(**entry))
+        if sources[-1].url and not (sources[-1].sha256 and sources[-1].bytes):
+            raise ContrafuseError(path, f"{where[:-1]}: weights fetched from a url need sha256 and bytes")
+    weights, *extra_weights = sources
     check_keys(PAPER_KEYS, values["paper"], "paper.", path)
     tiling = values.get("tiling", {})
     check_keys(TILING_KEYS, tiling, "tiling.", path)
@@ -216,7 +236,7 @@ def load_spec(path: str | Path) -> ModelSpec:
         bytes_per_pixel=float(tiling.get("bytes_per_pixel", 1000.0)),
         whole_image_statistics=tiling.get("whole_image_statistics", False),
         channels_last=values.get("channels_last", "never"), functional_first=values.get("functional_first", False),
-        source_file=path)
+        extra_weights=tuple(extra_weights), source_file=path)
 
 
 def load_specs(folder: Path = SPEC_FOLDER) -> dict[str, ModelSpec]:
