@@ -1,0 +1,328 @@
+"""The ``legacy`` convention: the MATLAB evaluation toolbox behind the CoCoNet / CLF-Net tables
+(L. Tang, ``Evaluation-for-Image-Fusion``, first release 5d6c43a, 2022), metric by metric.
+
+Its ``analysis_Reference.m`` reads 8-bit images (colour through ``rgb2gray``, rounded to uint8) and
+passes some metrics the uint8 arrays and others ``im2double`` images (0..1). Inputs here are grey
+float arrays holding those uint8 values (0..255 integers); each function applies the toolbox's own
+scaling. Quirks reproduced on purpose are listed in docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from .common import entropy_of, gaussian_1d
+
+# ------------------------------------------------------------------------------------------------
+# intensity statistics
+
+def spatial_frequency(fused: np.ndarray) -> float:
+    """``SF_evaluation`` on ``im2double``: RF and CF are each the root mean square of the row and
+    column differences over their own (M-1) x N and M x (N-1) grids (Eskicioglu & Fisher 1995)."""
+    f = fused / 255.0
+    rf = np.mean(np.diff(f, axis=0) ** 2) if f.shape[0] > 1 else 0.0
+    cf = np.mean(np.diff(f, axis=1) ** 2) if f.shape[1] > 1 else 0.0
+    return float(math.sqrt(rf + cf))
+
+
+def _mse01(ir: np.ndarray, vis: np.ndarray, fused: np.ndarray) -> float:
+    """``MSE_evaluation`` on ``im2double`` images: the mean of the two source-to-fused MSEs (0..1)."""
+    f = fused / 255.0
+    return float(0.5 * np.mean((f - ir / 255.0) ** 2) + 0.5 * np.mean((f - vis / 255.0) ** 2))
+
+
+def mse(ir, vis, fused) -> float:
+    """MSE as the toolbox reports it: on 0..1 intensities."""
+    return _mse01(ir, vis, fused)
+
+
+def psnr(ir, vis, fused) -> float:
+    """``PSNR_evaluation``: ``20 log10(255 / sqrt(MSE))`` with the MSE of 0..1 images (so the
+    peak does not match the data range: 48.13 dB above the textbook value)."""
+    value = _mse01(ir, vis, fused)
+    return math.inf if value == 0 else float(20 * math.log10(255 / math.sqrt(value)))
+
+
+def _entropy_levels(levels: np.ndarray) -> float:
+    return entropy_of(np.bincount(levels.ravel(), minlength=256) / levels.size)
+
+
+def mutual_information(ir, vis, fused) -> float:
+    """``MI_evaluation``: MI(IR, F) + MI(VIS, F) in bits; marginal entropies as MATLAB ``entropy``
+    of the uint8 images, the joint one by ``Hab.m``, which indexes its 256 x 256 table by the uint8
+    value + 1, saturating at 255: levels 254 and 255 share a bin there (Qu et al. 2002)."""
+    f = fused.astype(np.int64)
+    h_f = _entropy_levels(f)
+    shifted_f = np.minimum(f + 1, 255) - 1
+    total = 0.0
+    for source in (ir, vis):
+        s = source.astype(np.int64)
+        joint = np.bincount(((np.minimum(s + 1, 255) - 1) * 256 + shifted_f).ravel(), minlength=65536)
+        total += _entropy_levels(s) + h_f - entropy_of(joint / s.size)
+    return total
+
+
+# ------------------------------------------------------------------------------------------------
+# VIF: vifp_mscale(ir, F) + vifp_mscale(vis, F) on the uint8 arrays
+
+def _filter_valid(image: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``filter2(outer(g, g), image, 'valid')``."""
+    half = len(g) // 2
+    out = ndimage.correlate1d(image, g, axis=0, mode="constant")
+    out = ndimage.correlate1d(out, g, axis=1, mode="constant")
+    return out[half:out.shape[0] - half, half:out.shape[1] - half]
+
+
+def vifp_uint8(ref: np.ndarray, dist: np.ndarray, noise_var: float = 2.0) -> float:
+    """Sheikh & Bovik's multi-scale pixel VIF (``vifp_mscale``, IEEE TIP 2006) called, as the
+    toolbox calls it, on uint8 arrays: at the first scale MATLAB's integer products ``ref.*ref``,
+    ``dist.*dist`` and ``ref.*dist`` saturate at 255; coarser scales are double. NaN where the
+    reference image has no variance at any scale (0/0, as the MATLAB code gives)."""
+    num = den = 0.0
+    for scale in range(1, 5):
+        n = 2 ** (4 - scale + 1) + 1
+        g = gaussian_1d(n, n / 5)
+        if scale > 1:
+            ref = _filter_valid(ref, g)[::2, ::2]
+            dist = _filter_valid(dist, g)[::2, ::2]
+            rr, dd, rd = ref * ref, dist * dist, ref * dist
+        else:
+            rr, dd, rd = np.minimum(ref * ref, 255), np.minimum(dist * dist, 255), np.minimum(ref * dist, 255)
+        mu1, mu2 = _filter_valid(ref, g), _filter_valid(dist, g)
+        s1 = _filter_valid(rr, g) - mu1 * mu1
+        s2 = _filter_valid(dd, g) - mu2 * mu2
+        s12 = _filter_valid(rd, g) - mu1 * mu2
+        s1[s1 < 0] = 0
+        s2[s2 < 0] = 0
+        gain = s12 / (s1 + 1e-10)
+        sv = s2 - gain * s12
+        flat1 = s1 < 1e-10
+        gain[flat1] = 0
+        sv[flat1] = s2[flat1]
+        s1[flat1] = 0
+        flat2 = s2 < 1e-10
+        gain[flat2] = 0
+        sv[flat2] = 0
+        negative = gain < 0
+        sv[negative] = s2[negative]
+        gain[negative] = 0
+        sv[sv <= 1e-10] = 1e-10
+        num += np.log10(1 + gain**2 * s1 / (sv + noise_var)).sum()
+        den += np.log10(1 + s1 / noise_var).sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(np.float64(num) / np.float64(den))
+
+
+def vif(ir, vis, fused) -> float:
+    """The toolbox's VIF column: ``vifp_mscale(IR, F) + vifp_mscale(VIS, F)`` on uint8 arrays."""
+    return vifp_uint8(ir, fused) + vifp_uint8(vis, fused)
+
+
+# ------------------------------------------------------------------------------------------------
+# Qabf (analysis_Qabf.m, Xydeas & Petrovic 2000) on im2double images
+
+_H1 = np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
+_H3 = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+
+
+def conv2_same_matlab_order(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """MATLAB ``conv2(image, kernel, 'same')`` (zero padding) with the per-pixel sum accumulated
+    over the kernel in column-major order, the order that reproduces MATLAB's rounding; the
+    toolbox tests these outputs for exact zeros, so the order decides near-tied orientations."""
+    p, q = kernel.shape
+    m, n = image.shape
+    padded = np.zeros((m + 2 * (p - 1), n + 2 * (q - 1)))
+    padded[p - 1:p - 1 + m, q - 1:q - 1 + n] = image
+    r0, c0 = (p - 1 + 1) // 2, (q - 1 + 1) // 2  # 'same' crop of the full result
+    out = np.zeros((m, n))
+    for col in range(q):
+        for row in range(p):
+            weight = kernel[row, col]
+            if weight == 0:
+                continue
+            top, left = p - 1 - row + r0, q - 1 - col + c0
+            out += weight * padded[top:top + m, left:left + n]
+    return out
+
+
+def qabf(ir, vis, fused) -> float:
+    """``analysis_Qabf`` on ``im2double`` images: Sobel by ``conv2`` (zero padding), orientation
+    ``atan(Sy/Sx)`` (pi/2 where Sx == 0), relative strength ``gF`` itself where ``gA == gF``
+    (the code's quirk), sigmoids Tg=0.9994, kg=-15, Dg=0.5, Ta=0.9879, ka=-22, Da=0.8."""
+    tg, kg, dg, ta, ka, da = 0.9994, -15.0, 0.5, 0.9879, -22.0, 0.8
+
+    def strength_angle(image):
+        sx = conv2_same_matlab_order(image / 255.0, _H3)
+        sy = conv2_same_matlab_order(image / 255.0, _H1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            angle = np.where(sx == 0, np.pi / 2, np.arctan(sy / np.where(sx == 0, 1.0, sx)))
+        return np.sqrt(sx * sx + sy * sy), angle
+
+    g_f, a_f = strength_angle(fused)
+    num = den = 0.0
+    for source in (ir, vis):
+        g_s, a_s = strength_angle(source)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(g_s > g_f, g_f / np.where(g_s == 0, 1.0, g_s),
+                           np.where(g_s == g_f, g_f, g_s / np.where(g_f == 0, 1.0, g_f)))
+        orient = 1 - np.abs(a_s - a_f) / (np.pi / 2)
+        q = tg / (1 + np.exp(kg * (rel - dg))) * (ta / (1 + np.exp(ka * (orient - da))))
+        num += (q * g_s).sum()
+        den += g_s.sum()
+    return float(num / den) if den > 0 else math.nan
+
+
+
+# ------------------------------------------------------------------------------------------------
+# Nabf: B. K. Shreyamsha Kumar's modified fusion-artefact measure (SIViP 2013), his
+# objective_fusion_perform_fn as the toolbox ships it (analysis_nabf.m, sobel_fn.m)
+
+def kumar_sobel(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kumar's ``sobel_fn``: vertical and horizontal Sobel responses (kernels / 8) on the image
+    extended by one mirrored pixel (``per_extn_im_fn``, edge not repeated), each 3 x 3 window
+    summed as MATLAB's ``sum(sum(window .* kernel))`` does (column sums first), so that exact
+    zeros come out where MATLAB's do."""
+    x = np.pad(image, 1, mode="reflect")
+    n = image.shape[1]
+    up, mid, down = x[:-2], x[1:-1], x[2:]
+    left = ((-0.125 * up[:, :n]) + (-0.25 * mid[:, :n])) + (-0.125 * down[:, :n])
+    right = ((0.125 * up[:, 2:]) + (0.25 * mid[:, 2:])) + (0.125 * down[:, 2:])
+    gv = left + right  # the middle column sums to exactly 0
+    gh = (((-0.125 * up[:, :n]) + (0.125 * down[:, :n])) + ((-0.25 * up[:, 1:n + 1]) + (0.25 * down[:, 1:n + 1]))) \
+        + ((-0.125 * up[:, 2:]) + (0.125 * down[:, 2:]))
+    return gv, gh
+
+
+def nabf_kumar(ir, vis, fused, divisor: float = 1.0) -> float:
+    """N^{AB/F} in Kumar's modified form: where the fused gradient exceeds both sources',
+    ``sum(na ((1 - Q^{AF}) w_A + (1 - Q^{BF}) w_B)) / sum(w_A + w_B)`` with Q = sqrt(Q_g Q_a)
+    (Nrg=0.9999, kg=19, sg=0.5, Nra=0.9995, ka=22, sa=0.5), w = |grad|^1.5 where |grad| >= Td = 2,
+    else 0.001. The images are divided by ``divisor`` first: the toolbox passes ``im2double`` images
+    (divisor 255, the division as ``im2double`` rounds it), on which no gradient reaches Td and
+    every weight is 0.001."""
+    td, wt_min, lg = 2.0, 0.001, 1.5
+    nrg, kg, sg, nra, ka, sa = 0.9999, 19.0, 0.5, 0.9995, 22.0, 0.5
+    grads = [kumar_sobel(x / divisor if divisor != 1 else x) for x in (ir, vis, fused)]
+    strengths = [np.sqrt(gh * gh + gv * gv) for gv, gh in grads]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        angles = [np.where((gv == 0) & (gh == 0), 0.0, np.arctan(gv / gh)) for gv, gh in grads]
+    g_f, a_f = strengths[2], angles[2]
+    terms, weights = [], []
+    for g_s, a_s in zip(strengths[:2], angles[:2]):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where((g_s == 0) | (g_f == 0), 0.0,
+                           np.where(g_s > g_f, g_f / g_s, g_s / g_f))
+        orient = np.abs(np.abs(a_s - a_f) - np.pi / 2) * 2 / np.pi
+        q = np.sqrt(nrg / (1 + np.exp(-kg * (rel - sg))) * (nra / (1 + np.exp(-ka * (orient - sa)))))
+        w = np.where(g_s >= td, g_s**lg, wt_min)
+        terms.append((1 - q) * w)
+        weights.append(w)
+    artefact = (g_f > strengths[0]) & (g_f > strengths[1])
+    return float((artefact * (terms[0] + terms[1])).sum() / (weights[0] + weights[1]).sum())
+
+
+# ------------------------------------------------------------------------------------------------
+# SSIM and MS_SSIM: Ma, Zeng & Wang's MEF-SSIM (IEEE TIP 24(11), 2015), mef_ssim.m and its
+# three-scale analysis_ms_ssim.m, with the two sources as the "exposure sequence"
+
+def box_sums(u: np.ndarray, size: int) -> np.ndarray:
+    """Sums over every ``size`` x ``size`` window inside the image (summed-area table; exact for
+    integer-valued arrays)."""
+    table = np.zeros((u.shape[0] + 1, u.shape[1] + 1))
+    np.cumsum(np.cumsum(u, axis=0), axis=1, out=table[1:, 1:])
+    return table[size:, size:] - table[:-size, size:] - table[size:, :-size] + table[:-size, :-size]
+
+
+def _gauss_valid(image: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return _filter_valid(image, g)
+
+
+def mef_ssim_map_mean(sources: list[np.ndarray], fused: np.ndarray, unit: float, k: float = 0.03) -> float:
+    """Mean of the MEF-SSIM quality map (``mef_ssim.m``): per 11 x 11 window, the sources'
+    patches are combined into a desired patch (structure weighted by ``((ed/11)^p)``, p from the
+    patch consistency R, strength the largest source contrast ``ed``), compared with the fused
+    patch by the SSIM structure term under a Gaussian window (sigma 1.5), C = (k 255)^2.
+    ``unit``: the images are multiples of 1/unit, so that window moments are exact integers."""
+    size, n_src = 11, len(sources)
+    area = float(size * size)
+    us = [np.rint(s * unit) for s in sources]
+    sums = [box_sums(u, size) for u in us]
+    # 121 * sum((x - mean)^2) * unit^2 as an exact integer, per source and for the pair sum
+    cross = {}
+    for a in range(n_src):
+        for b in range(a, n_src):
+            cross[a, b] = area * box_sums(us[a] * us[b], size) - sums[a] * sums[b]
+    def centred_norm(value):  # ||x - mean|| over the window
+        return np.sqrt(np.maximum(value, 0) / area) / unit
+    norms = [centred_norm(cross[a, a]) for a in range(n_src)]
+    total_var = sum(cross[a, b] * (1 if a == b else 2) for (a, b) in cross)
+    numerator = centred_norm(total_var)
+    denominator = sum(norms)
+    eps = np.finfo(float).eps
+    r = (numerator + eps) / (denominator + eps)
+    r[r > 1] = 1 - eps
+    r[r < 0] = eps
+    p = np.minimum(np.tan(np.pi / 2 * r), 10.0)
+    ed = [nrm + 0.001 for nrm in norms]  # sqrt(max(121 sigma^2, 0)) + 0.001
+    w = [(e / size) ** p + eps for e in ed]
+    wsum = sum(w)
+    w = [x / wsum for x in w]
+    max_ed = np.maximum.reduce(ed)
+    a_k = [wk / ek for wk, ek in zip(w, ed)]
+    # ||sum_k a_k (x_k - mu_k)||^2 from the exact centred cross moments
+    norm_sq = sum(a_k[a] * a_k[b] * cross[a, b] * (1 if a == b else 2) for (a, b) in cross) / (area * unit * unit)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(norm_sq > 0, max_ed / np.sqrt(np.maximum(norm_sq, 0)), 1.0)
+    c_k = [a * scale for a in a_k]
+    g = gaussian_1d(size, 1.5)
+    xs = [u / unit for u in us]
+    gm = [_gauss_valid(x, g) for x in xs]
+    gf = _gauss_valid(fused, g)
+    def gcov(x, y, mx, my):
+        return _gauss_valid(x * y, g) - mx * my
+    s2 = gcov(fused, fused, gf, gf)
+    s12 = sum(c * gcov(x, fused, m, gf) for c, x, m in zip(c_k, xs, gm))
+    s1 = 0.0
+    for a in range(n_src):
+        for b in range(a, n_src):
+            s1 = s1 + c_k[a] * c_k[b] * gcov(xs[a], xs[b], gm[a], gm[b]) * (1 if a == b else 2)
+    c = (k * 255) ** 2
+    return float(np.mean((2 * s12 + c) / (s1 + s2 + c)))
+
+
+def _mef_downsample(image: np.ndarray) -> np.ndarray:
+    """``imfilter(I, ones(2)/4, 'symmetric', 'same')`` then every second pixel from the first:
+    2 x 2 block means, the last row/column repeated for an odd size."""
+    padded = np.pad(image, ((0, image.shape[0] % 2), (0, image.shape[1] % 2)), mode="edge")
+    h, w = padded.shape
+    return padded.reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3)) * 0.25
+
+
+MEF_MS_WEIGHTS = np.array([0.0448, 0.2856, 0.3001]) / (0.0448 + 0.2856 + 0.3001)
+
+
+def mef_ssim_scales(ir, vis, fused, levels: int = 3) -> list[float]:
+    """MEF-SSIM of (IR, VIS) -> F at ``levels`` dyadic scales (``analysis_ms_ssim.m``)."""
+    sources, unit, out = [ir, vis], 1.0, []
+    for level in range(levels):
+        out.append(mef_ssim_map_mean(sources, fused, unit))
+        if level < levels - 1:
+            sources = [_mef_downsample(s) for s in sources]
+            fused = _mef_downsample(fused)
+            unit *= 4
+    return out
+
+
+def mef_ssim(ir, vis, fused) -> float:
+    """The toolbox's SSIM column: ``mef_ssim(cat(3, IR, VIS), F)``."""
+    return mef_ssim_scales(ir, vis, fused, 1)[0]
+
+
+def mef_ms_ssim(ir, vis, fused) -> float:
+    """The toolbox's MS_SSIM column: three-scale MEF-SSIM, ``prod(Q .^ w)``, w = [0.0448, 0.2856,
+    0.3001] normalised."""
+    q = np.array(mef_ssim_scales(ir, vis, fused, 3))
+    return float(np.prod(q ** MEF_MS_WEIGHTS))
