@@ -46,10 +46,16 @@ def resize_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.stack([resize_to(image[..., c], shape) for c in range(image.shape[2])], axis=-1)
 
 
+#: How a size mismatch is resolved, in each caller's words (``hint`` of :func:`match_sizes`).
+RESIZE_HINT_CLI = "pass --resize ir or --resize vis to resample one"
+RESIZE_HINT_PYTHON = "pass resize='ir' or resize='vis' to resample one"
+
+
 def match_sizes(first: np.ndarray, second: np.ndarray, *, resize: str | None,
-                labels: tuple[str, str] = ("ir", "vis")) -> tuple[np.ndarray, np.ndarray]:
+                labels: tuple[str, str] = ("ir", "vis"), hint: str = RESIZE_HINT_PYTHON) -> tuple[np.ndarray, np.ndarray]:
     """Equal sizes pass; ``resize="ir"`` resamples the first to the second, ``"vis"`` the
-    second to the first; otherwise a size mismatch raises, naming both inputs."""
+    second to the first; otherwise a size mismatch raises, naming both inputs and ending with
+    ``hint`` (the command line's, the web API's or the Python API's way to resample)."""
     if first.shape[:2] == second.shape[:2]:
         return first, second
     if resize == "ir":
@@ -57,22 +63,20 @@ def match_sizes(first: np.ndarray, second: np.ndarray, *, resize: str | None,
     if resize == "vis":
         return first, resize_to(second, first.shape[:2])
     if resize is not None:
-        raise ContrafuseError(None, f"--resize must be 'ir' or 'vis', not {resize!r}")
+        raise ContrafuseError(None, f"resize must be 'ir' or 'vis', not {resize!r}")
     (h1, w1), (h2, w2) = first.shape[:2], second.shape[:2]
-    raise ContrafuseError(
-        labels[0], f"size {w1}x{h1} differs from {labels[1]} ({w2}x{h2}); "
-        "pass --resize ir or --resize vis to resample one")
+    raise ContrafuseError(labels[0], f"size {w1}x{h1} differs from {labels[1]} ({w2}x{h2}); {hint}")
 
 
 def read_sources(ir, vis, *, resize: str | None = None, high_bit_rule: str = "minmax",
-                 labels: tuple[str, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 labels: tuple[str, str] | None = None, hint: str = RESIZE_HINT_PYTHON) -> tuple[np.ndarray, np.ndarray]:
     """The one way sources come in: two paths or arrays read as [0, 1] images (see
     :func:`as_unit_image`) and brought to one size (:func:`match_sizes`); ``labels`` name them in errors."""
     labels = labels or (str(ir) if isinstance(ir, (str, os.PathLike)) else "ir",
                         str(vis) if isinstance(vis, (str, os.PathLike)) else "vis")
     first = as_unit_image(ir, label=labels[0], high_bit_rule=high_bit_rule)
     second = as_unit_image(vis, label=labels[1], high_bit_rule=high_bit_rule)
-    return match_sizes(first, second, resize=resize, labels=labels)
+    return match_sizes(first, second, resize=resize, labels=labels, hint=hint)
 
 
 def load_pair(pair, *, resize: str | None = "ir", high_bit_rule: str = "minmax") -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +93,7 @@ def fuse_images(first: np.ndarray, second: np.ndarray, method: FusionMethod,
     if method.fuses_rgb:
         fused = method.fuse_rgb(*(img if img.ndim == 3 else np.dstack([img] * 3) for img in (first, second)))
         return fused if first.ndim == 3 or second.ndim == 3 else luminance(fused)
-    fused_y = method.fuse_grey(luminance(first), luminance(second))
+    fused_y = method.fuse_luma(luminance(first), luminance(second), colour=first.ndim == 3 or second.ndim == 3)
     colour = [rgb_to_ycbcr(img)[..., 1:] for img in (first, second) if img.ndim == 3]
     if not colour:
         return fused_y

@@ -84,7 +84,7 @@ def method_code(cls) -> list[Path]:
     files |= {package / "api.py", package / "io.py"}
     if getattr(cls, "spec", None) is not None:
         from ..nn import source_files
-        files |= {*source_files(), cls.spec.source_file, package / "models" / "__init__.py",
+        files |= {*source_files(cls.spec.network), cls.spec.source_file, package / "models" / "__init__.py",
                   package / "methods" / "tiling.py", package / "precision.py"}
     return sorted(files)
 

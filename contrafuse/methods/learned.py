@@ -68,11 +68,23 @@ class LearnedMethod(FusionMethod):
         self.onnx = self.model = self.compiled = None
         if backend == "onnxruntime":
             self._load_onnx(path)
+            self._check_tile()
             return
         self._load_torch(path, device, precision)
+        self._check_tile()
         if compile:
             import torch
             self.compiled = torch.compile(self.model, dynamic=False)
+
+    def _check_tile(self) -> None:
+        """A core narrower than the halo (the context each tile carries on every side) spends more than
+        nine times the image's work on context: refused at once."""
+        if self.tile:
+            smallest = max(-(-self.halo // self.multiple) * self.multiple, self.multiple)
+            if self.tile < smallest:
+                raise ContrafuseError(self.name, f"tile {self.tile} is smaller than the network's {self.halo}-pixel "
+                                      f"halo (the context around each tile's core): use --tile {smallest} or "
+                                      "more, or --tile 0 for none")
 
     @property
     def fuses_rgb(self) -> bool:
@@ -141,8 +153,8 @@ class LearnedMethod(FusionMethod):
         from ..nn import source_files
         from .onnx import OnnxNetwork, cache_path, export_onnx
 
-        cached = cache_path(self.name, self.inference, path, [*source_files(), Path(__file__).resolve(),
-                                                              *(p for p, _ in self.extra_weights)])
+        sources = [*source_files(self.spec.network), Path(__file__).resolve(), *(p for p, _ in self.extra_weights)]
+        cached = cache_path(self.name, self.inference, path, sources)
         if not cached.is_file():
             self._load_torch(path, "cpu", "fp32")
             export_onnx(self, cached)
@@ -155,22 +167,27 @@ class LearnedMethod(FusionMethod):
         if self.fuses_rgb:
             from ..io import luminance
             return luminance(self.fuse_rgb(*(np.repeat(x[..., None], 3, axis=2) for x in (first, second))))
-        return self._fuse(first, second)[..., 0]
+        return self._fuse(first, second, self.protocol)[..., 0]
+
+    def fuse_luma(self, first: np.ndarray, second: np.ndarray, *, colour: bool) -> np.ndarray:
+        if colour and self.protocol.colour is not None and not self.fuses_rgb:
+            return self._fuse(first, second, self.protocol.colour)[..., 0]
+        return self.fuse_grey(first, second)
 
     def fuse_rgb(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Fuse two RGB images with a network that fuses colour (a protocol with ``channels: 3``)."""
-        return self._fuse(first, second)
+        return self._fuse(first, second, self.protocol)
 
-    def _fuse(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        """The protocol end to end on [0, 1] images: ``(H, W, channels)`` in [0, 1]."""
-        protocol = self.protocol
+    def _fuse(self, first: np.ndarray, second: np.ndarray, protocol) -> np.ndarray:
+        """``protocol`` end to end on [0, 1] images: ``(H, W, channels)`` in [0, 1]."""
         height, width = first.shape[:2]
         if protocol.batchnorm == "image" and max(height, width) <= protocol.multiple:
             raise ContrafuseError("input", f"a {width}x{height} image is too small for {self.name}'s per-image "
                                   "BatchNorm statistics" + (f" (one side must exceed {protocol.multiple} pixels)"
                                                             if protocol.multiple > 1 else ""))
-        if protocol.grey_8bit:
-            first, second = (np.round(x * 255.0) / 255.0 for x in (first, second))
+        if protocol.grey_8bit != "none":
+            to_level = np.round if protocol.grey_8bit == "round" else np.floor
+            first, second = (to_level(x * 255.0) / 255.0 for x in (first, second))
         if protocol.input_stretch:
             first, second = (stretch(x) for x in (first, second))
         canvases = [self._canvas(x.astype(np.float32)) for x in (first, second)]
@@ -264,13 +281,16 @@ def stretch(image: np.ndarray) -> np.ndarray:
 
 def finish(image: np.ndarray, protocol) -> np.ndarray:
     """The protocol's post-processing of the network's [0, 1] result (cropped to the image):
-    clipping, the per-image stretch and the official script's 8-bit rounding."""
-    image = image.clip(0.0, 1.0)
+    clipping (unless the script's cast wraps), the per-image stretch and the 8-bit rounding."""
+    if protocol.output_8bit != "wrap":
+        image = image.clip(0.0, 1.0)
     if protocol.stretch:
         image = stretch(image)
     if protocol.output_8bit != "none":
         levels = image.astype(np.float64) * 255.0
-        image = (np.floor(levels) if protocol.output_8bit == "floor" else np.round(levels)) / 255.0
+        if protocol.output_8bit == "wrap":
+            levels = np.mod(np.trunc(levels), 256.0)  # C's float -> uint8 conversion, as NumPy's cast on x86-64
+        image = (np.round(levels) if protocol.output_8bit == "round" else np.floor(levels)) / 255.0
     return image.astype(np.float32)
 
 

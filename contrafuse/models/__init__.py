@@ -15,7 +15,7 @@ Adding a pretrained network is one network module plus one spec (README, "Extend
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -58,7 +58,7 @@ PROTOCOL_KEYS = {
     "description": Key(str, required=True),
     "channels": Key(int, choices=(1, 3)),
     "order": Key(list),
-    "grey_8bit": Key(bool),
+    "grey_8bit": Key(str, choices=("none", "round", "floor")),
     "input_stretch": Key(bool),
     "input_range": Key(list),
     "mean": Key(list),
@@ -68,8 +68,11 @@ PROTOCOL_KEYS = {
     "multiple": Key(int, minimum=1),
     "output_range": Key(list),
     "stretch": Key(bool),
-    "output_8bit": Key(str, choices=("none", "floor", "round")),
+    "output_8bit": Key(str, choices=("none", "floor", "round", "wrap")),
+    "when_colour": Key(dict),
 }
+#: the steps outside the network call, which ``when_colour`` may set differently for colour sources
+COLOUR_KEYS = ("grey_8bit", "input_stretch", "stretch", "output_8bit")
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,9 @@ class Protocol:
     channels: int = 1
     #: which source the network takes first: ``[first, second]`` (infrared first) or ``[second, first]``
     order: tuple[str, str] = ("first", "second")
-    #: round the grey inputs to 8-bit levels, as scripts that read uint8 luma (PIL ``L``, OpenCV) see them
-    grey_8bit: bool = False
+    #: the grey inputs as 8-bit levels, as scripts that read uint8 luma see them: ``round`` (PIL ``L``,
+    #: OpenCV), ``floor`` (a float luma cast to uint8), or ``none``
+    grey_8bit: str = "none"
     #: per-image min-max stretch of each input to [0, 1] before anything else (e.g. LRRNet's script)
     input_stretch: bool = False
     #: [0, 1] mapped linearly onto this range, then ``(x - mean) / std`` per channel
@@ -105,11 +109,16 @@ class Protocol:
     output_range: tuple[float, float] = (0.0, 1.0)
     #: per-image min-max stretch of the result to [0, 1] (e.g. ``scipy.misc.imsave`` of a float image)
     stretch: bool = False
-    #: the official script's 8-bit output: ``floor`` (``astype(uint8)``), ``round``, or ``none`` (float)
+    #: the official script's 8-bit output: ``floor`` (``astype(uint8)``), ``round``, ``wrap`` (an unclipped
+    #: ``astype(uint8)``: values outside [0, 1] wrap modulo 256, as NumPy's cast does), or ``none`` (float)
     output_8bit: str = "none"
+    #: the protocol the official script follows when a source is colour (set from ``when_colour``:
+    #: other 8-bit rounding, for example); None: the same
+    colour: Protocol | None = None
 
     def as_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+        return {k: (v.as_dict() if isinstance(v, Protocol) else list(v) if isinstance(v, tuple) else v)
+                for k, v in self.__dict__.items()}
 
 
 @dataclass(frozen=True)
@@ -194,7 +203,15 @@ def _protocol(name: str, values: dict, path: Path) -> Protocol:
                 raise ContrafuseError(path, f"{where}{key} needs one value per channel ({channels})")
     if isinstance(args.get("border"), str) and args["border"] != "receptive":
         raise ContrafuseError(path, f"{where}border must be a number of pixels or 'receptive'")
-    return Protocol(name=name, **args)
+    colour = args.pop("when_colour", None)
+    protocol = Protocol(name=name, **args)
+    if colour is not None:
+        other = sorted(set(colour) - set(COLOUR_KEYS))
+        if other:
+            raise ContrafuseError(path, f"{where}when_colour may set only {', '.join(COLOUR_KEYS)}, not {other[0]!r}")
+        overridden = {k: v for k, v in {**values, **colour}.items() if k != "when_colour"}
+        protocol = replace(protocol, colour=_protocol(name, overridden, path))
+    return protocol
 
 
 def load_spec(path: str | Path) -> ModelSpec:

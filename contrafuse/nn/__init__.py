@@ -30,10 +30,20 @@ def to_unit(signed):
     return (signed + 1) / 2
 
 
+#: the modules that define networks (each registers its own); imported on first use, so that
+#: importing this package needs no torch
+NETWORK_MODULES = ("clfnet", "coconet", "densefuse", "ifcnn", "seafusion", "tardal")
+
+
+def _register_all() -> None:
+    import importlib
+    for module in NETWORK_MODULES:
+        importlib.import_module(f"{__name__}.{module}")
+
+
 def build_network(name: str, **options: Any):
     """A fresh (untrained) network ``name`` built with keyword ``options``."""
-    from . import clfnet, coconet, densefuse, ifcnn, seafusion, tardal  # noqa: F401  (register on first use:
-    # importing this package needs no torch)
+    _register_all()
     return NETWORKS.get(name)(**options)
 
 
@@ -43,6 +53,27 @@ def fusion_parameters(model) -> list:
     return [p for name, p in model.named_parameters() if not (skip and name.startswith(skip))]
 
 
-def source_files() -> list[Path]:
-    """Every source file of the networks (exported models are cached under a hash of them)."""
-    return sorted(Path(__file__).resolve().parent.glob("*.py"))
+def source_files(network: str | None = None) -> list[Path]:
+    """The source files a network's results depend on (exported models and benchmark results are
+    cached under a hash of them): the module registering it, the modules of this package it
+    imports, and :mod:`contrafuse.nn.protocol`; every file of the package with ``network=None``.
+    Found by reading the sources, so that a cached ONNX model runs without importing PyTorch."""
+    import ast
+    import re
+
+    folder = Path(__file__).resolve().parent
+    if network is None:
+        return sorted(folder.glob("*.py"))
+    mark = re.compile(rf"@NETWORKS\.register\(\s*[\"']{re.escape(network)}[\"']\s*\)")
+    todo = [p for p in folder.glob("*.py") if mark.search(p.read_text())]
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names = [node.module] if node.module else [alias.name for alias in node.names]
+                todo += [folder / f"{name}.py" for name in names if (folder / f"{name}.py").is_file()]
+    return sorted(seen | {folder / "protocol.py"})
