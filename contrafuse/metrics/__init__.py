@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,8 +31,8 @@ from PIL import Image
 
 from ..errors import ContrafuseError
 from ..io import luminance, read_image, to_uint
-from . import gradient, information, similarity, vifb, visual
-from .common import check_size
+from . import gradient, information, liu2012, similarity, toolbox, vifb, visual
+from .common import check_size, sharing
 
 Fn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
 
@@ -71,10 +72,23 @@ class Metric:
 
 
 CONVENTIONS: dict[str, str] = {
-    "standard": "textbook floating-point definitions on 0..255 luminance (default)",
-    "legacy": "the MATLAB toolbox behind the CoCoNet / CLF-Net tables (uint8 SD, 0..1 SF, MATLAB gradient AG and ssim)",
+    "standard": "textbook floating-point definitions on 0..255 luminance (default); the twelve Liu et al. "
+                "(TPAMI 2012) metrics as Z. Liu's code computes them",
+    "legacy": "the MATLAB toolbox behind the CoCoNet / CLF-Net tables (Tang's Evaluation-for-Image-Fusion, "
+              "5d6c43a), metric by metric; metrics it lacks as standard",
     "vifb": "VIFB benchmark MATLAB code for its 13 metrics; others fall back to standard",
 }
+
+
+def _legacy_nabf(ir, vis, fused):
+    return toolbox.nabf_kumar(ir, vis, fused, divisor=255.0)
+
+
+def _fmi(feature: str) -> Fn:
+    return lambda ir, vis, fused: information.feature_mutual_information(ir, vis, fused, feature)
+
+
+_LIU = "Z. Liu's imageFusionMetrics code (Liu et al., TPAMI 2012)"
 
 #: The metric table. Adding a metric: its function in a module of this package, one row here, tests.
 METRICS: dict[str, Metric] = {m.name: m for m in [
@@ -84,34 +98,37 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
            _fused_only(gradient.standard_deviation), legacy=_fused_only(gradient.standard_deviation_uint8),
            vifb=("Variance", vifb.variance)),
     Metric("SF", True, "[0, inf) (legacy: on 0..1)", "Eskicioglu & Fisher, IEEE TCOM 1995",
-           _fused_only(gradient.spatial_frequency),
-           legacy=_fused_only(lambda f: gradient.spatial_frequency(f, scale=1 / 255)),
+           _fused_only(gradient.spatial_frequency), legacy=_fused_only(toolbox.spatial_frequency),
            vifb=("Spatial_frequency", vifb.spatial_frequency), min_size=2),
     Metric("AG", True, "[0, inf)", "Cui et al., Opt. Commun. 2015",
            _fused_only(gradient.average_gradient), legacy=_fused_only(lambda f: gradient.average_gradient(f, central=True)),
            vifb=("Avg_gradient", vifb.avg_gradient), min_size=2),
     Metric("MI", True, "[0, 16] bits (vifb: nats)", "Qu, Zhang & Yan, Electron. Lett. 2002",
-           information.mutual_information, vifb=("Mutinf", vifb.mutual_information)),
-    Metric("FMI_pixel", True, "[0, 1]", "Haghighat, Aghagolzadeh & Seyedarabi, CEE 2011; fast form AICT 2014",
-           lambda i, v, f: information.feature_mutual_information(i, v, f, "pixel"), min_size=3),
-    Metric("FMI_dct", True, "[0, 1]", "Haghighat et al. 2011 / 2014, DCT features",
-           lambda i, v, f: information.feature_mutual_information(i, v, f, "dct"), min_size=3),
-    Metric("FMI_w", True, "[0, 1]", "Haghighat et al. 2011 / 2014, discrete Meyer wavelet features",
-           lambda i, v, f: information.feature_mutual_information(i, v, f, "wavelet"), min_size=3),
+           information.mutual_information, legacy=toolbox.mutual_information,
+           vifb=("Mutinf", vifb.mutual_information)),
+    Metric("FMI_pixel", True, "[0, 1]", "Haghighat, Aghagolzadeh & Seyedarabi, CEE 2011; fast form AICT 2014 "
+           "(legacy: the code's default edge features)", _fmi("pixel"), legacy=_fmi("edge"), min_size=3),
+    Metric("FMI_dct", True, "[0, 1]", "Haghighat et al. 2011 / 2014, DCT features", _fmi("dct"), min_size=3),
+    Metric("FMI_w", True, "[0, 1]", "Haghighat et al. 2011 / 2014, discrete Meyer wavelet features (102 taps)",
+           _fmi("wavelet"), min_size=3),
     Metric("VIFF", True, "[0, ~1]", "Han, Cai, Cao & Xu, Information Fusion 2013", visual.viff,
            min_size=visual.VIF_MIN_SIDE),
-    Metric("VIFP", True, "[0, ~2]", "Sheikh & Bovik, IEEE TIP 2006 (summed over both sources)", visual.vifp,
-           min_size=visual.VIF_MIN_SIDE),
+    Metric("VIFP", True, "[0, ~2]", "Sheikh & Bovik, IEEE TIP 2006 (summed over both sources; legacy: the "
+           "toolbox's VIF column, on uint8)", visual.vifp, legacy=toolbox.vif, min_size=visual.VIF_MIN_SIDE),
     Metric("SCD", True, "[-2, 2]", "Aslantas & Bendes, AEU 2015", similarity.scd),
-    Metric("Qabf", True, "[0, 1]", "Xydeas & Petrovic, Electron. Lett. 2000", gradient.qabf,
+    Metric("Qabf", True, "[0, 1]", "Xydeas & Petrovic, Electron. Lett. 2000", gradient.qabf, legacy=toolbox.qabf,
            vifb=("Qabf", vifb.qabf_per_channel), min_size=3),
-    Metric("Nabf", False, "[0, 1]", "Kumar, SIViP 2013 (modified N^{AB/F})", gradient.nabf, min_size=3),
-    Metric("SSIM", True, "[-1, 1] (vifb: summed, [-2, 2])", "Wang et al., IEEE TIP 2004", similarity.ssim,
-           legacy=lambda i, v, f: similarity.ssim(i, v, f, border="replicate"), vifb=("Ssim", vifb.ssim_sum),
-           min_size=11),
-    Metric("MS_SSIM", True, "[0, 1]", "Wang, Simoncelli & Bovik, Asilomar 2003", similarity.ms_ssim, min_size=176),
-    Metric("PSNR", True, "[0, inf] dB", "Jagalingam & Hegde, Aquatic Procedia 2015", similarity.psnr,
-           vifb=("Psnr", vifb.psnr)),
+    Metric("Nabf", False, "[0, 1]", "Kumar, SIViP 2013 (modified N^{AB/F}, his code)", gradient.nabf,
+           legacy=_legacy_nabf, min_size=3),
+    Metric("SSIM", True, "[-1, 1] (vifb: summed, [-2, 2])", "Wang et al., IEEE TIP 2004 (legacy: MEF-SSIM, "
+           "Ma, Zeng & Wang, IEEE TIP 2015)", similarity.ssim, legacy=toolbox.mef_ssim,
+           vifb=("Ssim", vifb.ssim_sum), min_size=11),
+    Metric("MS_SSIM", True, "[0, 1]", "Wang, Simoncelli & Bovik, Asilomar 2003 (legacy: 3-scale MEF-SSIM)",
+           similarity.ms_ssim, legacy=toolbox.mef_ms_ssim, min_size=176),
+    Metric("PSNR", True, "[0, inf] dB (legacy: +48.13 dB)", "Jagalingam & Hegde, Aquatic Procedia 2015",
+           similarity.psnr, legacy=toolbox.psnr, vifb=("Psnr", vifb.psnr)),
+    Metric("MSE", False, "[0, 65025] (legacy: [0, 1])", "mean of the two source-to-fused mean squared errors",
+           similarity.mse, legacy=toolbox.mse),
     Metric("RMSE", False, "[0, 255]", "Jagalingam & Hegde, Aquatic Procedia 2015", similarity.rmse,
            vifb=("Rmse", vifb.rmse)),
     Metric("CC", True, "[-1, 1]", "Pearson correlation, mean over sources", similarity.correlation),
@@ -125,6 +142,26 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
            vifb=("Qcb", vifb.qcb_per_channel), min_size=32),
     Metric("Qcv", False, "[0, inf)", "Chen & Varshney, Information Fusion 2007", visual.qcv,
            vifb=("Qcv", vifb.qcv_per_channel), min_size=16),
+    # the twelve metrics of Liu et al., TPAMI 34(1) 2012, in the order of its fusionAssess.m
+    Metric("Q_MI", True, "[0, 2]", f"normalised MI, Hossny et al., Electron. Lett. 2008; {_LIU}", liu2012.q_mi),
+    Metric("Q_TE", True, "(-inf, inf)", f"Tsallis-entropy MI (q = 0.43137), Cvejic et al. 2006 / Nava et al.; {_LIU}",
+           liu2012.q_te),
+    Metric("Q_NCIE", True, "[0, 1]", f"nonlinear correlation information entropy, Q. Wang et al. 2008; {_LIU}",
+           liu2012.q_ncie),
+    Metric("Q_G", True, "[0, 1]", f"gradient-based, Xydeas & Petrovic 2000; {_LIU}", liu2012.q_g, min_size=3),
+    Metric("Q_M", True, "[0, 3]", f"multiscale (Haar) edge preservation, P.-W. Wang & B. Liu, ICSP 2008; {_LIU}",
+           liu2012.q_m, min_size=4),
+    Metric("Q_SF", True, "(-1, inf), 0 ideal", f"ratio of spatial-frequency error, Y. Zheng et al., Inf. Fusion 2007; "
+           f"{_LIU}", liu2012.q_sf, min_size=2),
+    Metric("Q_P", True, "[0, 1]", f"phase congruency, J. Zhao, R. Laganiere & Z. Liu, IJICIC 2007; {_LIU}",
+           liu2012.q_p, min_size=8),
+    Metric("Q_S", True, "[-1, 1]", f"Piella & Heijmans' fusion quality index, ICIP 2003; {_LIU}", liu2012.q_s,
+           min_size=11),
+    Metric("Q_C", True, "[0, 1]", f"Cvejic et al.'s SSIM-based metric, IJICE 2006; {_LIU}", liu2012.q_c, min_size=11),
+    Metric("Q_Y", True, "[-1, 1]", f"C. Yang et al.'s SSIM-based metric, Inf. Fusion 2008; {_LIU}", liu2012.q_y,
+           min_size=11),
+    Metric("Q_CV", False, "[0, inf)", f"Chen & Varshney, Inf. Fusion 2007; {_LIU}", visual.qcv, min_size=16),
+    Metric("Q_CB", True, "[0, 1]", f"Chen & Blum, Image Vis. Comput. 2009; {_LIU}", visual.qcb, min_size=32),
 ]}
 
 #: VIFB's column name -> (our name, VIFB's code), for calibration against its published values
@@ -184,13 +221,17 @@ def _as_read(image, label: str) -> np.ndarray:
 
 
 def _grey_255(raw: np.ndarray, convention: str) -> np.ndarray:
-    """Luminance on 0..255: float Y (standard) or MATLAB rgb2gray rounded to uint8 (legacy)."""
+    """Luminance on 0..255: float Y (standard) or MATLAB rgb2gray rounded to uint8 (legacy); grey
+    stored as RGB (three equal channels) is that grey in both."""
     if raw.ndim == 2:
         return raw.astype(np.float64)
+    rgb = raw[..., :3]
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+        return rgb[..., 0].astype(np.float64)
     if convention == "legacy":
         weights = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
-        return np.clip(np.floor(raw[..., :3].astype(np.float64) @ weights + 0.5), 0, 255)
-    return luminance(raw[..., :3].astype(np.float32) / 255.0).astype(np.float64) * 255.0
+        return np.clip(np.floor(rgb.astype(np.float64) @ weights + 0.5), 0, 255)
+    return luminance(rgb.astype(np.float32) / 255.0).astype(np.float64) * 255.0
 
 
 def evaluate(ir, vis, fused, metrics=None, convention: str = "standard") -> dict[str, float]:
@@ -200,23 +241,48 @@ def evaluate(ir, vis, fused, metrics=None, convention: str = "standard") -> dict
     images are reduced to luminance except under ``vifb``, which applies VIFB's own per-channel
     rule. :func:`conventions_used` tells which definition produced each value.
     """
+    return evaluate_conventions(ir, vis, fused, metrics, (convention,))[convention]
+
+
+def evaluate_conventions(ir, vis, fused, metrics=None, conventions=tuple(CONVENTIONS)) -> dict[str, dict[str, float]]:
+    """:func:`evaluate` under several conventions at once: convention -> metric -> value.
+
+    Intermediate results (gradients, SSIM moments, histograms, pyramids, FMI features, phase
+    congruency) are computed once per triple and shared across metrics, and a definition that two
+    conventions share (most of them, on grey images) is computed once.
+    """
     names = list(metrics) if metrics is not None else list(METRICS)
+    for convention in conventions:
+        for name in names:
+            definition(name, convention)  # one-line errors for unknown names before any work
     raw = [_as_read(x, label) for x, label in ((ir, "ir"), (vis, "vis"), (fused, "fused"))]
     shapes = {r.shape[:2] for r in raw}
     if len(shapes) != 1:
         raise ContrafuseError(None, f"images differ in size: {[r.shape[:2] for r in raw]}")
     (height, width), = shapes
-    grey = {}
-    results = {}
-    for name in names:
-        func, used = definition(name, convention)
-        check_size(name, height, width, METRICS[name].min_size)
-        if used == "vifb":
-            results[name] = float(func(*raw))
-        else:
-            if used not in grey:
-                grey[used] = [_grey_255(r, used) for r in raw]
-            results[name] = float(func(*grey[used]))
+    greys: dict[str, tuple] = {}
+    computed: dict[tuple, float] = {}
+    results: dict[str, dict[str, float]] = {c: {} for c in conventions}
+    with sharing():
+        for convention in conventions:
+            for name in names:
+                func, used = definition(name, convention)
+                check_size(name, height, width, METRICS[name].min_size)
+                if used == "vifb":
+                    args, key = raw, (func, "as read")
+                else:
+                    if used not in greys:
+                        new = [_grey_255(r, used) for r in raw]
+                        for other in greys.values():  # same pixels under another convention: same arrays
+                            if all(np.array_equal(a, b) for a, b in zip(new, other)):
+                                new = list(other)
+                                break
+                        greys[used] = tuple(new)
+                    args = greys[used]
+                    key = (func, id(args[0]))
+                if key not in computed:
+                    computed[key] = float(func(*args))
+                results[convention][name] = computed[key]
     return results
 
 
@@ -225,12 +291,36 @@ def conventions_used(metrics, convention: str) -> dict[str, str]:
     return {name: definition(name, convention)[1] for name in metrics}
 
 
-def summarise(rows: list[dict[str, float]], metrics) -> tuple[dict[str, float], dict[str, float]]:
-    """Mean and (population) standard deviation per metric, ignoring NaN and infinite values."""
-    mean, std = {}, {}
+class Summary(tuple):
+    """``(mean, std)`` per metric, as a pair; ``dropped`` counts the NaN or infinite values each
+    metric's mean and std leave out (a constant source, for instance, makes Qcb NaN)."""
+
+    def __new__(cls, mean, std, dropped):
+        self = super().__new__(cls, (mean, std))
+        self.dropped = dropped
+        return self
+
+    @property
+    def mean(self) -> dict[str, float]:
+        return self[0]
+
+    @property
+    def std(self) -> dict[str, float]:
+        return self[1]
+
+
+def summarise(rows: list[dict[str, float]], metrics) -> Summary:
+    """Mean and (population) standard deviation per metric over the finite values; how many values
+    were left out is in ``.dropped`` and reported as a warning."""
+    mean, std, dropped = {}, {}, {}
     for name in metrics:
         values = np.array([r[name] for r in rows], dtype=np.float64)
-        values = values[np.isfinite(values)]
-        mean[name] = float(values.mean()) if values.size else math.nan
-        std[name] = float(values.std()) if values.size else math.nan
-    return mean, std
+        finite = values[np.isfinite(values)]
+        dropped[name] = int(values.size - finite.size)
+        mean[name] = float(finite.mean()) if finite.size else math.nan
+        std[name] = float(finite.std()) if finite.size else math.nan
+    left_out = {name: n for name, n in dropped.items() if n}
+    if left_out:
+        warnings.warn("non-finite values left out of the mean: " + ", ".join(
+            f"{name} {n} of {len(rows)}" for name, n in left_out.items()), RuntimeWarning, stacklevel=2)
+    return Summary(mean, std, dropped)

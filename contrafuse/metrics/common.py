@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import numpy as np
 from scipy import ndimage, signal
 
@@ -88,3 +91,38 @@ def histogram256(values: np.ndarray) -> np.ndarray:
 def entropy_of(p: np.ndarray, base: float = 2.0) -> float:
     p = p[p > 0]
     return float(-(p * np.log(p)).sum() / np.log(base))
+
+
+# ------------------------------------------------------------------------------------------------
+# intermediate results shared within one evaluate() call (Sobel maps, histograms, filtered moments,
+# pyramids, FMI features ...): keyed by the identity of the input arrays, which evaluate() keeps
+# alive for the duration of the call
+
+_SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("contrafuse_metric_cache", default=None)
+
+
+@contextlib.contextmanager
+def sharing():
+    """Within this block, :func:`shared` computes each intermediate once. Nested blocks reuse the
+    outer store."""
+    if _SHARED.get() is not None:
+        yield
+        return
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def shared(name: str, *arrays, compute, params=()):
+    """``compute()`` once per (name, input arrays, params) inside :func:`sharing`, else every call.
+    ``arrays`` are the inputs the result depends on (compared by identity)."""
+    store = _SHARED.get()
+    if store is None:
+        return compute()
+    key = (name, tuple(id(a) for a in arrays), params)
+    hit = store.get(key)
+    if hit is None:
+        hit = store[key] = (compute(), arrays)  # keep the inputs alive with the result
+    return hit[0]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .common import check_images, matlab_round, sobel_xy
+from .toolbox import nabf_kumar
 from .vifb import qabf as _qabf_reference
-from .vifb import qabf_map_inputs
 
 
 def standard_deviation(fused) -> float:
@@ -65,25 +65,7 @@ def qabf(ir, vis, fused) -> float:
 
 
 def nabf(ir, vis, fused) -> float:
-    """N^{AB/F}: the fusion-artifact measure in the modified form of Kumar (SIViP 2013), as used by
-    the fusion evaluation toolboxes: where the fused gradient exceeds both sources', the loss of
-    edge preservation counts as artefact, weighted by source edge strength."""
+    """N^{AB/F}, fusion artefacts in Kumar's modified form (SIViP 2013), his reference code on
+    0..255 intensities (see :func:`contrafuse.metrics.toolbox.nabf_kumar`)."""
     ir, vis, fused = check_images(ir, vis, fused, name="Nabf")
-    td, wt_min, lg = 2.0, 0.001, 1.5
-    nrg, kg, sigma_g = 0.9999, 19.0, 0.5
-    nra, ka, sigma_a = 0.9995, 22.0, 0.5
-    g_f, a_f = qabf_map_inputs(fused)
-    strengths, preservation = [], []
-    for src in (ir, vis):
-        g_s, a_s = qabf_map_inputs(src)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            g = np.where(g_s > g_f, g_f / np.where(g_s == 0, 1, g_s),
-                         np.where(g_s == g_f, g_f, g_s / np.where(g_f == 0, 1, g_f)))
-        orient = 1 - np.abs(a_s - a_f) / (np.pi / 2)
-        q = nrg / (1 + np.exp(-kg * (g - sigma_g))) * nra / (1 + np.exp(-ka * (orient - sigma_a)))
-        strengths.append(g_s)
-        preservation.append(q)
-    weights = [np.where(g > td, g**lg, wt_min) for g in strengths]
-    artefact = ((g_f > strengths[0]) & (g_f > strengths[1])).astype(np.float64)
-    numerator = (artefact * ((1 - preservation[0]) * weights[0] + (1 - preservation[1]) * weights[1])).sum()
-    return float(numerator / (weights[0] + weights[1]).sum())
+    return nabf_kumar(ir, vis, fused)

@@ -50,20 +50,27 @@ def ssim(ir, vis, fused, reduce: str = "mean", border: str = "valid") -> float:
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
+def _halve(x: np.ndarray) -> np.ndarray:
+    """``imfilter(x, ones(2)/4, 'symmetric', 'same')`` sampled at odd rows and columns: 2 x 2 block
+    means, the last row/column repeated when the size is odd (Wang's ``msssim.m``)."""
+    x = np.pad(x, ((0, x.shape[0] % 2), (0, x.shape[1] % 2)), mode="edge")
+    h, w = x.shape
+    return x.reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3)) * 0.25
+
+
 def ms_ssim_pair(a, b) -> float:
-    """Multi-scale SSIM (Wang, Simoncelli & Bovik 2003): five scales, 2x2 mean down-sampling,
-    contrast-structure at every scale and luminance at the coarsest (negative values clipped to 0)."""
-    value = 1.0
-    for level, weight in enumerate(MS_SSIM_WEIGHTS):
+    """Multi-scale SSIM (Wang, Simoncelli & Bovik 2003; Wang's ``msssim.m``): five scales,
+    contrast-structure at the first four and SSIM at the fifth, ``prod(term_j ^ w_j)``. A negative
+    term has no real power: NaN (the MATLAB code returns a complex number)."""
+    terms = []
+    for level in range(len(MS_SSIM_WEIGHTS)):
         lum, cs = ssim_components(a, b)
-        last = level == len(MS_SSIM_WEIGHTS) - 1
-        term = (lum * cs).mean() if last else cs.mean()
-        value *= max(term, 0.0) ** weight
-        if not last:
-            h, w = (a.shape[0] // 2) * 2, (a.shape[1] // 2) * 2
-            a = a[:h, :w].reshape(h // 2, 2, w // 2, 2).mean((1, 3))
-            b = b[:h, :w].reshape(h // 2, 2, w // 2, 2).mean((1, 3))
-    return float(value)
+        terms.append((lum * cs).mean() if level == len(MS_SSIM_WEIGHTS) - 1 else cs.mean())
+        a, b = _halve(a), _halve(b)
+    terms = np.array(terms)
+    if (terms < 0).any():
+        return float("nan")
+    return float(np.prod(terms ** np.array(MS_SSIM_WEIGHTS)))
 
 
 def ms_ssim(ir, vis, fused) -> float:
@@ -75,6 +82,12 @@ def ms_ssim(ir, vis, fused) -> float:
 
 def _mse(a, b) -> float:
     return float(((a - b) ** 2).mean())
+
+
+def mse(ir, vis, fused) -> float:
+    """MSE: the mean of the two source-to-fused mean squared errors (0..255 intensities)."""
+    ir, vis, fused = check_images(ir, vis, fused, name="MSE")
+    return (_mse(ir, fused) + _mse(vis, fused)) / 2
 
 
 def rmse(ir, vis, fused) -> float:

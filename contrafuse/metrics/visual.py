@@ -67,12 +67,13 @@ def vifp_pair(ref, dist) -> float:
     maps = vif_maps(ref, dist, 2.0)
     num = sum(vid.sum() for vid, _, _ in maps)
     den = sum(vind.sum() for _, vind, _ in maps)
-    return float(num / den) if den > 0 else 1.0
+    return float(num / den) if den > 0 else float("nan")  # 0/0 where the reference has no variance
 
 
 def vifp(ir, vis, fused) -> float:
     """VIF-P (Sheikh & Bovik 2006, multi-scale pixel domain, noise variance 2) of the fused image
-    against each source, summed, as many fusion papers report it."""
+    against each source, summed, as many fusion papers report it; NaN when a source is flat at
+    every scale (the reference ``vifp_mscale`` divides 0 by 0)."""
     ir, vis, fused = check_images(ir, vis, fused, name="VIFP")
     return vifp_pair(ir, fused) + vifp_pair(vis, fused)
 
