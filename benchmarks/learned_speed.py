@@ -26,13 +26,7 @@ sys.path.insert(0, {here!r})
 from classical_speed import benchmark_pair
 from contrafuse.bench.timing import median_seconds, peak_rss_mb
 from contrafuse.methods import create_method
-from contrafuse.methods import METHODS
-name = {name!r}
-cls = METHODS.get(name)
-try:
-    method = create_method(name)
-except Exception:  # no shipped weights yet: same network, random weights, same cost
-    method = object.__new__(cls); method.device = torch.device('cpu'); method.model = method.build().eval()
+method = create_method({name!r})
 ir, vis = benchmark_pair()
 seconds = median_seconds(lambda: method.fuse_grey(ir, vis), repeats=3)
 print(json.dumps({{'seconds': seconds, 'peak_rss_mb': peak_rss_mb(), 'threads': torch.get_num_threads()}}))

@@ -9,6 +9,8 @@ import json
 import numpy as np
 import pytest
 from conftest import dataset, peers
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 import contrafuse
@@ -76,6 +78,33 @@ def test_a_grey_pair_through_a_colour_network_gives_its_luma():
     colour = contrafuse.fuse(ir, np.dstack([vis] * 3), method=method)
     assert grey.shape == (40, 52) and colour.shape == (40, 52, 3)
     assert np.abs(colour @ np.array([0.299, 0.587, 0.114]) - grey).max() < 1e-5
+
+
+@settings(max_examples=12, deadline=None)
+@given(height=st.integers(1, 33), width=st.integers(1, 33), name=st.sampled_from(sorted(MODEL_SPECS)),
+       seed=st.integers(0, 2**16))
+def test_any_size_gives_that_size_in_the_unit_range_or_one_clear_error(height, width, name, seed):
+    """Every model, any size down to one pixel: the input's shape back, in [0, 1], or (only for
+    per-image statistics on a single pixel) a one-line error."""
+    rng = np.random.default_rng(seed)
+    ir, vis = (rng.random((height, width)).astype(np.float32) for _ in range(2))
+    method = _cached(name)
+    try:
+        out = method.fuse_grey(ir, vis)
+    except ContrafuseError as exc:
+        assert method.needs_whole_image_statistics and max(height, width) <= method.multiple, exc
+        return
+    assert out.shape == (height, width) and out.dtype == np.float32
+    assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+
+
+_METHODS: dict = {}
+
+
+def _cached(name):
+    if name not in _METHODS:
+        _METHODS[name] = create_method(name, precision="fp32")
+    return _METHODS[name]
 
 
 def test_per_image_batchnorm_refuses_a_single_pixel():

@@ -8,27 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ContrafuseError
 from ..io import write_text_atomic
-from ..methods import METHODS, create_method
+from ..methods import create_method
 from .timing import machine_info, median_seconds
-
-
-def _method_for_timing(spec):
-    """The method with its shipped weights, or (no weights yet) the same network untrained."""
-    try:
-        return create_method(spec.name, **spec.options)
-    except ContrafuseError:
-        cls = METHODS.get(spec.name)
-        if getattr(cls, "spec", None) is None:
-            raise
-        import torch
-
-        from ..nn.protocol import ProtocolNetwork
-        method = object.__new__(cls)
-        method.device = torch.device("cpu")
-        method.model = ProtocolNetwork(method.build().eval(), cls.spec.protocols[cls.spec.default_protocol])
-        return method
 
 
 def count_flops(model, size, channels: int = 1) -> int:
@@ -50,17 +32,15 @@ def complexity_table(specs, cfg: dict, out_json: Path, quick: bool = False) -> s
     for spec in specs:
         if spec.external is not None:
             continue
-        method = _method_for_timing(spec)
+        method = create_method(spec.name, **spec.options)
         row = {"parameters": 0, "trainable_parameters": 0, "flops": None}
-        model = getattr(method, "model", None)
-        if model is not None:
+        if getattr(method, "spec", None) is not None:
             from ..nn import fusion_parameters
             model = method.build().eval()  # as declared: before inference-only folding
             fusion_params = fusion_parameters(model)
             row["parameters"] = int(sum(p.numel() for p in fusion_params))
             row["trainable_parameters"] = int(sum(p.numel() for p in fusion_params if p.requires_grad))
-            spec = type(method).spec
-            row["flops"] = count_flops(model, flops_size, spec.protocols[spec.default_protocol].channels)
+            row["flops"] = count_flops(model, flops_size, method.protocol.channels)
         row["runtime_seconds"] = median_seconds(lambda m=method: m.fuse_grey(a, b), repeats=1 if quick else 3)
         rows[spec.label] = row
     write_text_atomic(out_json, json.dumps({"machine": machine_info(), "flops_size": flops_size,
