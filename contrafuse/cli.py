@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__, progress
-from .api import fuse_images, read_sources
+from .api import RESIZE_HINT_CLI, fuse_images, read_sources
 from .errors import ContrafuseError
 from .io import (HIGH_BIT_RULES, OutputError, check_folder_writable, check_output_image, check_writable, image_size,
                  pair_folders, unmatched_names, write_image)
@@ -109,7 +109,7 @@ def _read_pair(ir: Path, vis: Path, out: Path, args) -> tuple:
     _refuse_input_as_output(out, (ir, vis))
     if out.exists() and not args.overwrite:
         raise ContrafuseError(out, "output exists (use --overwrite to replace it)")
-    pair = read_sources(ir, vis, resize=args.resize, high_bit_rule=args.high_bit_rule)
+    pair = read_sources(ir, vis, resize=args.resize, high_bit_rule=args.high_bit_rule, hint=RESIZE_HINT_CLI)
     check_output_image(out, args.bits, colour=any(image.ndim == 3 for image in pair))
     return pair
 
@@ -139,7 +139,9 @@ def cmd_fuse(args) -> int:
         if out.exists() and not args.overwrite:
             raise ContrafuseError(out, "output exists (use --overwrite to replace it)")
         check_writable(out)
-        if int(os.environ.get("RANK", "0") or 0) > 0:  # under torchrun one pair is fused once, by process 0
+        from . import distributed
+
+        if distributed.launched() and distributed.rank() > 0:  # under torchrun one pair is fused once, by process 0
             return 0
         if (args.method_cache is None and getattr(METHODS.get(args.method or DEFAULT_METHOD), "uses_torch", False)
                 and getattr(args, "option_device", None) in (None, "cpu")):  # a GPU is not held by an idle worker
@@ -258,7 +260,8 @@ def _run_folder(jobs: list[FolderJob], label: str, done: str, out_dir: Path, ove
     if main_process:
         print(f"{made} {done}, {skipped} skipped, {failed} failed{f', {left} not attempted' if left else ''} "
               f"-> {out_dir}")
-    return EXIT_BAD_INPUT if failed or left else 0
+    # under torchrun process 0 reports for all (the launcher exits 1 when any process exits non-zero)
+    return EXIT_BAD_INPUT if (failed or left) and main_process else 0
 
 
 def _report_unmatched(first, second) -> int:
@@ -276,12 +279,18 @@ def cmd_train(args) -> int:
     from .train.recipes import RECIPES
 
     cfg = load_config(args.config)
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ContrafuseError("--max-steps", f"must be at least 1, not {args.max_steps}")
     if args.precision:
         cfg["precision"] = args.precision
     if cfg["method"] != args.method:
         raise ContrafuseError(args.config, f"config is for method {cfg['method']!r}, not {args.method!r}")
     if args.export:
         from .train.loop import export_checkpoint
+        export = Path(args.export)
+        if export.suffix != ".safetensors":
+            raise ContrafuseError(export, "exported weights go to a .safetensors file")
+        check_writable(export)
         path = export_checkpoint(args.out or cfg["output"], RECIPES.get(args.method)(), cfg, args.export)
         print(f"exported {path}")
         return 0
@@ -329,16 +338,23 @@ def cmd_evaluate(args) -> int:
 
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else list(METRICS)
     used = conventions_used(metrics, args.convention)  # validates names before any work
+    out = Path(args.output)  # and the output, before any metric is computed
+    if args.format is None and out.suffix.lower() not in (".csv", ".json"):
+        raise ContrafuseError(out, "results go to a .csv or .json file (or give --format csv|json)")
+    if out.exists() and not args.overwrite:
+        raise ContrafuseError(out, "output exists (use --overwrite to replace it)")
+    check_writable(out)
     pairs = pair_folders(args.ir_dir, args.vis_dir)
     fused = list_images_by_name(args.fused_dir)
     failed = _report_unmatched(args.ir_dir, args.vis_dir)
     rows = []
-    for pair in tqdm(pairs, desc=f"evaluating ({args.convention})", unit="image", file=sys.stderr):
+    for pair in progress.bar(pairs, desc=f"evaluating ({args.convention})", unit="image"):
         if pair.name not in fused:
             failed += 1
             tqdm.write(f"fail {pair.name}: no fused image named {pair.name}.* in {args.fused_dir}", file=sys.stderr)
             continue
         try:
+            _check_same_size(pair.first, pair.second, fused[pair.name])
             values = evaluate(pair.first, pair.second, fused[pair.name], metrics=metrics, convention=args.convention)
         except ContrafuseError as exc:
             failed += 1
@@ -348,10 +364,18 @@ def cmd_evaluate(args) -> int:
     if not rows:
         raise ContrafuseError(args.fused_dir, "no pair could be evaluated")
     mean, std = summarise(rows, metrics)
-    out = write_results(args.output, rows, mean, std, metrics, args.convention, used, fmt=args.format,
+    out = write_results(out, rows, mean, std, metrics, args.convention, used, fmt=args.format,
                         overwrite=args.overwrite)
     print(f"wrote {out} ({len(rows)} images evaluated, {failed} failed, convention {args.convention})")
     return EXIT_BAD_INPUT if failed else 0
+
+
+def _check_same_size(*paths: Path) -> None:
+    """The images of one evaluated triple have one size, or a one-line error naming the files."""
+    sizes = [image_size(path) for path in paths]
+    for path, size in zip(paths[1:], sizes[1:]):
+        if size != sizes[0]:
+            raise ContrafuseError(path, f"size {size[0]}x{size[1]} differs from {paths[0]} ({sizes[0][0]}x{sizes[0][1]})")
 
 
 @command("masks")
@@ -377,8 +401,11 @@ def cmd_masks(args) -> int:
 
 @command("benchmark")
 def cmd_benchmark(args) -> int:
+    from .bench.config import load_benchmark_config
     from .bench.runner import run_benchmark
 
+    load_benchmark_config(args.config)  # a bad config, then an unwritable output folder: before any work
+    check_folder_writable(args.output or Path("runs") / "benchmark" / Path(args.config).stem)
     out = run_benchmark(args.config, args.output, quick=args.quick)
     print(f"benchmark report: {out / 'report.md'}")
     return 0
@@ -457,12 +484,15 @@ def cmd_worker(args) -> int:
     from . import worker
 
     if args.action == "stop":
-        print(f"stopped {worker.stop_all()} worker(s)")
+        print(f"stopped {worker.stop_all()} worker(s) of this user (any version; a busy one after its run)")
         return 0
     running = worker.workers()
     for status in running:
-        print(f"pid {status['pid']}: served {status['served']} run(s) in {status['uptime_s']} s; "
-              f"models loaded: {', '.join(status['methods']) or 'none'}")
+        if status.get("busy"):
+            print(f"busy: a worker is fusing (socket {status['socket']}); its status comes when the run ends")
+        else:
+            print(f"pid {status['pid']}: served {status['served']} run(s) in {status['uptime_s']} s; "
+                  f"models loaded: {', '.join(status['methods']) or 'none'}")
     if not running:
         print("no worker running")
     return 0
@@ -483,13 +513,23 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def _add_command(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A command's parser; ``--debug`` and ``--quiet`` may also follow the command's name."""
+    p = sub.add_parser(name, **kwargs)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="contrafuse", description="Multi-modality image fusion toolkit.")
     parser.add_argument("--version", action="version", version=f"contrafuse {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars (there are none when "
+                        "standard error is not a terminal)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("fuse", help="fuse one image pair, or two folders of pairs matched by base name")
+    p = _add_command(sub, "fuse", help="fuse one image pair, or two folders of pairs matched by base name")
     p.add_argument("--ir", help="infrared (or functional / first) image")
     p.add_argument("--vis", help="visible (or structural / second) image")
     p.add_argument("-o", "--output", help="output image path (.png default; .tif, .jpg, .bmp)")
@@ -499,9 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="png", choices=["png", "tif", "jpg", "bmp"], help="output format in folder mode")
     _add_fusion_options(p)
 
-    sub.add_parser("methods", help="list the fusion methods")
+    _add_command(sub, "methods", help="list the fusion methods")
 
-    p = sub.add_parser("task-eval", help="task-driven evaluation: detection (AP50/mAP50) or segmentation (mIoU) "
+    p = _add_command(sub, "task-eval", help="task-driven evaluation: detection (AP50/mAP50) or segmentation (mIoU) "
                                          "on the sources and each method's fused images")
     p.add_argument("task", choices=["detection", "segmentation"])
     p.add_argument("--ir-dir", required=True)
@@ -517,17 +557,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="results CSV, one row per method")
     p.add_argument("--overwrite", action="store_true")
 
-    p = sub.add_parser("serve", help="a local web app: upload a pair, pick methods, compare and download")
+    p = _add_command(sub, "serve", help="a local web app: upload a pair, pick methods, compare and download")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
 
-    p = sub.add_parser("export", help="export a learned method's network to ONNX (run it with ONNX Runtime)")
+    p = _add_command(sub, "export", help="export a learned method's network to ONNX (run it with ONNX Runtime)")
     p.add_argument("--method", default=None, help=f"a learned method (default: {DEFAULT_METHOD})")
     p.add_argument("-o", "--output", required=True, help="output .onnx file")
     _add_method_options(p, only=("weights", "inference"))  # the protocol is baked into the export
     p.add_argument("--overwrite", action="store_true")
 
-    p = sub.add_parser("evaluate", help="compute fusion metrics for folders of sources and fused images")
+    p = _add_command(sub, "evaluate", help="compute fusion metrics for folders of sources and fused images")
     p.add_argument("--ir-dir", required=True)
     p.add_argument("--vis-dir", required=True)
     p.add_argument("--fused-dir", required=True)
@@ -537,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["csv", "json"], help="default: from the output suffix")
     p.add_argument("--overwrite", action="store_true")
 
-    p = sub.add_parser("masks", help="automatic salient masks for CoCoNet's contrastive loss")
+    p = _add_command(sub, "masks", help="automatic salient masks for CoCoNet's contrastive loss")
     p.add_argument("--ir-dir", required=True, help="folder of infrared (or, with --kind mri, MRI) images")
     p.add_argument("-o", "--output", required=True, help="folder for the masks (PNG, 255 = salient)")
     p.add_argument("--kind", choices=["infrared", "mri"], default="infrared",
@@ -546,12 +586,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --kind mri: self-organising map (Li & Chi 2005, default) or intensity k-means")
     p.add_argument("--overwrite", action="store_true")
 
-    p = sub.add_parser("benchmark", help="fuse datasets with many methods, evaluate, write tables and plots")
+    p = _add_command(sub, "benchmark", help="fuse datasets with many methods, evaluate, write tables and plots")
     p.add_argument("config", help="benchmark YAML (see benchmarks/*.yaml)")
     p.add_argument("-o", "--output", help="output folder (default runs/benchmark/<config name>)")
     p.add_argument("--quick", action="store_true", help="two pairs, two methods (smoke run)")
 
-    p = sub.add_parser("train", help="train a learned method from a YAML config (resumable)")
+    p = _add_command(sub, "train", help="train a learned method from a YAML config (resumable)")
     p.add_argument("method", help="coconet or clfnet")
     p.add_argument("--config", required=True, help="experiment YAML, e.g. configs/coconet_tno.yaml")
     p.add_argument("--out", help="output folder (default: the config's 'output')")
@@ -563,11 +603,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training arithmetic (default: the config's 'precision', else auto = bf16 autocast "
                         "where the CPU/GPU has native bfloat16, fp32 otherwise)")
 
-    p = sub.add_parser("worker", help="the background process that keeps learned models loaded between "
+    p = _add_command(sub, "worker", help="the background process that keeps learned models loaded between "
                                       "single-pair fuse runs (CONTRAFUSE_WORKER=off: none)")
     p.add_argument("action", choices=["status", "stop"])
 
-    p = sub.add_parser("weights", help="fetch and cache weights: the VGG-19 ImageNet weights CoCoNet needs, "
+    p = _add_command(sub, "weights", help="fetch and cache weights: the VGG-19 ImageNet weights CoCoNet needs, "
                                        "and the peer models' official weights")
     p.add_argument("action", choices=["fetch", "where"], help="fetch: download/verify/convert; where: print the cache folder")
     p.add_argument("name", nargs="?", default="vgg19",
@@ -584,6 +624,7 @@ def main(argv: list[str] | None = None, *, method_cache=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv, args.method_cache = argv, method_cache
+    progress.quiet = args.quiet
     try:
         with warnings.catch_warnings():
             if not args.debug:  # third-party libraries' warnings (e.g. PyWavelets on tiny images) are noise here
@@ -600,6 +641,15 @@ def main(argv: list[str] | None = None, *, method_cache=None) -> int:
             raise
         print("contrafuse: error: not enough memory for this input (a very large image? learned methods "
               "tile above CONTRAFUSE_TILE_MEMORY; CONTRAFUSE_MAX_PIXELS caps image size)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:  # e.g. 'contrafuse methods | head -1': stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:  # the system refused something the checks before could not foresee
+        if args.debug or exc.errno is None:
+            raise
+        where = exc.filename if exc.filename is not None else None
+        print(f"contrafuse: error: {ContrafuseError(where, exc.strerror or str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("contrafuse: interrupted", file=sys.stderr)

@@ -72,7 +72,19 @@ class Group:
 
 
 def launched() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """Whether this is one of several processes of a torchrun launch."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    except ValueError:
+        raise ContrafuseError("WORLD_SIZE", f"must be a whole number, not {os.environ['WORLD_SIZE']!r}") from None
+
+
+def rank() -> int:
+    """This process's rank in a torchrun launch (0 without one)."""
+    try:
+        return int(os.environ.get("RANK", "0")) if launched() else 0
+    except ValueError:
+        raise ContrafuseError("RANK", f"must be a whole number, not {os.environ['RANK']!r}") from None
 
 
 def join(device_type: str = "cpu") -> Group:

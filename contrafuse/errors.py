@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 
@@ -20,14 +21,16 @@ class ContrafuseError(Exception):
 
 def positive_setting(variable: str, default, what: str, parse=float):
     """The environment ``variable`` parsed by ``parse`` (``default`` when unset); anything that is
-    not a positive number is a one-line error naming the variable and ``what`` it must be."""
+    not a positive finite number (``0``, ``abc``, ``inf``, ``nan``) is a one-line error naming the
+    variable and ``what`` it must be."""
     value = os.environ.get(variable)
     if value is None:
         return default
     try:
         number = parse(value)
-    except ValueError:
-        number = 0
-    if number <= 0:
+        usable = math.isfinite(number) and number > 0
+    except (ValueError, OverflowError, TypeError):  # "abc"; int(float("inf")); a parser giving None
+        usable = False
+    if not usable:
         raise ContrafuseError(variable, f"must be a positive {what}, not {value!r}")
     return number

@@ -1,13 +1,17 @@
 """Image reading and writing, colour handling and folder pairing.
 
 Images are handed around as ``float32`` NumPy arrays in [0, 1]: ``(H, W)`` for grey,
-``(H, W, 3)`` for RGB. Readers never modify their input; writers are atomic
-(temporary file in the destination folder, then ``os.replace``).
+``(H, W, 3)`` for RGB. Readers never modify their input and turn images upright by their EXIF
+orientation; writers are atomic (temporary file in the destination folder, then ``os.replace``),
+and a write that fails (disk full, file-size limit, read-only place) is a one-line error naming the
+output that leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import functools
 import io
 import os
 import tempfile
@@ -21,7 +25,17 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import ContrafuseError, positive_setting
 
+#: Output file types (8-bit grey or RGB; 16-bit grey in PNG and TIFF only).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")
+
+#: Pillow formats that open without external programs yet hold no raster image we could fuse:
+#: stubs for scientific containers, vector and video formats. Folder mode lists every other
+#: format Pillow reads, which is what single-pair mode reads.
+_NOT_IMAGES = {"BUFR", "GRIB", "HDF5", "FITS", "WMF", "EPS", "MPEG", "IPTC"}
+
+#: EXIF tag holding the orientation a viewer applies (1 = stored upright).
+EXIF_ORIENTATION = 0x0112
 
 #: Largest image (in pixels) accepted before we call it a decompression bomb.
 #: Override with the environment variable ``CONTRAFUSE_MAX_PIXELS``.
@@ -33,6 +47,15 @@ HIGH_BIT_RULES = {
     "percentile": "clip to the 0.5th..99.5th percentile, then stretch to 0..1 (robust to hot pixels)",
     "full": "divide by the type's full range (65535 for 16-bit): keeps absolute radiometry",
 }
+
+
+@functools.cache
+def readable_suffixes() -> tuple[str, ...]:
+    """File name endings of every image format this Pillow reads (``.png``, ``.jpg``, ``.gif``,
+    ``.webp``, ...): the files folder mode pairs."""
+    Image.init()
+    return tuple(sorted(suffix for suffix, fmt in Image.registered_extensions().items()
+                        if fmt in Image.OPEN and fmt not in _NOT_IMAGES))
 
 
 def max_pixels() -> int:
@@ -58,9 +81,10 @@ def _high_bit_to_unit(values: np.ndarray, rule: str, full_range: float) -> np.nd
 def read_image(path: str | os.PathLike, *, high_bit_rule: str = "minmax") -> np.ndarray:
     """Read an image file as float32 in [0, 1]: ``(H, W)`` if grey, ``(H, W, 3)`` if colour.
 
-    Palette images are expanded; RGB files whose three channels are identical are returned
-    as grey; an alpha channel is dropped. 16-bit and float images are mapped to [0, 1] with
-    ``high_bit_rule`` (see :data:`HIGH_BIT_RULES`).
+    Images are turned upright by their EXIF orientation, as viewers show them. Palette images
+    are expanded; RGB files whose three channels are identical are returned as grey; an alpha
+    channel is dropped. 16-bit and float images are mapped to [0, 1] with ``high_bit_rule``
+    (see :data:`HIGH_BIT_RULES`).
     """
     path = Path(path)
     if not path.exists():
@@ -81,7 +105,12 @@ def read_image(path: str | os.PathLike, *, high_bit_rule: str = "minmax") -> np.
                         "(set CONTRAFUSE_MAX_PIXELS to allow it)")
                 if width == 0 or height == 0:
                     raise ContrafuseError(path, "image has zero size")
+                turn = orientation(img)
+                if turn in _QUARTER_TURNS and img.format == "TIFF":
+                    img.filename = ""  # Pillow memory-maps an uncompressed TIFF with the turned size: read it instead
                 img.load()
+                if orientation(img) == turn:  # Pillow turns a TIFF itself as it loads it, and drops the tag
+                    img = upright(img, turn)
                 mode = img.mode
                 if mode == "P" or mode == "PA":
                     img = img.convert("RGBA" if "transparency" in img.info or mode == "PA" else "RGB")
@@ -97,7 +126,11 @@ def read_image(path: str | os.PathLike, *, high_bit_rule: str = "minmax") -> np.
         raise
     except UnidentifiedImageError:
         raise ContrafuseError(path, "not a readable image (unknown or corrupt format)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except OSError as exc:
+        if exc.errno is not None:  # the file system's error (permission, I/O), not the decoder's
+            raise ContrafuseError(path, f"cannot read ({exc.strerror or exc})") from None
+        raise ContrafuseError(path, f"cannot decode image ({exc})") from None
+    except (SyntaxError, ValueError) as exc:
         raise ContrafuseError(path, f"cannot decode image ({exc})") from None
 
     if mode == "1":
@@ -119,6 +152,49 @@ def read_image(path: str | os.PathLike, *, high_bit_rule: str = "minmax") -> np.
         if np.array_equal(unit[..., 0], unit[..., 1]) and np.array_equal(unit[..., 0], unit[..., 2]):
             unit = unit[..., 0]
     return np.ascontiguousarray(unit, dtype=np.float32)
+
+
+def orientation(img: Image.Image) -> int:
+    """The EXIF orientation of an opened image (1 when absent, unreadable or not one of 1-8)."""
+    try:
+        value = img.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001  (damaged EXIF: the pixels are shown as stored)
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+#: EXIF orientations that swap width and height
+_QUARTER_TURNS = (5, 6, 7, 8)
+
+#: the transposition that shows an image stored with each EXIF orientation upright (as in
+#: Pillow's ``ImageOps.exif_transpose``, which misses a TIFF's orientation once the image is loaded)
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+
+
+def upright(img: Image.Image, turn: int | None = None) -> Image.Image:
+    """``img`` as a viewer shows it: turned by its EXIF orientation (``turn``, read by
+    :func:`orientation` before the image was loaded); unchanged when it is stored upright."""
+    turn = orientation(img) if turn is None else turn
+    return img.transpose(_UPRIGHT[turn]) if turn in _UPRIGHT else img
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` of an image file as it is shown (EXIF orientation applied), read from
+    its header; a one-line error for a file that is not an image."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            width, height = img.size  # a TIFF's is already the turned size
+            turned = orientation(img) in _QUARTER_TURNS and img.format != "TIFF"
+            return (height, width) if turned else (width, height)
+    except FileNotFoundError:
+        raise ContrafuseError(path, "file not found") from None
+    except UnidentifiedImageError:
+        raise ContrafuseError(path, "not a readable image (unknown or corrupt format)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ContrafuseError(path, f"cannot read ({getattr(exc, 'strerror', None) or exc})") from None
 
 
 def to_uint(image: np.ndarray, bits: int = 8) -> np.ndarray:
@@ -164,10 +240,22 @@ def atomic_replace(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+class OutputError(ContrafuseError):
+    """An output that could not be written. ``stops_run``: nothing more can be written there
+    (the disk or quota is full, the file system is read-only), so a folder run stops."""
+
+    STOPPING = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+    def __init__(self, path, exc: OSError):
+        super().__init__(path, f"cannot write here ({exc.strerror or exc})")
+        self.stops_run = exc.errno in self.STOPPING
+
+
 @contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "wb"):
     """Write through a temporary file beside ``path``: on success it is flushed to disk and replaces
-    ``path`` in one step, so a reader never sees half a file; on failure it is removed."""
+    ``path`` in one step, so a reader never sees half a file; on failure it is removed, and a
+    failure of the file system (disk full, file-size limit, ...) is an :class:`OutputError`."""
     fd, tmp = _temporary_beside(Path(path))
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as handle:
@@ -175,9 +263,11 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb"):
             handle.flush()
             os.fsync(handle.fileno())
         atomic_replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise OutputError(path, exc) from None
         raise
 
 
@@ -203,7 +293,7 @@ def _temporary_beside(path: Path) -> tuple[int, str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         return tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
     except OSError as exc:
-        raise ContrafuseError(path, f"cannot write here ({exc.strerror or exc})") from None
+        raise OutputError(path, exc) from None
 
 
 def check_writable(path: str | os.PathLike) -> None:
@@ -216,6 +306,41 @@ def check_writable(path: str | os.PathLike) -> None:
     os.unlink(tmp)
 
 
+def check_folder_writable(folder: str | os.PathLike) -> None:
+    """Fail before any work if files cannot be created in ``folder``, creating nothing: a test file
+    is made, and removed, in the folder or in its nearest existing parent."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ContrafuseError(existing, "is not a folder; cannot create " + str(folder))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=existing)
+    except OSError as exc:
+        raise OutputError(folder, exc) from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def check_output_image(path: str | os.PathLike, bits: int = 8, *, colour: bool = False) -> None:
+    """Refuse, before any work, an output image that :func:`write_image` could not write: an
+    unknown file type, 16 bits outside PNG/TIFF, 16 bits for a colour result."""
+    path = Path(path)
+    if path.is_dir():
+        raise ContrafuseError(path, "is a folder; give an output file name such as fused.png")
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ContrafuseError(path, f"unsupported output type {suffix or '(none)'}; use one of {', '.join(IMAGE_SUFFIXES)}")
+    if bits not in (8, 16):
+        raise ContrafuseError(path, f"output depth must be 8 or 16 bits, not {bits}")
+    if bits == 16 and suffix not in SIXTEEN_BIT_SUFFIXES:
+        raise ContrafuseError(path, "16-bit output needs a .png or .tif file name")
+    if bits == 16 and colour:
+        raise ContrafuseError(path, "16-bit output is supported for grey images only; this result is colour "
+                              "(use 8 bits)")
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray, *, bits: int = 8,
                 overwrite: bool = False) -> Path:
     """Write a [0, 1] grey or RGB image atomically. 16-bit output is grey PNG/TIFF only."""
@@ -225,17 +350,8 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, bits: int = 8,
     if path.exists() and not overwrite:
         raise ContrafuseError(path, "output exists (use --overwrite to replace it)")
     suffix = path.suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
-        raise ContrafuseError(path, f"unsupported output type {suffix or '(none)'}; use one of {', '.join(IMAGE_SUFFIXES)}")
-    data = to_uint(image, bits)
-    if bits == 16:
-        if data.ndim == 3:
-            raise ContrafuseError(path, "16-bit output is supported for grey images only")
-        if suffix not in (".png", ".tif", ".tiff"):
-            raise ContrafuseError(path, "16-bit output needs a .png or .tif file name")
-        pil = Image.fromarray(data)  # mode I;16
-    else:
-        pil = Image.fromarray(data)
+    check_output_image(path, bits, colour=np.ndim(image) == 3)
+    pil = Image.fromarray(to_uint(image, bits))  # 16 bits: mode I;16
     # zlib level 1 for PNG (as OpenCV's default): a quarter of the encoding time of Pillow's
     # default level 6 for files about 5 % larger (RoadScene fusions, measured)
     options = {"compress_level": 1} if suffix == ".png" else {}
@@ -309,8 +425,13 @@ def list_images(folder: str | os.PathLike) -> dict[str, Path]:
     if not folder.is_dir():
         raise ContrafuseError(folder, "folder not found" if not folder.exists() else "not a folder")
     found: dict[str, Path] = {}
-    for entry in sorted(folder.iterdir()):
-        if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES and not entry.name.startswith("."):
+    suffixes = set(readable_suffixes())
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        raise ContrafuseError(folder, f"cannot list the folder ({exc.strerror or exc})") from None
+    for entry in entries:
+        if entry.suffix.lower() in suffixes and not entry.name.startswith(".") and entry.is_file():
             if entry.stem in found:
                 raise ContrafuseError(entry, f"two images share the base name {entry.stem!r} ({found[entry.stem].name})")
             found[entry.stem] = entry
@@ -340,5 +461,5 @@ def unmatched_names(first: str | os.PathLike, second: str | os.PathLike) -> list
 def _listed(folder: str | os.PathLike) -> dict[str, Path]:
     found = list_images(folder)
     if not found:
-        raise ContrafuseError(folder, "folder holds no images (" + ", ".join(IMAGE_SUFFIXES) + ")")
+        raise ContrafuseError(folder, "folder holds no images (.png, .jpg, .tif, .bmp, .gif, .webp, ... files)")
     return found

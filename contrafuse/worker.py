@@ -37,6 +37,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import distributed
 from .errors import ContrafuseError, positive_setting
 from .weights import home
 
@@ -61,14 +62,19 @@ def enabled() -> bool:
     if setting in ("off", "0", "no"):
         return False
     idle_seconds()  # a bad value is an error here, not in the worker
-    return hasattr(socket, "AF_UNIX") and hasattr(socket, "SO_PEERCRED") and int(os.environ.get("WORLD_SIZE", "1")) <= 1
+    return hasattr(socket, "AF_UNIX") and hasattr(socket, "SO_PEERCRED") and not distributed.launched()
 
 
 def run_folder() -> Path:
-    """Where the sockets live: ``$CONTRAFUSE_HOME/run``, created private to the user."""
+    """Where the sockets live: ``$CONTRAFUSE_HOME/run``, created private to the user (a one-line
+    error when it cannot be)."""
     folder = home().resolve() / "run"
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+    except OSError as exc:
+        raise ContrafuseError(folder, f"cannot make the workers' folder ({exc.strerror or exc}); "
+                              "set CONTRAFUSE_HOME to a writable folder") from None
     return folder
 
 
@@ -183,7 +189,7 @@ def delegate(argv: list[str]) -> int | None:
             return None
         if started:
             _stop_outdated(path)
-    except OSError:  # no private folder, no current folder, ...: fuse in this process
+    except (OSError, ContrafuseError):  # no private folder, no current folder, ...: fuse in this process
         return None
     try:
         reply = _request(path, message)
@@ -220,9 +226,14 @@ def _statuses(timeout: float) -> list[dict]:
     return found
 
 
+#: how long ``worker status`` waits for a worker's answer: an idle one answers at once, a busy one
+#: (it serves one request at a time) is listed as busy
+STATUS_TIMEOUT = 1.0
+
+
 def workers() -> list[dict]:
-    """Status of every worker of this user (any code version)."""
-    return _statuses(timeout=5)
+    """Status of every worker of this user (any code version); a busy one as ``{"socket", "busy"}``."""
+    return _statuses(timeout=STATUS_TIMEOUT)
 
 
 def _stop_outdated(current: Path) -> None:

@@ -33,7 +33,7 @@ def test_a_short_halo_is_what_makes_tiles_differ(pair):
     """The property above is not vacuous: with a halo shorter than the network's reach the tiles'
     edges show (so the test would catch tiles cut wrongly)."""
     whole = create_method("coconet", tile=0, inference="standard", precision="fp32").fuse_grey(*pair)
-    method = create_method("coconet", tile=48, inference="standard", precision="fp32")
+    method = create_method("coconet", tile=112, inference="standard", precision="fp32")  # 2 x 2 tiles
     method.halo = 8
     assert np.abs(method.fuse_grey(*pair) - whole).max() * 255 > 1
 

@@ -156,6 +156,10 @@ def test_the_page_in_a_real_browser(server, tno, tmp_path):
         assert Image.open(saved).size == Image.open(tno[0]).size
         if os.environ.get("CONTRAFUSE_SCREENSHOT"):  # the README's picture
             page.screenshot(path=os.environ["CONTRAFUSE_SCREENSHOT"], full_page=True)
+        # a new source clears the results of the old pair
+        page.set_input_files("#ir", str(tno[1]))
+        assert page.locator("[data-label^='result']").count() == 0
+        assert all(not o.startswith("result") for o in page.eval_on_selector_all("#cmp-a option", "os => os.map(o => o.value)"))
         # a bad upload shows its message in the page
         (tmp_path / "notes.png").write_text("not an image")
         page.set_input_files("#vis", str(tmp_path / "notes.png"))

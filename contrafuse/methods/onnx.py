@@ -50,12 +50,19 @@ def export_onnx(method, path: str | os.PathLike) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=path.parent)
     os.close(fd)
     try:
+        import logging
         import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, examples, tmp, input_names=["first", "second"], output_names=["fused"],
-                              dynamic_shapes=shapes, dynamo=True,
-                              external_data=False)
+        exporter_log = logging.getLogger("torch.onnx")  # its notes (e.g. "torchvision is not installed") are not ours
+        level = exporter_log.level
+        exporter_log.setLevel(logging.ERROR)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(model, examples, tmp, input_names=["first", "second"], output_names=["fused"],
+                                  dynamic_shapes=shapes, dynamo=True, verbose=False,  # no progress lines
+                                  external_data=False)
+        finally:
+            exporter_log.setLevel(level)
         graph = onnx.load(tmp)
         entry = graph.metadata_props.add()
         entry.key, entry.value = META_KEY, json.dumps(recipe_of(method))

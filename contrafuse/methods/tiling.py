@@ -200,10 +200,18 @@ def run_tiled(model, canvases: list[np.ndarray], to_tensor, *, core: int, halo: 
     float32 in the network's range. ``model`` is a torch module (whole-image statistics handled) or
     any callable on what ``to_tensor`` makes, returning ``(1, channels, h, w)`` (e.g. an ONNX Runtime
     session: no statistics)."""
+    from .. import progress
+
     height, width = canvases[0].shape[:2]
     if halo % multiple or core % multiple:
         raise ValueError("halo and core must be multiples of the network's size multiple")
     tiles = plan_tiles(height, width, core, halo, multiple)
+    with progress.bar(total=len(tiles), desc=f"{len(tiles)} tiles", unit="tile", leave=False) as bar:
+        return _run_tiles(model, canvases, to_tensor, tiles, multiple, bar)
+
+
+def _run_tiles(model, canvases, to_tensor, tiles: list[Tile], multiple: int, bar) -> np.ndarray:
+    height, width = canvases[0].shape[:2]
 
     def inputs(tile):
         return [to_tensor(c[tile.y0:tile.y1, tile.x0:tile.x1]) for c in canvases]
@@ -223,6 +231,7 @@ def run_tiled(model, canvases: list[np.ndarray], to_tensor, *, core: int, halo: 
     if not hasattr(model, "named_modules"):
         for tile in tiles:
             place(tile, np.asarray(model(*inputs(tile))))
+            bar.update()
         return out
 
     import torch
@@ -233,14 +242,17 @@ def run_tiled(model, canvases: list[np.ndarray], to_tensor, *, core: int, halo: 
             passes = stats.schedule(model, [to_tensor(c[:side, :side]) for c in canvases])
         else:
             passes = []
+        bar.reset(total=len(tiles) * (len(passes) + 1))  # statistics passes, then the output pass
         with torch.inference_mode():
             for collect in passes:
                 stats.collecting = set(collect)
                 for tile in tiles:
                     stats.run_tile(model, inputs(tile), core_of(tile), tile.y1 - tile.y0)
+                    bar.update()
                 stats.finish_pass()
             for tile in tiles:
                 place(tile, stats.run_tile(model, inputs(tile), core_of(tile), tile.y1 - tile.y0).float().cpu().numpy())
+                bar.update()
         return out
     finally:
         stats.close()

@@ -30,27 +30,38 @@ import numpy as np
 import torch
 import yaml
 from safetensors.torch import save_file
-from tqdm import tqdm
 
 from .. import distributed
 from ..bench.timing import machine_info
+from .. import progress as progress_bars
 from ..errors import ContrafuseError
+from ..io import atomic_replace, check_folder_writable, write_text_atomic
 from ..precision import autocast, resolve_precision, torch_device
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
+def _write_atomic(path: Path, save) -> None:
+    """``save(tmp)`` then move ``tmp`` over ``path`` with normal permissions; a failed write (disk
+    full, ...) leaves no temporary file and is a one-line error naming ``path``."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        save(tmp)
+        atomic_replace(tmp, path)
+    except (OSError, RuntimeError, ValueError) as exc:  # torch.save and safetensors report disk errors as these
+        tmp.unlink(missing_ok=True)
+        reason = getattr(exc, "strerror", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ContrafuseError(path, f"cannot write ({reason})") from None
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    _write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def export_weights(model, path: Path, metadata: dict) -> Path:
-    """Write the trainable state (no frozen VGG) as safetensors, atomically."""
+    """Write the trainable state (no frozen VGG) as safetensors, atomically, with the permissions
+    of the run's other files (safetensors alone writes owner-only files)."""
     state = model.trainable_state_dict() if hasattr(model, "trainable_state_dict") else model.state_dict()
     state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
-    os.replace(tmp, path)
+    _write_atomic(Path(path), lambda tmp: save_file(state, str(tmp), metadata={k: str(v) for k, v in metadata.items()}))
     return path
 
 
@@ -110,6 +121,9 @@ def train(cfg: dict, recipe, *, out_dir: str | os.PathLike | None = None, resume
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists() and not resume:
         raise ContrafuseError(ckpt_path, "a run exists here; pass --resume to continue it or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise ContrafuseError(out, "is a file; the run needs a folder here")
+    check_folder_writable(out)  # before any work; creates nothing
     group = distributed.join(torch.device(device).type if isinstance(device, str) and device else "cpu")
     try:
         return _train(cfg, recipe, out, ckpt_path, resume, max_steps, device, group)
@@ -118,8 +132,8 @@ def train(cfg: dict, recipe, *, out_dir: str | os.PathLike | None = None, resume
 
 
 def _train(cfg, recipe, out: Path, ckpt_path: Path, resume: bool, max_steps, device, group) -> Path:
-    if group.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+    """The run folder is made, and its records written, once the first stage's data is ready: a
+    config whose data cannot be cut into batches leaves nothing behind."""
     threads = int(cfg.get("threads") or 0) or (torch.get_num_threads() if not group.active else os.cpu_count() or 1)
     torch.set_num_threads(max(1, threads // group.local_world_size))  # the processes of a machine share its cores
     seed = int(cfg.get("seed", 0))
@@ -147,9 +161,16 @@ def _train(cfg, recipe, out: Path, ckpt_path: Path, resume: bool, max_steps, dev
         if group.is_main:
             print(f"resuming {out} at stage {progress['stage']} epoch {progress['epoch']} batch {progress['batch']}")
     recorded = {k: v for k, v in cfg.items() if not k.startswith("_")}
-    if group.is_main:
-        (out / "config.yaml").write_text(yaml.safe_dump({**recorded, "precision": precision,
-                                                          "world_size": group.world_size}))
+    started = False
+
+    def start_records() -> None:
+        nonlocal started
+        if started or not group.is_main:
+            return
+        started = True
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / "config.yaml", yaml.safe_dump({**recorded, "precision": precision,
+                                                               "world_size": group.world_size}))
         with open(out / "sessions.jsonl", "a") as sessions:  # the hardware of every start and resume
             sessions.write(json.dumps({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                        "step": progress["step"], "machine": machine_info(), "device": str(device),
@@ -171,22 +192,26 @@ def _train(cfg, recipe, out: Path, ckpt_path: Path, resume: bool, max_steps, dev
         for stage_index in range(progress["stage"], len(cfg["stages"])):
             stage = cfg["stages"][stage_index]
             log_path = out / f"log_{stage.get('name', stage_index)}.csv"  # one CSV of losses per stage
+            data = torch.from_numpy(recipe.stage_data(cfg, stage))
+            batch_size = int(stage.get("batch_size", cfg.get("batch_size", 1)))
+            if batch_size % group.world_size:
+                raise ContrafuseError(cfg.get("_path"), f"batch_size {batch_size} cannot be split evenly "
+                                      f"across {group.world_size} processes")
+            share = batch_size // group.world_size
+            batches = len(data) // batch_size
+            if not batches:
+                raise ContrafuseError(cfg.get("_path"), f"stage {stage.get('name', stage_index)!r} has "
+                                      f"{len(data)} training patch(es), fewer than batch_size {batch_size}")
+            start_records()
             if not resume and log_path.exists() and group.is_main:
                 log_path.unlink()
             with open(log_path if group.is_main else os.devnull, "a", newline="") as log_file:
                 writer = None
-                data = torch.from_numpy(recipe.stage_data(cfg, stage))
-                batch_size = int(stage.get("batch_size", cfg.get("batch_size", 1)))
-                if batch_size % group.world_size:
-                    raise ContrafuseError(cfg.get("_path"), f"batch_size {batch_size} cannot be split evenly "
-                                          f"across {group.world_size} processes")
-                share = batch_size // group.world_size
-                batches = len(data) // batch_size
                 for epoch in range(progress["epoch"], int(stage["epochs"])):
                     order = np.random.default_rng([seed, stage_index, epoch]).permutation(len(data))
-                    bar = tqdm(range(progress["batch"], batches), total=batches, initial=progress["batch"],
-                               desc=f"{stage.get('name', stage_index)} epoch {epoch + 1}/{stage['epochs']}",
-                               disable=not group.is_main)
+                    bar = progress_bars.bar(range(progress["batch"], batches), total=batches, initial=progress["batch"],
+                                            desc=f"{stage.get('name', stage_index)} epoch {epoch + 1}/{stage['epochs']}",
+                                            hide=not group.is_main)
                     model.train()
                     for b in bar:
                         mine = order[b * batch_size:(b + 1) * batch_size][group.rank * share:(group.rank + 1) * share]
@@ -239,10 +264,13 @@ def _train(cfg, recipe, out: Path, ckpt_path: Path, resume: bool, max_steps, dev
             export(out / f"after_{stage.get('name', stage_index)}.safetensors",
                            {"method": cfg["method"], "stage": stage.get("name", stage_index), "steps": progress["step"]})
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep the progress of the completed steps
+        if not started and not (resume and ckpt_path.exists()):
+            raise  # interrupted before the first step: there is nothing to keep
         checkpoint()
         if group.is_main:
             print(f"interrupted: checkpoint saved in {out}; continue with --resume", file=sys.stderr)
         raise
+    start_records()
     export(out / "model.safetensors",
                    {"method": cfg["method"], "steps": progress["step"], "seconds": round(progress["seconds"])})
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.datasets import load_grey_pair, load_split, random_patches, sliding_patches
-from ..data.masks import MRI_SEGMENTATIONS, infrared_mask, mri_mask
+from ..data.masks import MRI_SEGMENTATIONS, infrared_mask, mri_mask, saliency_mask
 from ..errors import ContrafuseError
 from ..nn import to_signed
 from ..registry import Registry
@@ -20,6 +20,22 @@ RECIPES: Registry = Registry("training recipe")
 def _to_signed(patches: np.ndarray, image_channels: int = 2) -> np.ndarray:
     patches[:, :image_channels] = to_signed(patches[:, :image_channels])
     return patches
+
+
+def check_patch_size(cfg: dict, pairs: list, groups: list) -> int:
+    """``patch_size`` from the config, if every training image can hold a patch of that side; else
+    a one-line error naming the config, the smallest pair and the largest size that would fit."""
+    size = int(cfg["patch_size"])
+    if not groups:
+        raise ContrafuseError(cfg.get("_path", "config"), "the split lists no training pairs")
+    sides = [min(group[0].shape[:2]) for group in groups]
+    smallest = int(np.argmin(sides))
+    if sides[smallest] < size:
+        height, width = groups[smallest][0].shape[:2]
+        pair = pairs[smallest]
+        raise ContrafuseError(cfg.get("_path", "config"), f"patch_size {size} is larger than training pair "
+                              f"{getattr(pair, 'dataset', '')}/{pair.name} ({width}x{height}); at most {sides[smallest]} fits")
+    return size
 
 
 def most_masked(pairs: list, groups: list, count: int, where) -> tuple[list, list]:
@@ -70,15 +86,21 @@ class CoCoNetRecipe:
         sa = cfg.get("self_adaptive", {})
         self._self_adaptive = SelfAdaptiveLoss(alpha=sa.get("alpha", 20.0), form=sa.get("form", "code"),
                                                t_ag=sa.get("t_ag", 0.5), t_en=sa.get("t_en", 0.75),
-                                               measures=sa.get("measures", "per_sample"))
+                                               measures=sa.get("measures", "per_sample"),
+                                               sigma=sa.get("sigma"), gamma=sa.get("gamma"))
         fold = cfg.get("vgg_grey", "caffe")  # how VGG-19 takes grey input: ImageNet preprocessing or the authors' code
         if any(stage.get("contrastive") for stage in cfg["stages"]):
             from ..nn.vgg import VGG19
             vgg = VGG19(state=state, fold=fold).to(memory_format=torch.channels_last)
+            terms = cfg.get("contrastive_loss", {})  # Fig. 17's ablations
             self._contrastive = CoupledContrastiveLoss(vgg,
-                                                       extra_negatives=cfg.get("extra_negatives", 2))
+                                                       extra_negatives=cfg.get("extra_negatives", 2),
+                                                       target=terms.get("target", True), detail=terms.get("detail", True),
+                                                       sampling=terms.get("sampling", "paired"))
         self._mask_kind = cfg.get("masks", "infrared")
-        return build_network("coconet", vgg_state=state, vgg_fold=fold)
+        mam = cfg.get("mam", {})  # Tables 2-3's ablations; the full MAM by default
+        options = {name: mam[name] for name in ("channel_attention", "vgg_levels") if name in mam}
+        return build_network("coconet", vgg_state=state, vgg_fold=fold, **options)
 
     def stage_data(self, cfg, stage):
         split = load_split(cfg["split"])
@@ -91,6 +113,7 @@ class CoCoNetRecipe:
             groups.append(group)
         if stage.get("mask_pairs"):
             pairs, groups = most_masked(pairs, groups, int(stage["mask_pairs"]), cfg.get("_path", "config"))
+        size = check_patch_size(cfg, pairs, groups)
         # which patches are drawn: ``patch_seed`` (default ``seed``, which also draws the weights and batch order)
         seed = int(cfg.get("patch_seed", cfg.get("seed", 0))) + 1000 * int(bool(stage.get("contrastive")))
         counts = cfg["patches"]
@@ -103,7 +126,7 @@ class CoCoNetRecipe:
                           for name in datasets]
         else:
             selections = [(groups, counts)]
-        parts = [random_patches(chosen, int(count), int(cfg["patch_size"]), seed=seed + i)
+        parts = [random_patches(chosen, int(count), size, seed=seed + i)
                  for i, (chosen, count) in enumerate(selections)]
         return _to_signed(np.concatenate(parts))
 
@@ -120,6 +143,8 @@ class CoCoNetRecipe:
             return (mask > 0.5).astype(np.float32)
         if self._mask_kind == "infrared":
             return infrared_mask(first)
+        if self._mask_kind == "saliency":  # Fig. 18's unsupervised-saliency masks
+            return saliency_mask(first)
         return mri_mask(second, segmentation=self._mri_segmentation)
 
     def step(self, model, batch, stage):
@@ -162,14 +187,14 @@ class CLFNetRecipe:
         self._loss = CLFNetLoss(model, samples=cfg.get("samples", 200), tau=cfg.get("tau", 0.07),
                                 lambda_nce=cfg.get("lambda_nce", 1.0), lambda_ssim=cfg.get("lambda_ssim", 1.0),
                                 window=cfg.get("ssim_window", 16), window_kind=cfg.get("ssim_window_kind", "uniform"),
-                                ssim_range=cfg.get("ssim_range", "unit"))
+                                ssim_range=cfg.get("ssim_range", "unit"), negatives=cfg.get("negatives", "c"))
         return model
 
     def stage_data(self, cfg, stage):
         split = load_split(cfg["split"])
         pairs = split["train"][: cfg.get("train_pairs", len(split["train"]))]
         groups = [list(load_grey_pair(p)) for p in pairs]
-        return _to_signed(sliding_patches(groups, int(cfg["patch_size"]), int(cfg["stride"])))
+        return _to_signed(sliding_patches(groups, check_patch_size(cfg, pairs, groups), int(cfg["stride"])))
 
     def step(self, model, batch, stage):
         ir, vis = batch[:, 0:1], batch[:, 1:2]

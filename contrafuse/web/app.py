@@ -9,25 +9,34 @@
   optional ``metrics`` (comma separated) and ``convention`` -> JSON metrics.
 * ``GET /api/methods``, ``GET /api/examples``, ``GET /api/examples/{name}/{kind}``.
 
-Bad uploads are a 4xx with ``{"error": "..."}``. Uploads are limited in bytes
-(``CONTRAFUSE_WEB_MAX_UPLOAD``, default 25 MB) and pixels (``CONTRAFUSE_MAX_PIXELS``); fusion runs
-in worker threads, at most ``CONTRAFUSE_WEB_WORKERS`` (default 1) at once, so memory stays bounded
-and the page stays responsive while a long fusion runs.
+Bad uploads (and images too small for a metric) are a 4xx with ``{"error": "..."}``; anything
+else that goes wrong is a 500 with the same JSON shape, never a plain-text page. Uploads are
+limited in bytes (``CONTRAFUSE_WEB_MAX_UPLOAD``, default 25 MB) and pixels
+(``CONTRAFUSE_MAX_PIXELS``); fusion runs in worker threads, at most ``CONTRAFUSE_WEB_WORKERS``
+(default 1) at once, so memory stays bounded and the page stays responsive while a long fusion
+runs. These settings, the address and the port are checked before the server says it serves.
+The interactive API docs (``/api/docs``, Swagger UI) are served from the package
+``fastapi-offline``, so they work without the internet.
 """
 
 from __future__ import annotations
 
+import errno
 import io
-import os
 import re
+import socket
+import sys
 import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
-from fastapi import FastAPI, Form, Request, UploadFile
+from fastapi import Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from PIL import Image
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..api import fuse_images, match_sizes
 from ..errors import ContrafuseError, positive_setting
@@ -40,7 +49,15 @@ EXAMPLE_DATASETS = ("TNO_CoCoNet", "RoadScene", "Harvard_MRI_PET_CDDFuse", "Lytr
 
 
 def _max_upload() -> int:
-    return positive_setting("CONTRAFUSE_WEB_MAX_UPLOAD", DEFAULT_MAX_UPLOAD, "number of bytes", int)
+    return positive_setting("CONTRAFUSE_WEB_MAX_UPLOAD", DEFAULT_MAX_UPLOAD, "whole number of bytes", int)
+
+
+def _workers() -> int:
+    return positive_setting("CONTRAFUSE_WEB_WORKERS", 1, "whole number of fusions at once", int)
+
+
+#: The size hint of a size mismatch, in the API's words (the command line's says --resize).
+RESIZE_HINT = "send resize=ir or resize=vis (on the page: 'If sizes differ, resample') to resample one"
 
 
 class BadRequest(Exception):
@@ -80,10 +97,12 @@ def _png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def create_app() -> FastAPI:
-    app = FastAPI(title="contrafuse", docs_url="/api/docs", redoc_url=None)
+def create_app():
+    """The FastAPI app; a bad ``CONTRAFUSE_WEB_*`` setting is a :class:`ContrafuseError` here."""
+    _max_upload()
+    app = FastAPIOffline(title="contrafuse", docs_url="/api/docs", redoc_url=None, static_url="/api/docs-static")
     methods = MethodCache(size=8)  # learned models are loaded once and kept
-    workers = threading.BoundedSemaphore(int(os.environ.get("CONTRAFUSE_WEB_WORKERS", "1")))
+    workers = threading.BoundedSemaphore(_workers())
 
     def method_for(name: str, inference: str | None):
         if name not in METHODS:
@@ -99,7 +118,7 @@ def create_app() -> FastAPI:
             raise BadRequest(f"resize: must be 'ir' or 'vis', not {resize!r}")
         method = method_for(name, inference or None)
         try:
-            first, second = match_sizes(first, second, resize=resize or None, labels=labels)
+            first, second = match_sizes(first, second, resize=resize or None, labels=labels, hint=RESIZE_HINT)
             with workers:
                 return first, second, fuse_images(first, second, method, labels)
         except ContrafuseError as exc:
@@ -108,6 +127,27 @@ def create_app() -> FastAPI:
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest):
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(ContrafuseError)
+    async def bad_input(request: Request, exc: ContrafuseError):
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_form(request: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(map(str, e.get('loc', ())[1:])) or 'request'}: {e.get('msg', '')}"
+                             for e in exc.errors())
+        return JSONResponse({"error": problems or "malformed request"}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception):  # a bug: still JSON, and logged
+        import traceback
+        traceback.print_exception(exc, file=sys.stderr)
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}: {exc}); see the server's log"},
+                            status_code=500)
 
     @app.get("/", response_class=HTMLResponse)
     def page():
@@ -176,7 +216,7 @@ def create_app() -> FastAPI:
         if fused is not None and fused.filename:
             result = await _read_upload(fused, "fused")
             try:
-                first, second = match_sizes(first, second, resize=resize or None, labels=labels)
+                first, second = match_sizes(first, second, resize=resize or None, labels=labels, hint=RESIZE_HINT)
                 if result.shape[:2] != first.shape[:2]:
                     raise BadRequest(f"fused ({fused.filename}): size {result.shape[1]}x{result.shape[0]} differs "
                                      f"from the sources' {first.shape[1]}x{first.shape[0]}")
@@ -186,15 +226,45 @@ def create_app() -> FastAPI:
             first, second, result = await run_in_threadpool(fuse_arrays, first, second, method, resize, None, labels)
         else:
             raise BadRequest("give a fused image ('fused') or a method to fuse with ('method')")
-        values = await run_in_threadpool(compute, first, second, result, names, convention)
+        try:
+            values = await run_in_threadpool(compute, first, second, result, names, convention)
+        except ContrafuseError as exc:  # e.g. an image smaller than a metric's window
+            raise BadRequest(f"metrics: {exc}") from None
         return {"metrics": values, "convention": convention, "definitions": used,
                 "higher_is_better": {n: METRICS[n].higher_is_better for n in names}}
 
     return app
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (port 0: any free one), or a one-line error naming the option."""
+    if not 0 <= port <= 65535:
+        raise ContrafuseError("--port", f"must be a port number from 1 to 65535 (0: any free port), not {port}")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ContrafuseError("--host", f"{host!r} is not an address of this machine "
+                              f"({getattr(exc, 'strerror', None) or exc})") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart is not refused for TIME_WAIT
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        where = "--port" if exc.errno in (errno.EADDRINUSE, errno.EACCES) else "--host"
+        raise ContrafuseError(where, f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    return sock
+
+
 def serve(host: str = "127.0.0.1", port: int = 7860) -> None:
+    """Check the settings, take the port, then say so and serve until Ctrl-C."""
     import uvicorn
 
-    print(f"contrafuse: serving on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+    app = create_app()
+    sock = listening_socket(host, port)
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"contrafuse: serving on http://{shown}:{bound}/ (Ctrl-C stops)", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[sock])
