@@ -59,7 +59,7 @@ def _verify(path: Path) -> None:
 def _download_canonical(dest: Path, timeout: float = 10.0) -> None:
     import urllib.request  # here, not at import: single-pair runs start faster
 
-    from tqdm import tqdm
+    from .progress import bar as tqdm
 
     with urllib.request.urlopen(VGG19_URL, timeout=timeout) as response:
         total = int(response.headers.get("Content-Length", 0)) or None
@@ -89,7 +89,7 @@ def convert_h5(h5_path: Path, out_path: Path) -> Path:
     """Convert the Keras file to safetensors with PyTorch layout (OIHW kernels, BGR input)."""
     import h5py
     from safetensors.numpy import save_file
-    from tqdm import tqdm
+    from .progress import bar as tqdm
 
     tensors = {}
     with h5py.File(h5_path, "r") as h5:
@@ -279,12 +279,11 @@ def model_weights(spec, source=None, *, fetch: bool = True, force: bool = False)
 def _download(url: str, dest: Path, label: str, timeout: float = 20.0) -> None:
     import urllib.request
 
-    from tqdm import tqdm
+    from .progress import bar as tqdm
 
     with urllib.request.urlopen(url, timeout=timeout) as response:
         total = int(response.headers.get("Content-Length", 0)) or None
-        with open(dest, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=label, file=sys.stderr,
-                                           disable=not sys.stderr.isatty()) as bar:
+        with open(dest, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=label) as bar:
             for block in iter(lambda: response.read(1 << 20), b""):
                 out.write(block)
                 bar.update(len(block))

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from ..progress import bar as tqdm  # drawn on a terminal only, not with --quiet
 
 from ..api import fuse_images, load_pair
 from ..errors import ContrafuseError

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from ..progress import bar as tqdm  # drawn on a terminal only, not with --quiet
 
 from ..errors import ContrafuseError
 
