@@ -100,14 +100,25 @@ class SelfAdaptiveLoss(nn.Module):
     source, weighted by the batch mean of sigma."""
 
     def __init__(self, alpha: float = 20.0, form: str = "code", t_ag: float = 0.5, t_en: float = 0.75,
-                 measures: str = "per_sample"):
+                 measures: str = "per_sample", sigma: float | None = None, gamma: float | None = None):
+        """``sigma`` / ``gamma``: hand-crafted weights instead of the self-adaptive ones (the ablation
+        of Sec. 4.3, Figs. 14-15): ``sigma^a = sigma`` on the visible image and ``sigma^b = 1 - sigma``
+        on the infrared (Eq. 4; likewise gamma, Eq. 5) for every sample. ``None``: self-adaptive."""
         super().__init__()
         self.alpha, self.form, self.t_ag, self.t_en, self.measures = alpha, form, t_ag, t_en, measures
+        for name, value in (("sigma", sigma), ("gamma", gamma)):
+            if value is not None and not 0 <= value <= 1:
+                raise ValueError(f"a fixed {name} must lie in [0, 1], not {value!r}")
+        self.sigma, self.gamma = sigma, gamma
 
     def forward(self, fused, ir, vis) -> dict[str, torch.Tensor]:
         with full_precision(fused, ir, vis) as (f, r, v):  # float32 SSIM and MSE
             sigma, gamma = self_adaptive_weights(r, v, form=self.form, t_ag=self.t_ag, t_en=self.t_en,
                                                  measures=self.measures)
+            if self.sigma is not None:
+                sigma = torch.tensor([self.sigma, 1 - self.sigma], device=sigma.device).expand_as(sigma)
+            if self.gamma is not None:
+                gamma = torch.tensor([self.gamma, 1 - self.gamma], device=gamma.device).expand_as(gamma)
             unit = [to_unit(t) for t in (f, v, r)]
             ssim_v, ssim_r = ssim(unit[1], unit[0]), ssim(unit[2], unit[0])
             if self.measures == "code":
@@ -130,13 +141,34 @@ class CoupledContrastiveLoss(nn.Module):
     positive, three negatives, Sec. 4.1.2). Distances are taken over the whole batch, as in the
     authors' code. For medical fusion pass the functional image as ``ir`` and the MRI as ``vis``
     with the MRI-salient mask swapped: see :meth:`medical`.
+
+    Ablations (Sec. 4.3, Fig. 17): ``target=False`` / ``detail=False`` drop that term (it is zero
+    and not computed; both off is "no contrastive regularization" on the same data and schedule);
+    ``sampling="random"`` contrasts with samples that do not correspond to the anchor: the positive
+    and every negative of each anchor come from another patch of the batch (a random sample of the
+    training set), each drawn independently, instead of the anchor's own pair.
     """
 
+    SAMPLINGS = ("paired", "random")
+
     def __init__(self, vgg: VGG19 | None = None, extra_negatives: int = 2,
-                 layer_weights=CONTRAST_LAYER_WEIGHTS):
+                 layer_weights=CONTRAST_LAYER_WEIGHTS, target: bool = True, detail: bool = True,
+                 sampling: str = "paired"):
         super().__init__()
         self.vgg = vgg if vgg is not None else VGG19(LOSS_PLAN, LOSS_TAPS)
         self.extra_negatives, self.layer_weights = extra_negatives, tuple(layer_weights)
+        if sampling not in self.SAMPLINGS:
+            raise ValueError(f"sampling must be one of {self.SAMPLINGS}, not {sampling!r}")
+        self.target, self.detail, self.sampling = bool(target), bool(detail), sampling
+
+    @staticmethod
+    def _unpaired(x: torch.Tensor) -> torch.Tensor:
+        """Each row replaced by another, random row of the batch (never its own)."""
+        batch = x.shape[0]
+        if batch < 2:
+            raise ValueError("random contrastive sampling needs at least two patches per batch")
+        offset = torch.randint(1, batch, (batch,))
+        return x[((torch.arange(batch) + offset) % batch).to(x.device)]
 
     def _term(self, anchor, positive, negatives) -> torch.Tensor:
         anchor_feats = self.vgg(anchor)
@@ -163,7 +195,15 @@ class CoupledContrastiveLoss(nn.Module):
         if others is None:
             shifts = [s for s in range(1, self.extra_negatives + 1) if s < fused.shape[0]]
             others = [(ir.roll(s, 0), vis.roll(s, 0)) for s in shifts]
+        if self.sampling == "random":  # Fig. 17d: samples that do not correspond to the anchor
+            others = [(self._unpaired(i), self._unpaired(v)) for i, v in others]
+            ir_pos, vis_neg, vis_pos, ir_neg = (self._unpaired(t) for t in (ir, vis, vis, ir))
+        else:
+            ir_pos, vis_neg, vis_pos, ir_neg = ir, vis, vis, ir
         inverse = 1 - mask
-        target = self._term(fused * mask, ir * mask, [vis * mask] + [v * mask for _, v in others])
-        detail = self._term(fused * inverse, vis * inverse, [ir * inverse] + [i * inverse for i, _ in others])
+        zero = fused.new_zeros((), dtype=torch.float32)
+        target = (self._term(fused * mask, ir_pos * mask, [vis_neg * mask] + [v * mask for _, v in others])
+                  if self.target else zero)
+        detail = (self._term(fused * inverse, vis_pos * inverse, [ir_neg * inverse] + [i * inverse for i, _ in others])
+                  if self.detail else zero)
         return {"target": target, "detail": detail, "contrastive": target + detail}

@@ -73,15 +73,28 @@ class MultiLevelAttention(nn.Module):
     """One MAM level: shared channel attention on U-Net, IR and visible features, concat, 3x3 conv.
 
     The authors' code applies one channel-attention module per level to all three inputs.
+
+    Ablations (CoCoNet Sec. 4.3, Fig. 11, Tables 2-3): ``attention=False`` drops the channel
+    attention (the features pass unchanged); ``backbone=False`` drops the VGG-19 features, leaving
+    the U-Net features alone, so there is nothing to concatenate and no merging convolution: the
+    level is the skip connection, with channel attention (Fig. 11b) or without it (Fig. 11a).
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, attention: bool = True, backbone: bool = True):
         super().__init__()
-        self.attention = ChannelAttention(channels)
-        self.merge = nn.Conv2d(3 * channels, channels, 3, padding=1)
+        self.attention = ChannelAttention(channels) if attention else nn.Identity()
+        self.merge = nn.Conv2d(3 * channels, channels, 3, padding=1) if backbone else None
 
-    def forward(self, unet: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+    def forward(self, unet: torch.Tensor, ir: torch.Tensor | None = None,
+                vis: torch.Tensor | None = None) -> torch.Tensor:
+        if self.merge is None:
+            return self.attention(unet)
         return self.merge(torch.cat([self.attention(unet), self.attention(ir), self.attention(vis)], 1))
+
+
+#: The three MAM levels by the names of CoCoNet Table 3 (VGG-19 features of 64/128/256 channels).
+VGG_LEVELS = ("low", "middle", "high")
+_LEVEL_CHANNELS = {"low": 64, "middle": 128, "high": 256}
 
 
 @NETWORKS.register("coconet")
@@ -90,14 +103,20 @@ class CoCoNet(nn.Module):
 
     MULTIPLE = 8  # three 2x down-samplings
 
-    def __init__(self, vgg_state: dict | None = None, vgg_fold: str = "caffe"):
+    def __init__(self, vgg_state: dict | None = None, vgg_fold: str = "caffe", channel_attention: bool = True,
+                 vgg_levels=VGG_LEVELS):
+        """``channel_attention`` and ``vgg_levels`` (a subset of :data:`VGG_LEVELS`) are the MAM
+        ablations of Sec. 4.3 (Tables 2-3); the defaults are the full network. A network built with
+        other values carries them in the buffer ``mam_switches`` (absent from the full network's
+        weights), and :meth:`load_state_dict` rebuilds a default-built network to match such weights,
+        so an ablation's weights file runs wherever the shipped one does."""
         super().__init__()
         self.vgg = VGG19(BACKBONE_PLAN, BACKBONE_TAPS, state=vgg_state, fold=vgg_fold)
         self.enc1 = nn.Sequential(conv_lrelu_bn(2, 32), conv_lrelu_bn(32, 32))
         self.enc2 = nn.Sequential(conv_lrelu_bn(32, 64), conv_lrelu_bn(64, 64))
         self.enc3 = nn.Sequential(conv_lrelu_bn(64, 128), conv_lrelu_bn(128, 128))
         self.enc4 = conv_lrelu_bn(128, 256)
-        self.mam = nn.ModuleDict({str(c): MultiLevelAttention(c) for c in (64, 128, 256)})
+        self._configure_mam(channel_attention, vgg_levels)
         self.bottom = conv_lrelu_bn(256, 256)
         self.reduce3 = nn.Conv2d(256, 128, 3, padding=1)
         self.dec3 = nn.Sequential(conv_lrelu_bn(256, 128), conv_lrelu_bn(128, 128))
@@ -106,6 +125,34 @@ class CoCoNet(nn.Module):
         self.reduce1 = nn.Conv2d(64, 32, 3, padding=1)
         self.dec1 = nn.Sequential(conv_lrelu_bn(64, 32), conv_lrelu_bn(32, 32, bn=False))
         self.out = nn.Conv2d(32, 1, 1)
+
+    def _configure_mam(self, channel_attention: bool, vgg_levels) -> None:
+        levels = tuple(vgg_levels)
+        unknown = sorted(set(levels) - set(VGG_LEVELS))
+        if unknown:
+            raise ValueError(f"vgg_levels must name levels of {VGG_LEVELS}, not {unknown[0]!r}")
+        self.channel_attention, self.vgg_levels = bool(channel_attention), tuple(v for v in VGG_LEVELS if v in levels)
+        self.mam = nn.ModuleDict({str(_LEVEL_CHANNELS[name]): MultiLevelAttention(
+            _LEVEL_CHANNELS[name], attention=self.channel_attention, backbone=name in self.vgg_levels)
+            for name in VGG_LEVELS})
+        switches = [self.channel_attention] + [name in self.vgg_levels for name in VGG_LEVELS]
+        if all(switches):
+            if "mam_switches" in self._buffers:
+                del self._buffers["mam_switches"]
+        else:
+            self.register_buffer("mam_switches", torch.tensor(switches, dtype=torch.uint8))
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As :meth:`torch.nn.Module.load_state_dict`, after rebuilding the MAM to the weights' own
+        ablation switches (``mam_switches``; the full network when absent): the rebuilt levels are
+        freshly initialised and then loaded."""
+        marker = state_dict.get("mam_switches")
+        wanted = [bool(v) for v in marker.tolist()] if marker is not None else [True] * 4
+        if wanted != [self.channel_attention] + [name in self.vgg_levels for name in VGG_LEVELS]:
+            device = self.out.weight.device
+            self._configure_mam(wanted[0], [name for name, on in zip(VGG_LEVELS, wanted[1:]) if on])
+            self.mam.to(device)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Everything but the frozen VGG-19, which loads from the cache, except its grey-folded
@@ -126,7 +173,10 @@ class CoCoNet(nn.Module):
         e3 = self.enc3(F.max_pool2d(e2, 2))                  # 128, 1/4
         e4 = self.enc4(F.max_pool2d(e3, 2))                  # 256, 1/8
         # after the encoder, so that a tiled pass collecting encoder statistics stops before it
-        ir_feats, vis_feats = self.vgg(ir), self.vgg(vis)
+        if self.vgg_levels:
+            ir_feats, vis_feats = self.vgg(ir), self.vgg(vis)
+        else:  # no level takes backbone features (ablation): VGG-19 is not run
+            ir_feats = vis_feats = (None, None, None)
 
         x = self.bottom(self.mam["256"](e4, ir_feats[2], vis_feats[2]))
         x = self.reduce3(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))

@@ -35,12 +35,14 @@ KEYS = {
     "start_epoch": Key(int, minimum=0),
     # CoCoNet
     "patches": Key((int, dict), minimum=1),
-    "masks": Key(str, choices=("infrared", "mri")),
+    "masks": Key(str, choices=("infrared", "mri", "saliency")),
     "mask_dir": Key(str, path=True),
     "mri_segmentation": Key(str, choices=("som", "kmeans")),
     "extra_negatives": Key(int, minimum=0),
     "self_adaptive": Key(dict),
     "vgg_grey": Key(str, choices=("caffe", "luminance", "torchvision")),
+    "mam": Key(dict),                 # network ablations (Tables 2-3): MAM_KEYS
+    "contrastive_loss": Key(dict),    # loss ablations (Fig. 17): CONTRASTIVE_LOSS_KEYS
     # CLF-Net
     "train_pairs": Key(int, minimum=1),
     "stride": Key(int, minimum=1),
@@ -51,6 +53,7 @@ KEYS = {
     "ssim_window": Key(int, minimum=1),
     "ssim_window_kind": Key(str, choices=("uniform", "gaussian")),
     "ssim_range": Key(str, choices=("unit", "signed")),
+    "negatives": Key(str, choices=("a", "b", "c")),   # Table VIII's strategies; c = the paper's
 }
 STAGE_KEYS = {
     "name": Key(str),
@@ -64,7 +67,13 @@ STAGE_KEYS = {
 }
 SELF_ADAPTIVE_KEYS = {"alpha": Key(NUMBER, minimum=0), "form": Key(str, choices=("code", "paper")),
                       "t_ag": Key(NUMBER, minimum=1e-6), "t_en": Key(NUMBER, minimum=1e-6),
-                      "measures": Key(str, choices=("per_sample", "code"))}
+                      "measures": Key(str, choices=("per_sample", "code")),
+                      # hand-crafted weights instead of self-adaptive ones (Fig. 15): sigma^a (visible) = sigma
+                      "sigma": Key(NUMBER, minimum=0), "gamma": Key(NUMBER, minimum=0)}
+#: CoCoNet's MAM ablations (Sec. 4.3, Tables 2-3); defaults: the full module.
+MAM_KEYS = {"channel_attention": Key(bool), "vgg_levels": Key(list)}
+#: CoCoNet's contrastive-loss ablations (Sec. 4.3, Fig. 17); defaults: both terms, paired samples.
+CONTRASTIVE_LOSS_KEYS = {"target": Key(bool), "detail": Key(bool), "sampling": Key(str, choices=("paired", "random"))}
 CONVERGE_KEYS = {"tolerance": Key(NUMBER, minimum=0), "patience": Key(int, minimum=1)}
 
 
@@ -91,6 +100,18 @@ def load_config(path: str | os.PathLike) -> dict:
             check_keys(CONVERGE_KEYS, stage["converge"], f"stages[{i}].converge.", path)
     if "self_adaptive" in cfg:
         check_keys(SELF_ADAPTIVE_KEYS, cfg["self_adaptive"], "self_adaptive.", path)
+        for name in ("sigma", "gamma"):
+            if cfg["self_adaptive"].get(name, 0) > 1:
+                raise ContrafuseError(path, f"self_adaptive.{name} must be at most 1, not {cfg['self_adaptive'][name]!r}")
+    if "mam" in cfg:
+        check_keys(MAM_KEYS, cfg["mam"], "mam.", path)
+        from ..nn.coconet import VGG_LEVELS
+        levels = cfg["mam"].get("vgg_levels", list(VGG_LEVELS))
+        if any(not isinstance(v, str) or v not in VGG_LEVELS for v in levels) or len(set(levels)) != len(levels):
+            raise ContrafuseError(path, f"mam.vgg_levels must list distinct levels of {', '.join(VGG_LEVELS)}, "
+                                  f"not {levels!r}")
+    if "contrastive_loss" in cfg:
+        check_keys(CONTRASTIVE_LOSS_KEYS, cfg["contrastive_loss"], "contrastive_loss.", path)
     from ..data.datasets import SPLITS
     for name, key in KEYS.items():
         if name == "split" and cfg[name] in SPLITS:
