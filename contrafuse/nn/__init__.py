@@ -32,7 +32,7 @@ def to_unit(signed):
 
 #: the modules that define networks (each registers its own); imported on first use, so that
 #: importing this package needs no torch
-NETWORK_MODULES = ("clfnet", "coconet", "datfuse", "densefuse", "ifcnn", "lrrnet", "lutfuse", "mmdrfuse", "sage", "seafusion", "tardal")
+NETWORK_MODULES = ("clfnet", "coconet", "datfuse", "densefuse", "gifnet", "ifcnn", "lrrnet", "lutfuse", "mmdrfuse", "sage", "seafusion", "tardal")
 
 
 def _register_all() -> None:
