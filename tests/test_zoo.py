@@ -107,6 +107,16 @@ def _cached(name):
     return _METHODS[name]
 
 
+def test_a_model_whose_tiles_are_not_exact_never_tiles(monkeypatch):
+    """SAGE resamples on a grid tied to the whole image's size: an explicit tile is refused, and an
+    image over the memory budget runs whole rather than approximately."""
+    with pytest.raises(ContrafuseError, match="would not reproduce"):
+        create_method("sage", tile=64)
+    monkeypatch.setenv("CONTRAFUSE_TILE_MEMORY", "1000")
+    assert create_method("sage")._core_size(600, 800) == 0
+    assert create_method("densefuse")._core_size(600, 800) > 0
+
+
 def test_per_image_batchnorm_refuses_a_single_pixel():
     with pytest.raises(ContrafuseError, match="too small for tardal's per-image BatchNorm"):
         create_method("tardal").fuse_grey(np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))

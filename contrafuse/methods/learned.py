@@ -45,6 +45,9 @@ class LearnedMethod(FusionMethod):
             raise ContrafuseError(self.name, f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
         if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 0):
             raise ContrafuseError(self.name, f"tile must be a whole number of pixels >= 0, not {tile!r}")
+        if tile and not spec.tile_exact:
+            raise ContrafuseError(self.name, "tiled inference would not reproduce this network's whole-image "
+                                  "result (see its spec's tiling); leave --tile unset")
         inference = inference or spec.default_protocol
         if inference not in spec.protocols:
             raise ContrafuseError(self.name, f"unknown inference protocol {inference!r} "
@@ -237,7 +240,7 @@ class LearnedMethod(FusionMethod):
         """Core side for tiled inference, or 0 to run the whole image at once."""
         from .tiling import auto_core_size, tile_memory_budget
 
-        if self.tile == 0:
+        if self.tile == 0 or not self.spec.tile_exact:
             return 0
         if self.tile is None:
             if height * width * self.spec.bytes_per_pixel <= tile_memory_budget():

@@ -53,7 +53,7 @@ WEIGHTS_KEYS = {
 PAPER_KEYS = {"title": Key(str, required=True), "authors": Key(str, required=True),
               "venue": Key(str, required=True), "year": Key(int, required=True, minimum=1990)}
 TILING_KEYS = {"halo": Key((int, str), required=True), "bytes_per_pixel": Key((int, float), required=True, minimum=1),
-               "whole_image_statistics": Key(bool)}
+               "whole_image_statistics": Key(bool), "exact": Key(bool)}
 PROTOCOL_KEYS = {
     "description": Key(str, required=True),
     "channels": Key(int, choices=(1, 3)),
@@ -157,6 +157,9 @@ class ModelSpec:
     bytes_per_pixel: float = 1000.0
     #: some layer looks at the whole image whatever the protocol (e.g. CoCoNet's Gram matrices)
     whole_image_statistics: bool = False
+    #: tiles reproduce the whole-image result (False: a global operation the tiler cannot share,
+    #: or a resampling grid tied to the image size; such a model never tiles)
+    tile_exact: bool = True
     channels_last: str = "never"
     #: the first source is the functional (pseudo-colour PET/SPECT) image: a colour second source
     #: beside a grey first one is refused as swapped
@@ -251,7 +254,7 @@ def load_spec(path: str | Path) -> ModelSpec:
         weights=weights, paper=values["paper"], parameters=values["parameters"], protocols=protocols,
         default_protocol=values["default_protocol"], halo=tiling.get("halo", 0),
         bytes_per_pixel=float(tiling.get("bytes_per_pixel", 1000.0)),
-        whole_image_statistics=tiling.get("whole_image_statistics", False),
+        whole_image_statistics=tiling.get("whole_image_statistics", False), tile_exact=tiling.get("exact", True),
         channels_last=values.get("channels_last", "never"), functional_first=values.get("functional_first", False),
         extra_weights=tuple(extra_weights), source_file=path)
 
