@@ -12,7 +12,7 @@ import numpy as np
 import pywt
 from scipy.fft import dctn
 
-from .common import check_images, entropy_of, histogram256
+from .common import check_images, entropy_of, histogram256, shared
 
 
 def entropy(fused: np.ndarray) -> float:
@@ -149,30 +149,59 @@ def _minmax(x, out):
 
 
 @numba.njit(cache=True)
-def _window_stats(x, pdf, cdf):
-    """Fill ``pdf`` (the min-max normalised window over its sum) and its ``cdf``; return the
-    population std of the bin index and the entropy in bits."""
-    _minmax(x, pdf)
-    pdf /= pdf.sum()
+def _window_stats(x, pdf, cdf, logs, log_table):
+    """Fill ``pdf`` (the min-max normalised window over its sum), its ``cdf`` and ``logs`` (log2 of
+    the pdf, 0 where it is 0); return the population std of the bin index and the entropy in bits.
+    With a ``log_table`` (log2 of 0, 1, 2, ...; integer-valued windows) the logarithms are looked
+    up: pdf_k = (x_k - min) / sum(x - min)."""
+    l = x.size
+    lo, hi = x[0], x[0]
+    for k in range(1, l):
+        lo = min(lo, x[k])
+        hi = max(hi, x[k])
+    if hi == lo:
+        for k in range(l):
+            pdf[k] = 1.0 / l
+            logs[k] = math.log2(1.0 / l)
+    elif log_table.size:
+        total_int = 0
+        for k in range(l):
+            total_int += int(x[k] - lo)
+        inv = 1.0 / total_int
+        log_total = log_table[total_int]
+        for k in range(l):
+            y = int(x[k] - lo)
+            pdf[k] = y * inv
+            logs[k] = log_table[y] - log_total if y > 0 else 0.0
+    else:
+        inv_range = 1.0 / (hi - lo)
+        total = 0.0
+        for k in range(l):
+            pdf[k] = (x[k] - lo) * inv_range
+            total += pdf[k]
+        inv = 1.0 / total
+        for k in range(l):
+            pdf[k] *= inv
+            logs[k] = math.log2(pdf[k]) if pdf[k] > 0 else 0.0
     total = m1 = m2 = h = 0.0
-    for k in range(x.size):
+    for k in range(l):
         total += pdf[k]
         cdf[k] = total
         m1 += (k + 1) * pdf[k]
         m2 += (k + 1) ** 2 * pdf[k]
-        if pdf[k] > 0:
-            h -= pdf[k] * math.log2(pdf[k])
+        h -= pdf[k] * logs[k]
     return math.sqrt(max(m2 - m1 * m1, 0.0)), h
 
 
 @numba.njit(cache=True)
-def _plog2p(p):
+def _plog2(p):
     """p log2 |p| (0 at p = 0); MATLAB takes ``real(log)`` of negative joint-pmf cells."""
     return p * math.log2(abs(p)) if p != 0 else 0.0
 
 
 @numba.njit(cache=True)
-def _pair_fmi(src, f_cmp, f_pdf, f_cdf, f_sd, h_f, work):
+def _pair_fmi(src, f_cmp, f_pdf, f_cdf, f_log, f_sd, h_f, a_pdf, a_cdf, a_log, b_edge, lengths, rows, cols,
+              log_table):
     """Normalised feature MI of one source window with the fused window (Haghighat et al. 2011).
 
     The joint pmf is ``w P + (1 - w) f a^T``: P the pmf of the Frechet upper bound
@@ -182,13 +211,18 @@ def _pair_fmi(src, f_cmp, f_pdf, f_cdf, f_sd, h_f, work):
     for U in (A_{j-1}, A_j], or in [1 - A_j, 1 - A_{j-1}) for the lower bound), so P is non-zero
     only on the <= 2l pieces into which both sets of bin edges cut [0, 1]. Walking those pieces
     gives P, the bound's sum over all cells, and the joint entropy as the product part's closed
-    form plus a correction on the pieces' cells: the l*l cell-by-cell sums up to rounding.
-    ``f_cmp`` is what the reference code compares the source window with (equal: FMI = 1)."""
+    form (its logarithms are the marginals') plus a correction on the pieces' cells: the l*l
+    cell-by-cell sums up to rounding. ``f_cmp`` is what the reference code compares the source
+    window with (equal: FMI = 1)."""
     l = src.size
-    if np.all(src == f_cmp):
+    equal = True
+    for k in range(l):
+        if src[k] != f_cmp[k]:
+            equal = False
+            break
+    if equal:
         return 1.0
-    a_pdf, a_cdf, b_edge = work[0], work[1], work[2]
-    a_sd, h_a = _window_stats(src, a_pdf, a_cdf)
+    a_sd, h_a = _window_stats(src, a_pdf, a_cdf, a_log, log_table)
     cov = var_a = var_f = 0.0
     for k in range(l):  # both pdfs have mean 1/l; exactly 1/l keeps flat windows' c exactly 0
         cov += (a_pdf[k] - 1.0 / l) * (f_pdf[k] - 1.0 / l)
@@ -202,7 +236,6 @@ def _pair_fmi(src, f_cmp, f_pdf, f_cdf, f_sd, h_f, work):
             b_edge[m] = a_cdf[m]
         else:
             b_edge[m] = 1.0 - a_cdf[l - 2 - m] if m < l - 1 else 1.0
-    lengths, rows, cols = np.empty(2 * l), np.empty(2 * l, np.int64), np.empty(2 * l, np.int64)
     i = m = pieces = 0
     left = bound_sum = 0.0
     while i < l and m < l:
@@ -216,40 +249,90 @@ def _pair_fmi(src, f_cmp, f_pdf, f_cdf, f_sd, h_f, work):
             i += 1
         if b_edge[m] <= right:
             m += 1
+    f_sum = a_sum = a_cdf_sum = f_cdf_sum = 0.0
+    for k in range(l):
+        f_sum += f_pdf[k]
+        a_sum += a_pdf[k]
+        f_cdf_sum += f_cdf[k]
+        a_cdf_sum += a_cdf[k]
     sd_prod = f_sd * a_sd
-    corr = (bound_sum - f_cdf.sum() * a_cdf.sum()) / (sd_prod if sd_prod > 0 else 1.0)
+    corr = (bound_sum - f_cdf_sum * a_cdf_sum) / (sd_prod if sd_prod > 0 else 1.0)
     w = c / (corr if corr != 0 else 1.0) if (sd_prod > 0 and c != 0) else 0.0
-    f_sum, a_sum = f_pdf.sum(), a_pdf.sum()
-    h_joint = (1 - w) * (h_f * a_sum + f_sum * h_a) - _plog2p(1 - w) * f_sum * a_sum
+    one_w = 1 - w
+    log_one_w = math.log2(abs(one_w)) if one_w != 0 else 0.0
+    h_joint = one_w * (h_f * a_sum + f_sum * h_a) - _plog2(one_w) * f_sum * a_sum
     for k in range(pieces):
-        product = (1 - w) * (f_pdf[rows[k]] * a_pdf[cols[k]])
-        h_joint += _plog2p(product) - _plog2p(w * lengths[k] + product)
+        if lengths[k] == 0:  # the cell is the product part alone: nothing to correct
+            continue
+        product = one_w * (f_pdf[rows[k]] * a_pdf[cols[k]])
+        cell = w * lengths[k] + product
+        if product != 0:
+            h_joint += product * (log_one_w + f_log[rows[k]] + a_log[cols[k]])
+        h_joint -= _plog2(cell)
     mi = h_a + h_f - h_joint
     return 0.0 if mi == 0 else 2 * mi / (h_a + h_f if h_a + h_f != 0 else 1.0)
 
 
 @numba.njit(cache=True, parallel=True)
-def _fmi_per_window(wa, wb, wf):
-    """(FMI(a, f) + FMI(b, f)) / 2 for every window (row)."""
-    n, l = wf.shape
-    out = np.empty(n)
-    for r in numba.prange(n):
-        f_pdf, f_cdf, f_norm, work = np.empty(l), np.empty(l), np.empty(l), np.empty((3, l))
-        f_sd, h_f = _window_stats(wf[r], f_pdf, f_cdf)
-        fmi_a = _pair_fmi(wa[r], wf[r], f_pdf, f_cdf, f_sd, h_f, work)
-        # the reference code normalises fSub in place inside the first branch, so unless the
-        # first source matched exactly, its second equality test sees the normalised window
-        f_cmp = wf[r]
-        if not np.all(wa[r] == wf[r]):
-            _minmax(wf[r], f_norm)
-            f_cmp = f_norm
-        out[r] = (fmi_a + _pair_fmi(wb[r], f_cmp, f_pdf, f_cdf, f_sd, h_f, work)) / 2
-    return out
+def _fmi_rows(fa, fb, ff, w, log_table):
+    """Per row of window positions, the sum over its windows of (FMI(a, f) + FMI(b, f)) / 2; the
+    windows read in MATLAB's column-major ``sub(:)`` order."""
+    out_rows, out_cols = ff.shape[0] - w + 1, ff.shape[1] - w + 1
+    l = w * w
+    sums = np.zeros(out_rows)
+    for r in numba.prange(out_rows):
+        wa, wb, wf, f_norm = np.empty(l), np.empty(l), np.empty(l), np.empty(l)
+        f_pdf, f_cdf, f_log = np.empty(l), np.empty(l), np.empty(l)
+        a_pdf, a_cdf, a_log, b_edge = np.empty(l), np.empty(l), np.empty(l), np.empty(l)
+        lengths, rows, cols = np.empty(2 * l), np.empty(2 * l, np.int64), np.empty(2 * l, np.int64)
+        total = 0.0
+        for c in range(out_cols):
+            k = 0
+            for dc in range(w):
+                for dr in range(w):
+                    wa[k] = fa[r + dr, c + dc]
+                    wb[k] = fb[r + dr, c + dc]
+                    wf[k] = ff[r + dr, c + dc]
+                    k += 1
+            f_sd, h_f = _window_stats(wf, f_pdf, f_cdf, f_log, log_table)
+            fmi_a = _pair_fmi(wa, wf, f_pdf, f_cdf, f_log, f_sd, h_f, a_pdf, a_cdf, a_log, b_edge, lengths, rows, cols,
+                              log_table)
+            # the reference code normalises fSub in place inside the first branch, so unless the
+            # first source matched exactly, its second equality test sees the normalised window
+            if fmi_a == 1.0 and _same(wa, wf):
+                f_cmp = wf
+            else:
+                _minmax(wf, f_norm)
+                f_cmp = f_norm
+            fmi_b = _pair_fmi(wb, f_cmp, f_pdf, f_cdf, f_log, f_sd, h_f, a_pdf, a_cdf, a_log, b_edge, lengths, rows, cols,
+                              log_table)
+            total += (fmi_a + fmi_b) / 2
+        sums[r] = total
+    return sums
+
+
+@numba.njit(cache=True)
+def _same(x, y):
+    for k in range(x.size):
+        if x[k] != y[k]:
+            return False
+    return True
+
+
+def _log2_table(top: int) -> np.ndarray:
+    """log2 of 0 .. top (log2 0 := 0, never used)."""
+    table = np.zeros(top + 1)
+    table[1:] = np.log2(np.arange(1, top + 1))
+    return table
 
 
 def feature_mutual_information(ir, vis, fused, feature: str = "pixel", window: int = 3) -> float:
-    """FMI_pixel / FMI_dct / FMI_w: mean over w x w windows of the average normalised feature MI
-    between each source and the fused image."""
+    """FMI_pixel / FMI_dct / FMI_w (Haghighat et al. 2011, fast form 2014): mean over w x w
+    windows of the average normalised feature MI between each source and the fused image."""
     ir, vis, fused = check_images(ir, vis, fused, min_size=window, name=f"FMI_{feature}")
-    wa, wb, wf = (_windows(fmi_features(x, feature), window) for x in (ir, vis, fused))
-    return float(_fmi_per_window(wa, wb, wf).mean())
+    fa, fb, ff = (np.ascontiguousarray(shared("fmi_features", x, compute=lambda x=x: fmi_features(x, feature),
+                                              params=(feature,)), dtype=np.float64) for x in (ir, vis, fused))
+    integral = all(np.array_equal(x, np.round(x)) and x.min() >= 0 and x.max() <= 65535 for x in (fa, fb, ff))
+    log_table = _log2_table(int(window * window * max(fa.max(), fb.max(), ff.max(), 1))) if integral else np.empty(0)
+    sums = _fmi_rows(fa, fb, ff, window, log_table)
+    return float(sums.sum() / ((ff.shape[0] - window + 1) * (ff.shape[1] - window + 1)))

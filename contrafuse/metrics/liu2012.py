@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage
@@ -251,7 +252,7 @@ def _pc_filters(rows: int, cols: int, nscale=4, norient=6, min_wavelength=3, mul
         dc = costheta * math.cos(angl) + sintheta * math.sin(angl)
         spread = np.exp(-np.arctan2(ds, dc) ** 2 / (2 * theta_sigma**2))
         per_scale = [lg * spread for lg in log_gabor]
-        filters.append(per_scale)
+        filters.append(np.stack(per_scale))
         # sum over pixels of real(ifft2(F_s)) * sqrt(N) products: by Parseval, sums over frequencies
         # of the filters' even parts (F(k) + F(-k)) / 2
         even = [(f + np.roll(np.flip(f), 1, axis=(0, 1))) / 2 for f in per_scale]
@@ -264,6 +265,51 @@ def _pc_filters(rows: int, cols: int, nscale=4, norient=6, min_wavelength=3, mul
     return filters, noise
 
 
+@numba.njit(cache=True, nogil=True)
+def _abs2(z):
+    out = np.empty(z.shape)
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            out[i, j] = z[i, j].real ** 2 + z[i, j].imag ** 2
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _pc_orientation(eo, threshold, cos_a, sin_a, cut_off, g, total_energy, total_sum_an, covx2, covy2, covxy):
+    """One orientation of ``myphasecong3`` at every pixel, from the filter responses ``eo``
+    (scale, row, column): the phase-deviation energy over the scales, less the noise threshold,
+    weighted by the frequency-spread sigmoid; accumulates the totals and covariance terms."""
+    nscale, rows, cols = eo.shape
+    epsilon = 0.0001
+    for i in range(rows):
+        for j in range(cols):
+            sum_an = sum_e = sum_o = max_an = 0.0
+            for s in range(nscale):
+                e, o = eo[s, i, j].real, eo[s, i, j].imag
+                an = math.sqrt(e * e + o * o)
+                sum_an += an
+                sum_e += e
+                sum_o += o
+                if s == 0 or an > max_an:
+                    max_an = an
+            x_energy = math.sqrt(sum_e * sum_e + sum_o * sum_o) + epsilon
+            mean_e, mean_o = sum_e / x_energy, sum_o / x_energy
+            energy = 0.0
+            for s in range(nscale):
+                e, o = eo[s, i, j].real, eo[s, i, j].imag
+                energy += e * mean_e + o * mean_o - abs(e * mean_o - o * mean_e)
+            energy = max(energy - threshold, 0.0)
+            width = sum_an / (max_an + epsilon) / nscale
+            weight = 1.0 / (1 + math.exp((cut_off - width) * g))
+            total_sum_an[i, j] += sum_an
+            total_energy[i, j] += weight * energy
+            pc = weight * energy / sum_an if sum_an != 0 else (math.nan if weight * energy == 0 else math.inf)
+            cx, cy = pc * cos_a, pc * sin_a
+            covx2[i, j] += cx * cx
+            covy2[i, j] += cy * cy
+            covxy[i, j] += cx * cy
+
+
 def phase_congruency(image: np.ndarray, k: float = 2.0, cut_off: float = 0.5, g: float = 10.0):
     """``myphasecong3``: (phase congruency, maximum moment M, minimum moment m) of Kovesi's PC_2
     with Liu's changes (total energy over all orientations / total amplitude)."""
@@ -271,44 +317,25 @@ def phase_congruency(image: np.ndarray, k: float = 2.0, cut_off: float = 0.5, g:
     filters, noise = _pc_filters(rows, cols)
     norient, nscale = len(filters), len(filters[0])
     epsilon = 0.0001
-    image_fft = sfft.fft2(image, workers=-1)
-    total_energy = np.zeros((rows, cols))
-    total_sum_an = np.zeros((rows, cols))
-    covx2 = np.zeros((rows, cols))
-    covy2 = np.zeros((rows, cols))
-    covxy = np.zeros((rows, cols))
+    image_fft = sfft.fft2(image)
+    accumulators = [np.zeros((rows, cols)) for _ in range(5)]
+    total_energy, total_sum_an, covx2, covy2, covxy = accumulators
     for o in range(norient):
         angl = o * np.pi / norient
-        eo = sfft.ifft2(image_fft[None] * np.stack(filters[o]), axes=(1, 2), workers=-1)
-        real, imag = eo.real, eo.imag
-        amplitude = np.abs(eo)
-        sum_an = amplitude.sum(0)
-        sum_e, sum_o = real.sum(0), imag.sum(0)
-        max_an = amplitude.max(0)
-        x_energy = np.sqrt(sum_e**2 + sum_o**2) + epsilon
-        mean_e, mean_o = sum_e / x_energy, sum_o / x_energy
-        energy = np.zeros((rows, cols))
-        for s in range(nscale):
-            e, od = real[s], imag[s]
-            energy += e * mean_e + od * mean_o - np.abs(e * mean_o - od * mean_e)
-        median_e2n = np.median(amplitude[0] ** 2)
-        mean_e2n = -median_e2n / math.log(0.5)
+        eo = sfft.ifft2(image_fft * filters[o], axes=(1, 2), overwrite_x=True)
+        # noise: the median of the smallest scale's squared amplitude (Rayleigh), filter energies
+        power = _abs2(eo[0]).ravel()
+        half = power.size // 2
+        if power.size % 2:
+            median_e2n = np.partition(power, half)[half]
+        else:
+            part = np.partition(power, (half - 1, half))
+            median_e2n = (part[half - 1] + part[half]) / 2
         sum_an2, sum_aiaj, em_n = noise[o]
-        noise_power = mean_e2n / em_n
-        est_noise_energy2 = 2 * noise_power * sum_an2 + 4 * noise_power * sum_aiaj
-        tau = math.sqrt(est_noise_energy2 / 2)
+        noise_power = -median_e2n / math.log(0.5) / em_n
+        tau = math.sqrt((2 * noise_power * sum_an2 + 4 * noise_power * sum_aiaj) / 2)
         threshold = (tau * math.sqrt(math.pi / 2) + k * math.sqrt((2 - math.pi / 2) * tau**2)) / 1.7
-        energy = np.maximum(energy - threshold, 0)
-        width = sum_an / (max_an + epsilon) / nscale
-        weight = 1.0 / (1 + np.exp((cut_off - width) * g))
-        total_sum_an += sum_an
-        total_energy += weight * energy
-        with np.errstate(divide="ignore", invalid="ignore"):
-            pc = weight * energy / sum_an
-        covx, covy = pc * math.cos(angl), pc * math.sin(angl)
-        covx2 += covx**2
-        covy2 += covy**2
-        covxy += covx * covy
+        _pc_orientation(eo, threshold, math.cos(angl), math.sin(angl), cut_off, g, *accumulators)
     pc_total = total_energy / (total_sum_an + epsilon)
     covx2 /= norient / 2
     covy2 /= norient / 2

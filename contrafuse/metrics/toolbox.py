@@ -14,7 +14,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from .common import entropy_of, gaussian_1d
+from .common import box_sums, entropy_of, gaussian_1d
 
 # ------------------------------------------------------------------------------------------------
 # intensity statistics
@@ -227,14 +227,6 @@ def nabf_kumar(ir, vis, fused, divisor: float = 1.0) -> float:
 # ------------------------------------------------------------------------------------------------
 # SSIM and MS_SSIM: Ma, Zeng & Wang's MEF-SSIM (IEEE TIP 24(11), 2015), mef_ssim.m and its
 # three-scale analysis_ms_ssim.m, with the two sources as the "exposure sequence"
-
-def box_sums(u: np.ndarray, size: int) -> np.ndarray:
-    """Sums over every ``size`` x ``size`` window inside the image (summed-area table; exact for
-    integer-valued arrays)."""
-    table = np.zeros((u.shape[0] + 1, u.shape[1] + 1))
-    np.cumsum(np.cumsum(u, axis=0), axis=1, out=table[1:, 1:])
-    return table[size:, size:] - table[:-size, size:] - table[size:, :-size] + table[:-size, :-size]
-
 
 def _gauss_valid(image: np.ndarray, g: np.ndarray) -> np.ndarray:
     return _filter_valid(image, g)
