@@ -38,14 +38,20 @@ def test_spec_parameter_count_is_the_network_s(name):
     assert sum(p.numel() for p in fusion_parameters(model)) == spec.parameters
 
 
-@pytest.mark.parametrize("name", PEERS)
-@pytest.mark.parametrize("folder,pair", CI_PAIRS)
+#: LUT-Fuse's script resizes to multiples of 16, so its references of the pairs above are resized
+#: (skipped): manCar (384x512) is compared instead
+REFERENCE_CASES = [(name, *pair) for name in PEERS for pair in CI_PAIRS] + [("lutfuse", "VIFB_calib", "manCar")]
+
+
+@pytest.mark.parametrize("name,folder,pair", REFERENCE_CASES)
 def test_peer_reproduces_the_official_code(name, folder, pair):
     """As the acceptance check: the original files, float32, the default protocol; a colour result
     reduced to its BT.601 luma; mean |difference| <= 0.5 grey levels, >= 99 % within one level."""
     reference = np.asarray(Image.open(peers("reference", name, f"{pair}.png")).convert("L"), np.float64)
     data = dataset(folder)
     ir, vis = (next((data / kind).glob(f"{pair}.*")) for kind in ("ir", "vis"))
+    if reference.shape != Image.open(ir).size[::-1]:
+        pytest.skip("the official script resized this pair (LUT-Fuse: to multiples of 16)")
     out = np.asarray(contrafuse.fuse(ir, vis, method=create_method(name, precision="fp32")), np.float64)
     if out.ndim == 3:
         out = out @ np.array([0.299, 0.587, 0.114])
