@@ -302,3 +302,41 @@ def test_recipes_pass_the_switches_on(tmp_path):
     assert clf._loss.negatives == "b"
     clf.build_model(load_config(_write(tmp_path, "clfnet_tno.yaml", {})))
     assert clf._loss.negatives == "c"
+
+
+def test_saliency_masks_fine_tune_on_the_pairs_the_detector_masks_pick(tmp_path, monkeypatch):
+    """Fig. 18 changes only the masks: ``mask_pairs`` still picks the pairs by the automatic
+    (detector) masks, while the patches carry the saliency masks."""
+    from PIL import Image
+
+    from contrafuse.data.datasets import Pair
+    from contrafuse.train import recipes
+
+    names = ["a", "b", "c", "d"]
+    pairs = []
+    for i, name in enumerate(names):
+        for kind in ("ir", "vis"):
+            (tmp_path / kind).mkdir(exist_ok=True)
+            Image.fromarray(np.full((40, 40), 40 * (i + 1), np.uint8)).save(tmp_path / kind / f"{name}.png")
+        pairs.append(Pair("mine", name, tmp_path / "ir" / f"{name}.png", tmp_path / "vis" / f"{name}.png"))
+
+    def share_mask(shares):
+        def mask(image):
+            out = np.zeros(image.shape, np.float32)
+            out[: int(40 * shares[round(float(image[0, 0]) * 255 / 40) - 1])] = 1
+            return out
+        return mask
+
+    monkeypatch.setattr(recipes, "load_split", lambda _: {"train": pairs, "test": []})
+    monkeypatch.setattr(recipes, "infrared_mask", share_mask([0.5, 0.1, 0.3, 0.2]))   # detector: a, c
+    monkeypatch.setattr(recipes, "saliency_mask", share_mask([0.05, 0.9, 0.025, 0.8]))  # saliency alone: b, d
+    cfg = {"split": "mine", "patch_size": 16, "patches": 200, "seed": 0}
+    recipe = recipes.CoCoNetRecipe()
+    recipe._mask_kind = "saliency"
+    data = recipe.stage_data(cfg, {"contrastive": True, "mask_pairs": 2})
+    levels = np.round((data[:, 0, 0, 0] + 1) * 127.5).astype(int)
+    assert sorted(set(levels)) == [40, 120]                  # pairs a and c, as the detector masks rank them
+    assert data[levels == 40, 2].mean() < 0.2                # ... with their saliency masks (5 %, 2.5 % rows)
+    recipe._mask_kind = "infrared"
+    assert sorted(set(np.round((recipe.stage_data(cfg, {"contrastive": True, "mask_pairs": 2})[:, 0, 0, 0] + 1)
+                               * 127.5).astype(int))) == [40, 120]

@@ -112,7 +112,13 @@ class CoCoNetRecipe:
                 group.append(self._mask(cfg, pair, first, second))
             groups.append(group)
         if stage.get("mask_pairs"):
-            pairs, groups = most_masked(pairs, groups, int(stage["mask_pairs"]), cfg.get("_path", "config"))
+            ranked = groups
+            if self._mask_kind == "saliency" and not cfg.get("mask_dir") and len(groups[0]) == 3:
+                # Fig. 18 compares masks on the same images: the pairs are those the automatic
+                # (detector) masks pick, so that only the masks differ from the full model's training
+                ranked = [[first, second, infrared_mask(first)] for first, second, _ in groups]
+            keep, _ = most_masked(list(range(len(groups))), ranked, int(stage["mask_pairs"]), cfg.get("_path", "config"))
+            pairs, groups = [pairs[i] for i in keep], [groups[i] for i in keep]
         size = check_patch_size(cfg, pairs, groups)
         # which patches are drawn: ``patch_seed`` (default ``seed``, which also draws the weights and batch order)
         seed = int(cfg.get("patch_seed", cfg.get("seed", 0))) + 1000 * int(bool(stage.get("contrastive")))
