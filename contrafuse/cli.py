@@ -333,19 +333,21 @@ def cmd_weights(args) -> int:
 def cmd_evaluate(args) -> int:
     from tqdm import tqdm
 
-    from .metrics import METRICS, conventions_used, evaluate, summarise
-    from .metrics.report import write_results
-
-    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else list(METRICS)
-    used = conventions_used(metrics, args.convention)  # validates names before any work
-    out = Path(args.output)  # and the output, before any metric is computed
+    out = Path(args.output)  # the output first: checked in a moment, before the metric code loads
     if args.format is None and out.suffix.lower() not in (".csv", ".json"):
         raise ContrafuseError(out, "results go to a .csv or .json file (or give --format csv|json)")
     if out.exists() and not args.overwrite:
         raise ContrafuseError(out, "output exists (use --overwrite to replace it)")
     check_writable(out)
+
+    from .metrics import METRICS, conventions_used, evaluate, summarise
+    from .metrics.report import write_results
+
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else list(METRICS)
+    used = conventions_used(metrics, args.convention)  # validates names before any work
     pairs = pair_folders(args.ir_dir, args.vis_dir)
     fused = list_images_by_name(args.fused_dir)
+    _refuse_input_as_output(out, [*fused.values(), *(p for pair in pairs for p in (pair.first, pair.second))])
     failed = _report_unmatched(args.ir_dir, args.vis_dir)
     rows = []
     for pair in progress.bar(pairs, desc=f"evaluating ({args.convention})", unit="image"):
@@ -474,7 +476,7 @@ def cmd_serve(args) -> int:
     try:
         from .web.app import serve
     except ImportError as exc:
-        raise ContrafuseError(None, f"the web app needs {exc.name}: pip install fastapi uvicorn python-multipart") from None
+        raise ContrafuseError(None, f"the web app needs {exc.name}: pip install fastapi uvicorn python-multipart fastapi-offline") from None
     serve(args.host, args.port)
     return 0
 

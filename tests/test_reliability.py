@@ -346,6 +346,15 @@ def test_evaluate_checks_its_output_before_computing(monkeypatch, grey_pair, tmp
         assert out.read_text() == "keep me"
 
 
+def test_evaluate_never_writes_over_an_input(grey_pair, tmp_path, capsys):
+    ir, vis = grey_pair
+    before = ir.read_bytes()
+    code, _, err = run(["evaluate", "--ir-dir", ir.parent, "--vis-dir", vis.parent, "--fused-dir", ir.parent,
+                        "--metrics", "EN", "--format", "csv", "--overwrite", "-o", ir], capsys)
+    one_line_error(code, err, str(ir), "one of the inputs")
+    assert ir.read_bytes() == before
+
+
 def test_evaluate_names_the_file_whose_size_differs(grey_pair, tmp_path, capsys):
     ir, vis = grey_pair
     fused = save(tmp_path / "f" / "a.png", grey(10, 12))
@@ -568,6 +577,12 @@ def test_serve_refuses_a_busy_port(capsys):
         port = holder.getsockname()[1]
         code, out, err = run(["serve", "--port", port], capsys)
     one_line_error(code, err, "--port", "in use")
+    assert "serving" not in out
+
+
+def test_serve_refuses_an_address_not_of_this_machine(capsys):
+    code, out, err = run(["serve", "--host", "192.0.2.1", "--port", "0"], capsys)  # TEST-NET-1: nobody's
+    one_line_error(code, err, "--host", "192.0.2.1")
     assert "serving" not in out
 
 

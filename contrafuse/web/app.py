@@ -83,7 +83,11 @@ async def _read_upload(upload: UploadFile | None, field: str) -> np.ndarray:
         raise BadRequest(f"{field} ({upload.filename}): the file is empty")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / _safe_name(upload.filename, field + ".png")
-        path.write_bytes(data)
+        try:
+            path.write_bytes(data)
+        except OSError as exc:  # the server's temporary folder is full: not the user's fault
+            raise BadRequest(f"{field} ({upload.filename}): the server cannot store the upload "
+                             f"({exc.strerror or exc})", 507) from None
         try:
             return read_image(path)
         except ContrafuseError as exc:
