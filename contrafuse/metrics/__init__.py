@@ -24,6 +24,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,7 @@ from PIL import Image
 from ..errors import ContrafuseError
 from ..io import luminance, read_image, to_uint
 from . import gradient, information, liu2012, similarity, toolbox, vifb, visual
-from .common import check_size, sharing
+from .common import check_size, run_shared, sharing
 
 Fn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
 
@@ -261,29 +262,54 @@ def evaluate_conventions(ir, vis, fused, metrics=None, conventions=tuple(CONVENT
         raise ContrafuseError(None, f"images differ in size: {[r.shape[:2] for r in raw]}")
     (height, width), = shapes
     greys: dict[str, tuple] = {}
-    computed: dict[tuple, float] = {}
-    results: dict[str, dict[str, float]] = {c: {} for c in conventions}
+    jobs: dict[tuple, tuple] = {}  # one computation per (definition, input arrays)
+    wanted: list[tuple[str, str, tuple]] = []
+    for convention in conventions:
+        for name in names:
+            func, used = definition(name, convention)
+            check_size(name, height, width, METRICS[name].min_size)
+            if used == "vifb":
+                args, key = raw, (func, "as read")
+            else:
+                if used not in greys:
+                    new = [_grey_255(r, used) for r in raw]
+                    for other in greys.values():  # same pixels under another convention: same arrays
+                        if all(np.array_equal(a, b) for a, b in zip(new, other)):
+                            new = list(other)
+                            break
+                    greys[used] = tuple(new)
+                args = greys[used]
+                key = (func, id(args[0]))
+            jobs.setdefault(key, (func, args, name))
+            wanted.append((convention, name, key))
     with sharing():
-        for convention in conventions:
-            for name in names:
-                func, used = definition(name, convention)
-                check_size(name, height, width, METRICS[name].min_size)
-                if used == "vifb":
-                    args, key = raw, (func, "as read")
-                else:
-                    if used not in greys:
-                        new = [_grey_255(r, used) for r in raw]
-                        for other in greys.values():  # same pixels under another convention: same arrays
-                            if all(np.array_equal(a, b) for a, b in zip(new, other)):
-                                new = list(other)
-                                break
-                        greys[used] = tuple(new)
-                    args = greys[used]
-                    key = (func, id(args[0]))
-                if key not in computed:
-                    computed[key] = float(func(*args))
-                results[convention][name] = computed[key]
+        values = _run_jobs(jobs)
+    results: dict[str, dict[str, float]] = {c: {} for c in conventions}
+    for convention, name, key in wanted:
+        results[convention][name] = values[key]
     return results
+
+
+#: metrics whose computation dominates a full evaluation: started first when run in parallel
+_HEAVY = ("FMI_w", "FMI_dct", "FMI_pixel", "Q_P", "Qcb", "Q_CB", "VIFF", "VIFP", "MS_SSIM", "SSIM")
+
+
+def _threads() -> int:
+    """Worker threads for one evaluation: ``CONTRAFUSE_METRIC_THREADS``, default 2."""
+    try:
+        return max(1, int(os.environ.get("CONTRAFUSE_METRIC_THREADS", "2")))
+    except ValueError:
+        return 2
+
+
+def _run_jobs(jobs: dict) -> dict:
+    """Compute every job (func, args, metric name), in ``_threads()`` threads sharing intermediates."""
+    order = sorted(jobs, key=lambda k: (jobs[k][2] not in _HEAVY, _HEAVY.index(jobs[k][2]) if jobs[k][2] in _HEAVY else 0))
+    if _threads() == 1 or len(order) < 2:
+        return {key: float(jobs[key][0](*jobs[key][1])) for key in order}
+    with ThreadPoolExecutor(max_workers=_threads()) as pool:
+        futures = {key: pool.submit(run_shared, jobs[key][0], *jobs[key][1]) for key in order}
+        return {key: float(future.result()) for key, future in futures.items()}
 
 
 def conventions_used(metrics, convention: str) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import threading
 
 import numpy as np
 from scipy import ndimage, signal
@@ -90,6 +91,18 @@ def sobel_xy(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ndimage.correlate(image, kx, mode="nearest"), ndimage.correlate(image, kx.T, mode="nearest")
 
 
+def sobel_filter2(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB ``filter2([-1 0 1; -2 0 2; -1 0 1], x, 'same')`` and its transpose: Sobel by
+    correlation with zero padding (exact on integer images); shared within one evaluation."""
+    def compute():
+        x = np.pad(image, 1)
+        n = image.shape[1]
+        col = x[:-2] + 2 * x[1:-1] + x[2:]
+        row = x[:, :n] + 2 * x[:, 1:n + 1] + x[:, 2:]
+        return col[:, 2:] - col[:, :n], row[2:] - row[:-2]
+    return shared("sobel_filter2", image, compute=compute)
+
+
 def histogram256(values: np.ndarray) -> np.ndarray:
     """Probability of each integer level 0..255 (values are floored and clipped)."""
     levels = np.clip(np.floor(values), 0, 255).astype(np.int64).ravel()
@@ -109,28 +122,58 @@ def entropy_of(p: np.ndarray, base: float = 2.0) -> float:
 _SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("contrafuse_metric_cache", default=None)
 
 
+class _Store(dict):
+    """Results by key, and a lock under which a key is claimed (one thread computes, others wait)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def sharing():
-    """Within this block, :func:`shared` computes each intermediate once. Nested blocks reuse the
-    outer store."""
+    """Within this block (and in threads started with :func:`run_shared`), :func:`shared` computes
+    each intermediate once. Nested blocks reuse the outer store."""
     if _SHARED.get() is not None:
         yield
         return
-    token = _SHARED.set({})
+    token = _SHARED.set(_Store())
     try:
         yield
     finally:
         _SHARED.reset(token)
 
 
+def run_shared(func, *args):
+    """``func(*args)`` in the caller's sharing context: for work handed to other threads."""
+    return contextvars.copy_context().run(func, *args)
+
+
 def shared(name: str, *arrays, compute, params=()):
     """``compute()`` once per (name, input arrays, params) inside :func:`sharing`, else every call.
-    ``arrays`` are the inputs the result depends on (compared by identity)."""
+    ``arrays`` are the inputs the result depends on (compared by identity, and kept alive with the
+    result). Thread-safe: a second thread asking for a result being computed waits for it."""
     store = _SHARED.get()
     if store is None:
         return compute()
     key = (name, tuple(id(a) for a in arrays), params)
-    hit = store.get(key)
-    if hit is None:
-        hit = store[key] = (compute(), arrays)  # keep the inputs alive with the result
-    return hit[0]
+    with store.lock:
+        entry = store.get(key)
+        if entry is None:
+            entry = store[key] = [threading.Event(), None, arrays]
+            owner = True
+        else:
+            owner = False
+    if owner:
+        try:
+            entry[1] = compute()
+        except BaseException as error:
+            entry[1] = error
+            raise
+        finally:
+            entry[0].set()
+    else:
+        entry[0].wait()
+    if isinstance(entry[1], BaseException):
+        raise entry[1]
+    return entry[1]

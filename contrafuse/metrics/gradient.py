@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .common import check_images, matlab_round, sobel_xy
+from .common import check_images, matlab_round, sobel_filter2, sobel_xy
 from .toolbox import nabf_kumar
-from .vifb import qabf as _qabf_reference
 
 
 def standard_deviation(fused) -> float:
@@ -59,9 +60,31 @@ def edge_intensity(fused) -> float:
 
 
 def qabf(ir, vis, fused) -> float:
-    """Q^{AB/F} (Xydeas & Petrovic 2000): edge-preservation weighted by source edge strength."""
+    """Q^{AB/F} (Xydeas & Petrovic 2000) as Hong's / VIFB's MATLAB code computes it: Sobel by
+    ``conv2`` (zero padding), orientation ``atan(Sy/Sx)`` (pi/2 where Sx == 0), relative strength
+    ``gF`` itself where the strengths are equal, Tg=0.9994, kg=-15, Dg=0.5, Ta=0.9879, ka=-22,
+    Da=0.8, weights the source strengths."""
     ir, vis, fused = check_images(ir, vis, fused, name="Qabf")
-    return _qabf_reference(ir, vis, fused)
+    tg, kg, dg, ta, ka, da = 0.9994, -15.0, 0.5, 0.9879, -22.0, 0.8
+
+    def strength_angle(image):
+        gx, gy = sobel_filter2(image)  # conv2 with the code's kernels gives (-gx, gy)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            angle = np.where(gx == 0, np.pi / 2, np.arctan(gy / np.where(gx == 0, 1.0, -gx)))
+        return np.sqrt(gx * gx + gy * gy), angle
+
+    g_f, a_f = strength_angle(fused)
+    num = den = 0.0
+    for source in (ir, vis):
+        g_s, a_s = strength_angle(source)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(g_s > g_f, g_f / np.where(g_s == 0, 1.0, g_s),
+                           np.where(g_s == g_f, g_f, g_s / np.where(g_f == 0, 1.0, g_f)))
+        orient = 1 - np.abs(a_s - a_f) / (np.pi / 2)
+        q = tg / (1 + np.exp(kg * (rel - dg))) * ta / (1 + np.exp(ka * (orient - da)))
+        num += (q * g_s).sum()
+        den += g_s.sum()
+    return float(num / den) if den > 0 else math.nan
 
 
 def nabf(ir, vis, fused) -> float:

@@ -15,7 +15,8 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage
 
-from .common import entropy_of, gaussian_1d, matlab_round
+from .common import entropy_of, gaussian_1d, matlab_round, shared, sobel_filter2
+from .similarity import gaussian_moments
 
 # ------------------------------------------------------------------------------------------------
 # shared pieces
@@ -114,22 +115,6 @@ def q_ncie(ir, vis, fused) -> float:
 
 # ------------------------------------------------------------------------------------------------
 # image features: Q_G, Q_M, Q_SF, Q_P
-
-_FLT1 = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-
-
-def sobel_filter2(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``filter2(flt1, x, 'same')`` and ``filter2(flt1', x, 'same')``: Sobel by correlation with
-    zero padding (exact on integer images)."""
-    x = np.pad(image, 1)
-    n = image.shape[1]
-    up, mid, down = x[:-2], x[1:-1], x[2:]
-    col = up + 2 * mid + down
-    gx = col[:, 2:] - col[:, :n]
-    row = x[:, :n] + 2 * x[:, 1:n + 1] + x[:, 2:]
-    gy = row[2:] - row[:-2]
-    return gx, gy
-
 
 def _bump_zeros(x: np.ndarray) -> np.ndarray:
     return x + (x == 0) * 0.00001
@@ -391,12 +376,10 @@ def q_p(ir, vis, fused, threshold: float = 0.1) -> float:
 # structural similarity: Q_S, Q_C, Q_Y
 
 
-def _ssim_maps(x, y, g, c1, c2):
-    """Wang's ``ssim_index`` 'valid' maps: (ssim map, var x, var y, cov xy)."""
-    mu_x, mu_y = _filter_valid(x, g), _filter_valid(y, g)
-    var_x = _filter_valid(x * x, g) - mu_x * mu_x
-    var_y = _filter_valid(y * y, g) - mu_y * mu_y
-    cov = _filter_valid(x * y, g) - mu_x * mu_y
+def _ssim_maps(x, y, size, sigma, c1, c2):
+    """Wang's ``ssim_index`` 'valid' maps under a ``size`` Gaussian window: (ssim map, var x,
+    var y, cov xy)."""
+    mu_x, mu_y, var_x, var_y, cov = gaussian_moments(x, y, size, sigma)
     ssim = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
     return ssim, var_x, var_y, cov
 
@@ -412,14 +395,13 @@ def q_s(ir, vis, fused) -> float:
     mean of lambda SSIM(F, A) + (1 - lambda) SSIM(F, B) over Wang's SSIM maps (Gaussian 11,
     sigma 1.5, K = 0.01, 0.03), lambda = var A / (var A + var B) (+0.5 each where both are 0)."""
     a, b, f = (np.asarray(x, dtype=np.float64) for x in (ir, vis, fused))
-    g = gaussian_1d(11, 1.5)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    _, var_a, var_b, _ = _ssim_maps(a, b, g, c1, c2)
+    _, var_a, var_b, _ = _ssim_maps(a, b, 11, 1.5, c1, c2)
     both = (var_a + var_b) == 0
     var_a, var_b = var_a + 0.5 * both, var_b + 0.5 * both
     lam = var_a / (var_a + var_b)
-    map_a = _ssim_maps(f, a, g, c1, c2)[0]
-    map_b = _ssim_maps(f, b, g, c1, c2)[0]
+    map_a = _ssim_maps(f, a, 11, 1.5, c1, c2)[0]
+    map_b = _ssim_maps(f, b, 11, 1.5, c1, c2)[0]
     return float(np.mean(lam * map_a + (1 - lam) * map_b))
 
 
@@ -431,9 +413,8 @@ def q_c(ir, vis, fused) -> float:
     each source with F (Gaussian 7, sigma 1.5, C1 = C2 = 2e-16) weighted by
     cov(A,F) / (cov(A,F) + cov(B,F)), that weight clipped to [0, 1] by setting the value to 0 or 1."""
     a, b, f = (np.asarray(x, dtype=np.float64) for x in (ir, vis, fused))
-    g = gaussian_1d(7, 1.5)
-    map_a, _, _, cov_a = _ssim_maps(a, f, g, _YANG_C, _YANG_C)
-    map_b, _, _, cov_b = _ssim_maps(b, f, g, _YANG_C, _YANG_C)
+    map_a, _, _, cov_a = _ssim_maps(a, f, 7, 1.5, _YANG_C, _YANG_C)
+    map_b, _, _, cov_b = _ssim_maps(b, f, 7, 1.5, _YANG_C, _YANG_C)
     with np.errstate(divide="ignore", invalid="ignore"):
         w = cov_a / (cov_a + cov_b)
         sim = w * map_a + (1 - w) * map_b
@@ -446,10 +427,9 @@ def q_y(ir, vis, fused) -> float:
     SSIM(A, B) >= 0.75, lambda SSIM(A,F) + (1 - lambda) SSIM(B,F) with lambda = var A / (var A +
     var B); elsewhere max(SSIM(A,F), SSIM(B,F)); Gaussian 7, sigma 1.5, C1 = C2 = 2e-16."""
     a, b, f = (np.asarray(x, dtype=np.float64) for x in (ir, vis, fused))
-    g = gaussian_1d(7, 1.5)
-    map_ab, var_a, var_b, _ = _ssim_maps(a, b, g, _YANG_C, _YANG_C)
-    map_a = _ssim_maps(a, f, g, _YANG_C, _YANG_C)[0]
-    map_b = _ssim_maps(b, f, g, _YANG_C, _YANG_C)[0]
+    map_ab, var_a, var_b, _ = _ssim_maps(a, b, 7, 1.5, _YANG_C, _YANG_C)
+    map_a = _ssim_maps(a, f, 7, 1.5, _YANG_C, _YANG_C)[0]
+    map_b = _ssim_maps(b, f, 7, 1.5, _YANG_C, _YANG_C)[0]
     similar = map_ab >= 0.75
     with np.errstate(divide="ignore", invalid="ignore"):
         lam = var_a / (var_a + var_b)

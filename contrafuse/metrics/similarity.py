@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .common import box_sums, check_images, gaussian_1d, separable_filter2
+from .common import box_sums, check_images, gaussian_1d, separable_filter2, shared
 
 _SSIM_C1, _SSIM_C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
 
-def ssim_components(a: np.ndarray, b: np.ndarray, border: str = "valid") -> tuple[np.ndarray, np.ndarray]:
-    """Luminance and contrast-structure maps of Wang et al. (2004), Gaussian 11x11, sigma 1.5.
-
-    ``border="valid"``: only windows inside the image (Wang's ``ssim_index.m``, used by VIFB);
-    ``"replicate"``: a full-size map with replicated borders (MATLAB's built-in ``ssim``)."""
-    g = gaussian_1d(11, 1.5)
+def gaussian_moments(a: np.ndarray, b: np.ndarray, size: int = 11, sigma: float = 1.5, border: str = "valid"):
+    """(mu_a, mu_b, var_a, var_b, cov) under a ``size`` x ``size`` Gaussian window (``fspecial``)
+    at every window position: ``border="valid"`` only inside the image (``filter2(..., 'valid')``),
+    ``"replicate"`` a full-size map with replicated borders. Shared within one evaluation (SSIM,
+    MS-SSIM's first scale, Q_S, Q_C, Q_Y use the same moments)."""
+    g = gaussian_1d(size, sigma)
     if border == "valid":
         def blur(x):
             return separable_filter2(g, x, "valid")
@@ -24,10 +24,25 @@ def ssim_components(a: np.ndarray, b: np.ndarray, border: str = "valid") -> tupl
             return ndimage.correlate1d(ndimage.correlate1d(x, g, axis=0, mode="nearest"), g, axis=1, mode="nearest")
     else:
         raise ValueError(f"border must be 'valid' or 'replicate', not {border!r}")
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a**2
-    var_b = blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
+
+    def first(x):
+        return shared("gauss_mean", x, compute=lambda: blur(x), params=(size, sigma, border))
+
+    def second(x, y):
+        if id(y) < id(x):
+            x, y = y, x
+        return shared("gauss_product", x, y, compute=lambda: blur(x * y), params=(size, sigma, border))
+
+    mu_a, mu_b = first(a), first(b)
+    return (mu_a, mu_b, second(a, a) - mu_a**2, second(b, b) - mu_b**2, second(a, b) - mu_a * mu_b)
+
+
+def ssim_components(a: np.ndarray, b: np.ndarray, border: str = "valid") -> tuple[np.ndarray, np.ndarray]:
+    """Luminance and contrast-structure maps of Wang et al. (2004), Gaussian 11x11, sigma 1.5.
+
+    ``border="valid"``: only windows inside the image (Wang's ``ssim_index.m``, used by VIFB);
+    ``"replicate"``: a full-size map with replicated borders (MATLAB's built-in ``ssim``)."""
+    mu_a, mu_b, var_a, var_b, cov = gaussian_moments(a, b, 11, 1.5, border)
     luminance = (2 * mu_a * mu_b + _SSIM_C1) / (mu_a**2 + mu_b**2 + _SSIM_C1)
     contrast_structure = (2 * cov + _SSIM_C2) / (var_a + var_b + _SSIM_C2)
     return luminance, contrast_structure

@@ -4,9 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import check_images, gaussian_1d, separable_filter2
+from .common import check_images, gaussian_1d, separable_filter2, shared
 from .vifb import qcb as _qcb_reference
 from .vifb import qcv as _qcv_reference
+
+
+def _vif_moments(ref: np.ndarray, dist: np.ndarray):
+    """Per scale (mu1, mu2, sigma1^2, sigma2^2, sigma12) of ``vifp_mscale``: Gaussian windows of
+    17, 9, 5, 3 taps (sigma N/5), 'valid' filtering, halving between scales; the variances clipped
+    at 0. Shared by VIFF and VIF-P within one evaluation."""
+    def compute(ref=ref, dist=dist):
+        out = []
+        for scale in range(1, 5):
+            n = 2 ** (4 - scale + 1) + 1
+            g = gaussian_1d(n, n / 5)
+            if scale > 1:
+                ref = separable_filter2(g, ref, "valid")[::2, ::2]
+                dist = separable_filter2(g, dist, "valid")[::2, ::2]
+            mu1, mu2 = separable_filter2(g, ref, "valid"), separable_filter2(g, dist, "valid")
+            s1 = np.maximum(separable_filter2(g, ref * ref, "valid") - mu1 * mu1, 0)
+            s2 = np.maximum(separable_filter2(g, dist * dist, "valid") - mu2 * mu2, 0)
+            s12 = separable_filter2(g, ref * dist, "valid") - mu1 * mu2
+            out.append((mu1, mu2, s1, s2, s12))
+        return out
+    return shared("vif_moments", ref, dist, compute=compute)
 
 
 def vif_maps(ref: np.ndarray, dist: np.ndarray, noise_var: float):
@@ -14,16 +35,8 @@ def vif_maps(ref: np.ndarray, dist: np.ndarray, noise_var: float):
     2006), four scales with Gaussian windows of 17, 9, 5, 3 taps (sigma N/5), 'valid' filtering,
     the numerical guards of the reference ``vifp_mscale``/``ComVidVindG`` code."""
     out = []
-    for scale in range(1, 5):
-        n = 2 ** (4 - scale + 1) + 1
-        g = gaussian_1d(n, n / 5)
-        if scale > 1:
-            ref = separable_filter2(g, ref, "valid")[::2, ::2]
-            dist = separable_filter2(g, dist, "valid")[::2, ::2]
-        mu1, mu2 = separable_filter2(g, ref, "valid"), separable_filter2(g, dist, "valid")
-        s1 = np.maximum(separable_filter2(g, ref * ref, "valid") - mu1 * mu1, 0)
-        s2 = np.maximum(separable_filter2(g, dist * dist, "valid") - mu2 * mu2, 0)
-        s12 = separable_filter2(g, ref * dist, "valid") - mu1 * mu2
+    for _, _, s1, s2, s12 in _vif_moments(ref, dist):
+        s1 = s1.copy()
         gain = s12 / (s1 + 1e-10)
         sv = s2 - gain * s12
         flat1 = s1 < 1e-10
