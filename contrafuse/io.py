@@ -297,28 +297,31 @@ def _temporary_beside(path: Path) -> tuple[int, str]:
 
 
 def check_writable(path: str | os.PathLike) -> None:
-    """Fail before any work if ``path`` (a file to be written) cannot be created."""
+    """Fail before any work if ``path`` (a file to be written) cannot be created; creates nothing
+    (its folders are made when it is written)."""
     path = Path(path)
     if path.is_dir():
         raise ContrafuseError(path, "is a folder; give an output file name such as fused.png")
-    fd, tmp = _temporary_beside(path)
-    os.close(fd)
-    os.unlink(tmp)
+    _probe_folder(path.parent, path)
 
 
 def check_folder_writable(folder: str | os.PathLike) -> None:
-    """Fail before any work if files cannot be created in ``folder``, creating nothing: a test file
-    is made, and removed, in the folder or in its nearest existing parent."""
-    folder = Path(folder)
+    """Fail before any work if files cannot be created in ``folder``; creates nothing."""
+    _probe_folder(Path(folder), Path(folder))
+
+
+def _probe_folder(folder: Path, named: Path) -> None:
+    """Make, and remove, a test file in ``folder`` or, where it does not exist yet, in its nearest
+    existing parent; a failure is a one-line error naming ``named``."""
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise ContrafuseError(existing, "is not a folder; cannot create " + str(folder))
+        raise ContrafuseError(named, f"cannot write here ({existing} is a file, not a folder)")
     try:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=existing)
     except OSError as exc:
-        raise OutputError(folder, exc) from None
+        raise OutputError(named, exc) from None
     os.close(fd)
     os.unlink(tmp)
 
