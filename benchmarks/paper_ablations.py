@@ -168,13 +168,15 @@ def state(run: dict) -> str:
 def cmd_status(args) -> int:
     for run in runs():
         folder = ROOT / run_dir(run)
-        progress = ""
-        if state(run) == "started":
+        progress, shown = "", state(run)
+        if shown == "waiting" and (folder / "config.yaml").is_file():
+            shown = "started"  # no checkpoint yet: the first minutes of a run
+        if shown == "started":
             logs = sorted(folder.glob("log_*.csv"), key=lambda p: p.stat().st_mtime)
             if logs:
                 last = logs[-1].read_text().strip().splitlines()[-1].split(",")
                 progress = f" (stage {last[0]}, epoch {last[1]}, batch {last[2]}, {float(last[4]) / 3600:.2f} h)"
-        print(f"{state(run):8s} {run['name']}{progress}")
+        print(f"{shown:8s} {run['name']}{progress}")
     return 0
 
 
@@ -304,6 +306,25 @@ def study_table(study: str, summary: dict) -> list[str]:
     return lines
 
 
+def training_record(study: str) -> list[str]:
+    """Where and how long the study's finished runs trained (their sessions.jsonl and loss logs)."""
+    method = study.split("_")[0]
+    machines, hours = set(), []
+    for run in runs():
+        folder = ROOT / run_dir(run)
+        if not (run["study"] == study or (run["study"] is None and run["method"] == method)) or state(run) != "done":
+            continue
+        for line in (folder / "sessions.jsonl").read_text().splitlines():
+            machine = json.loads(line)["machine"]
+            machines.add(f"{machine.get('cpu')} ({machine.get('cores')} cores, torch threads {machine.get('torch_threads')})")
+        logs = sorted(folder.glob("log_*.csv"), key=lambda p: p.stat().st_mtime)
+        hours.append(float(logs[-1].read_text().strip().splitlines()[-1].split(",")[4]) / 3600)
+    if not hours:
+        return []
+    return [f"Training: {len(hours)} runs on {'; '.join(sorted(machines))}, one thread each, shared with other "
+            f"work; {min(hours):.2f}-{max(hours):.2f} h of training steps per run.", ""]
+
+
 def fig15_plot(summary: dict, out: Path) -> bool:
     """Fig. 15's layout: each metric against the fixed sigma (top) and gamma (bottom), the
     self-adaptive (full) value as a horizontal line; our TNO test split."""
@@ -351,7 +372,7 @@ def cmd_tables(args) -> int:
             lines += ["Not evaluated yet: its runs have not finished (`benchmarks/paper_ablations.py status`).", ""]
             continue
         summary = json.loads(path.read_text())
-        lines += study_table(study, summary)
+        lines += study_table(study, summary) + training_record(study)
         if study == "coconet_fig15" and fig15_plot(summary, DOCS / "paper_coconet_fig15" / "fig15.svg"):
             lines += ["![Fig. 15 layout](paper_coconet_fig15/fig15.svg)", ""]
     (DOCS / "paper_ablations.md").write_text("\n".join(lines) + "\n")
