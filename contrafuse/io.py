@@ -247,7 +247,8 @@ class OutputError(ContrafuseError):
     STOPPING = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
     def __init__(self, path, exc: OSError):
-        super().__init__(path, f"cannot write here ({exc.strerror or exc})")
+        self.reason = exc.strerror or str(exc)
+        super().__init__(path, f"cannot write here ({self.reason})")
         self.stops_run = exc.errno in self.STOPPING
 
 

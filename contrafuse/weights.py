@@ -134,7 +134,7 @@ def fetch_vgg19(source: str | os.PathLike | None = None, *, force: bool = False)
     try:  # refuse an unwritable cache before downloading 80 MB
         check_writable(target)
     except ContrafuseError as exc:
-        raise ContrafuseError(target.parent, f"cannot write the weights cache ({exc.problem}); "
+        raise ContrafuseError(target.parent, f"cannot write the weights cache ({getattr(exc, 'reason', exc.problem)}); "
                               "set CONTRAFUSE_HOME to a writable folder") from None
     with tempfile.TemporaryDirectory(prefix="contrafuse-vgg-") as tmp:
         workdir = Path(tmp)

