@@ -83,17 +83,29 @@ def test_legacy_ranges_on_tno(tmp_path):
         assert 0.015 < legacy["SF"] < 0.1         # papers: 0.02-0.09
         assert 1.5 < legacy["AG"] < 9.0           # papers: 2.7-8
         assert standard["SD"] > 20                # the textbook SD is 20-60 on the same images
-        assert math.isclose(standard["SF"] / 255, legacy["SF"], rel_tol=1e-9)
+        # legacy SF: the toolbox's SF_evaluation, each difference image averaged over its own size
+        f = fused.astype(np.float64) / 255
+        rows, cols = f.shape
+        rf2 = ((f[1:] - f[:-1]) ** 2).sum() / ((rows - 1) * cols)
+        cf2 = ((f[:, 1:] - f[:, :-1]) ** 2).sum() / (rows * (cols - 1))
+        assert math.isclose(legacy["SF"], math.sqrt(rf2 + cf2), rel_tol=1e-12)
+        assert math.isclose(standard["SF"], 255 * math.sqrt((rf2 * (rows - 1) * cols + cf2 * rows * (cols - 1))
+                                                             / (rows * cols)), rel_tol=1e-12)
 
 
-def test_legacy_ssim_is_matlab_ssim_averaged(triple):
-    """The toolbox averages MATLAB's ssim (replicated borders, full-size map) over the two sources:
-    inside the image its map equals Wang's 'valid' map; only the border ring differs."""
+def test_ssim_replicate_border_map_equals_the_valid_map_inside(triple):
+    """MATLAB's built-in ssim (replicated borders, full-size map): inside the image its map equals
+    Wang's 'valid' map; only the border ring differs."""
     from contrafuse.metrics.similarity import ssim_components
     ir, vis, fused = (a.astype(np.float64) for a in triple)
     full = np.multiply(*ssim_components(ir, fused, "replicate"))
     valid = np.multiply(*ssim_components(ir, fused, "valid"))
     assert full.shape == ir.shape and np.allclose(full[5:-5, 5:-5], valid, atol=1e-12)
+
+
+def test_legacy_ssim_is_mef_ssim(triple):
+    """The toolbox's SSIM column is MEF-SSIM of (IR, VIS) -> F: 1 when the fused image is the
+    desired patch itself (identical sources), different from the averaged SSIM otherwise."""
     legacy = evaluate(*triple, metrics=["SSIM"], convention="legacy")["SSIM"]
     assert -1 <= legacy <= 1
     assert legacy != pytest.approx(evaluate(*triple, metrics=["SSIM"])["SSIM"], rel=1e-6)
@@ -115,8 +127,14 @@ def triple():
 
 
 IDENTICAL = {"SSIM": 1.0, "MS_SSIM": 1.0, "FMI_pixel": 1.0, "FMI_dct": 1.0, "FMI_w": 1.0, "VIFF": 1.0,
-             "VIFP": 2.0, "CC": 1.0, "RMSE": 0.0, "CE": 0.0, "Nabf": 0.0, "SCD": 0.0, "Qcb": 1.0, "Qcv": 0.0,
-             "PSNR": math.inf}
+             "VIFP": 2.0, "CC": 1.0, "RMSE": 0.0, "MSE": 0.0, "CE": 0.0, "Nabf": 0.0, "SCD": 0.0, "Qcb": 1.0,
+             "Qcv": 0.0, "PSNR": math.inf,
+             # Liu et al.: MI(A, A) = H(A) gives 2; three identical edge-band sums give 3; equal
+             # strengths and orientations give Q_G = (1 / (1 + e^-5))^2 (kappa -10 and -20 at 0.5 and
+             # 0.25 from the deltas). Not Q_P: it correlates masked source maps with the unmasked
+             # fused map, so identical inputs score below 1.
+             "Q_MI": 2.0, "Q_M": 3.0, "Q_SF": 0.0, "Q_S": 1.0, "Q_C": 1.0, "Q_Y": 1.0, "Q_CB": 1.0,
+             "Q_CV": 0.0, "Q_G": (1 / (1 + math.exp(-5))) ** 2}
 
 
 @pytest.mark.parametrize("name", sorted(IDENTICAL))
@@ -138,8 +156,9 @@ def test_constant_image_has_no_information(name):
     assert evaluate(flat, flat, flat, metrics=[name])[name] == pytest.approx(0.0, abs=1e-12)
 
 
-SYMMETRIC = ["MI", "VIFF", "VIFP", "SCD", "Qabf", "Nabf", "SSIM", "MS_SSIM", "PSNR", "RMSE", "CC", "CE", "Qcb",
-             "Qcv", "FMI_pixel", "FMI_dct", "FMI_w"]
+SYMMETRIC = ["MI", "VIFF", "VIFP", "SCD", "Qabf", "Nabf", "SSIM", "MS_SSIM", "PSNR", "RMSE", "MSE", "CC", "CE",
+             "Qcb", "Qcv", "FMI_pixel", "FMI_dct", "FMI_w", "Q_MI", "Q_TE", "Q_NCIE", "Q_G", "Q_M", "Q_SF", "Q_P",
+             "Q_S", "Q_Y", "Q_CV", "Q_CB"]  # not Q_C: its weight is clipped to 0 below and to 1 above
 
 
 @pytest.mark.parametrize("name", SYMMETRIC)
@@ -152,7 +171,9 @@ def test_symmetric_in_the_sources(name, triple):
 
 RANGES = {"EN": (0, 8), "MI": (0, 16), "FMI_pixel": (0, 1), "FMI_dct": (0, 1), "FMI_w": (0, 1), "VIFF": (0, 1.5),
           "VIFP": (0, 2.5), "SCD": (-2, 2), "Qabf": (0, 1), "Nabf": (0, 1), "SSIM": (-1, 1), "MS_SSIM": (0, 1),
-          "RMSE": (0, 255), "CC": (-1, 1), "CE": (0, 8), "Qcb": (0, 1), "SD": (0, 127.5)}
+          "RMSE": (0, 255), "MSE": (0, 65025), "CC": (-1, 1), "CE": (0, 8), "Qcb": (0, 1), "SD": (0, 127.5),
+          "Q_MI": (0, 2), "Q_NCIE": (0, 1), "Q_G": (0, 1), "Q_M": (0, 3), "Q_SF": (-1, 10), "Q_P": (-1, 1),
+          "Q_S": (-1, 1), "Q_C": (0, 1), "Q_Y": (-1, 1), "Q_CB": (0, 1), "Q_CV": (0, 1e6)}
 
 
 @pytest.mark.parametrize("name", sorted(RANGES))
@@ -190,9 +211,10 @@ def test_min_size_is_the_smallest_size_that_computes(name, rng):
     """The table's min_size admits an image of that side, on which the definition returns a finite
     number, and refuses one pixel less with a one-line error."""
     side = max(METRICS[name].min_size, 1)
-    images = [(rng.random((side, side + 3)) * 255).astype(np.uint8) for _ in range(3)]
-    value = evaluate(*images, metrics=[name])[name]
-    assert math.isfinite(value) or name == "PSNR", value
+    base = rng.random((side, side + 3)) * 200  # three noisy views of one image (independent noise
+    images = [np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8) for _ in range(3)]
+    value = evaluate(*images, metrics=[name])[name]  # would give MS-SSIM a negative term: NaN)
+    assert math.isfinite(value), value
     if side > 1:
         small = [image[:-1] for image in images]
         with pytest.raises(ContrafuseError, match="too small"):
