@@ -280,3 +280,26 @@ def test_all_conventions_at_once_equal_one_at_a_time():
         assert set(values) == set(METRICS)
         for name, value in values.items():
             assert value == pytest.approx(alone[name], rel=1e-12, nan_ok=True), (convention, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# standard against numpy / scikit-image computations of the textbook definitions
+
+
+def test_en_cc_scd_equal_independent_computations(views):
+    """EN: scikit-image's Shannon entropy (bits); CC, SCD: numpy's Pearson correlation."""
+    measure = pytest.importorskip("skimage.measure")
+    a, b, f = views
+    ours = evaluate(a, b, f, metrics=["EN", "CC", "SCD"])
+    assert ours["EN"] == pytest.approx(measure.shannon_entropy(f, base=2), rel=1e-12)
+    a, b, f = (x.astype(np.float64).ravel() for x in views)
+    assert ours["CC"] == pytest.approx((np.corrcoef(a, f)[0, 1] + np.corrcoef(b, f)[0, 1]) / 2, rel=1e-12)
+    assert ours["SCD"] == pytest.approx(np.corrcoef(f - b, a)[0, 1] + np.corrcoef(f - a, b)[0, 1], rel=1e-12)
+
+
+def test_ms_ssim_halving_repeats_the_last_row_and_column():
+    """Wang's msssim.m filters with ones(2)/4 and 'symmetric' borders, then keeps odd pixels: for a
+    3 x 3 image the last block is the bottom-right pixel itself, the others 2 x 2 or 2 x 1 means."""
+    from contrafuse.metrics.similarity import _halve
+    x = np.arange(9, dtype=float).reshape(3, 3)
+    assert np.array_equal(_halve(x), [[(0 + 1 + 3 + 4) / 4, (2 + 5) / 2], [(6 + 7) / 2, 8]])
