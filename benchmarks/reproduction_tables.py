@@ -73,14 +73,14 @@ def speed_block() -> str:
     """benchmarks/results/zoo_speed.json."""
     result = json.loads((REPO / "benchmarks" / "results" / "zoo_speed.json").read_text())
     machine = result["machine"]
-    lines = [f"Median seconds per 640x480 pair (VIFB labMan) on {machine['cpu']} ({machine['cores']} cores, "
-             f"{result['torch_threads']} threads), commit {str(result['git']['commit'])[:8]}; the official code's "
-             "forward time is from ../shared/peers/reference/timing.csv (same pair, 2 threads, another run).", "",
-             "| model | fp32 (s) | bf16 (s) | official code (s) | bf16 vs fp32, mean / max (grey levels) |",
-             "|---|---|---|---|---|"]
+    lines = [f"Median seconds per 640x480 pair (VIFB labMan) on {machine['cpu']} ({machine['cores']} cores), "
+             f"commit {str(result['git']['commit'])[:8]}; the official code's forward time is from "
+             "../shared/peers/reference/timing.csv (same pair, 2 threads, another run).", "",
+             "| model | fp32 (s) | bf16 (s) | peak memory, bf16 (MB) | official code (s) | bf16 vs fp32, mean / max "
+             "(grey levels) |", "|---|---|---|---|---|---|"]
     for name, row in result["methods"].items():
         bf = row["bf16_vs_fp32_grey_levels"]
-        lines.append(f"| `{name}` | {row['fp32_seconds']} | {row['bf16_seconds']} | "
+        lines.append(f"| `{name}` | {row['fp32_seconds']} | {row['bf16_seconds']} | {row['bf16_peak_rss_mb']} | "
                      f"{row.get('official_code_seconds', '–')} | {bf['mean']} / {bf['max']} |")
     return "\n".join(lines) + "\n"
 
