@@ -7,15 +7,17 @@
 :data:`CONVENTIONS` names the definitions:
 
 * ``standard`` (default): textbook floating-point definitions on 0..255 luminance (MI in bits,
-  true PSNR/RMSE, SSIM averaged over the two sources).
-* ``legacy``: the MATLAB evaluation toolbox behind the CoCoNet and CLF-Net tables: SD on uint8 with
-  saturating arithmetic, SF on 0..1 intensities, AG with MATLAB ``gradient`` on 0..255, SSIM as
-  MATLAB's built-in ``ssim`` (replicated borders) averaged over the sources; its VIF column is our
-  ``VIFP`` (``vifp_mscale`` summed over both sources).
+  true PSNR/MSE, SSIM averaged over the two sources), each the reference implementation named in
+  docs/metrics.md; the twelve Liu et al. (TPAMI 2012) metrics as Z. Liu's code computes them.
+* ``legacy``: the MATLAB toolbox behind the CoCoNet and CLF-Net tables (L. Tang's
+  Evaluation-for-Image-Fusion, first release 5d6c43a), metric by metric: SD on uint8 with
+  saturating arithmetic, SF/PSNR/MSE/Qabf/Nabf on 0..1, MI with Hab.m's merged top bin, VIF (our
+  ``VIFP``) on uint8, SSIM/MS_SSIM as MEF-SSIM, FMI on edge maps.
 * ``vifb``: the VIFB benchmark's MATLAB code for its 13 metrics (per-channel colour handling and
   all); other metrics fall back to ``standard`` and the result says so.
 
-See docs/metrics.md for formulas and for why papers disagree.
+:func:`evaluate_conventions` computes several conventions at once, sharing intermediates and the
+definitions they have in common. See docs/metrics.md for formulas and for why papers disagree.
 """
 
 from __future__ import annotations
