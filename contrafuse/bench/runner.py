@@ -39,7 +39,7 @@ from ..api import fuse_images, load_pair
 from ..errors import ContrafuseError
 from ..io import list_images, read_image, to_uint, write_csv_atomic, write_image, write_text_atomic
 from ..methods import METHODS, create_method
-from ..metrics import METRICS, conventions_used, evaluate, summarise
+from ..metrics import METRICS, conventions_used, evaluate_conventions, summarise
 from .config import load_benchmark_config
 from .suites import suite_pairs
 from .timing import machine_info
@@ -177,19 +177,25 @@ def fuse_stage(specs: list[MethodSpec], label: str, pairs, out: Path) -> dict[st
             for spec in tqdm(specs, desc=f"{label}: fusing", unit="method")}
 
 
-def evaluate_stage(specs: list[MethodSpec], pairs, fused: dict, metrics, convention: str, label: str):
-    """Stage 2: per-image metric rows, and each method's mean and standard deviation."""
+def evaluate_stage(specs: list[MethodSpec], pairs, fused: dict, metrics, conventions, label: str) -> dict:
+    """Stage 2: per convention, the per-image metric rows and each method's mean and standard
+    deviation. All conventions are evaluated together per triple (``evaluate_conventions``), so
+    intermediates and the definitions they share are computed once."""
+    conventions = list(conventions)
     sources = {p.name: [to_uint(x) for x in load_pair(p)] for p in pairs}
-    rows, means, stds = [], {}, {}
-    for spec in tqdm(specs, desc=f"{label}: evaluating ({convention})", unit="method"):
-        per_method = []
+    out = {c: ([], {}, {}) for c in conventions}
+    for spec in tqdm(specs, desc=f"{label}: evaluating ({', '.join(conventions)})", unit="method"):
+        per_method = {c: [] for c in conventions}
         for pair in pairs:
-            values = evaluate(*sources[pair.name], read_image(fused[spec.label][pair.name]),
-                              metrics=metrics, convention=convention)
-            per_method.append({"image": pair.name, **values})
-            rows.append({"image": pair.name, "method": spec.label, **values})
-        means[spec.label], stds[spec.label] = summarise(per_method, metrics)
-    return rows, means, stds
+            values = evaluate_conventions(*sources[pair.name], read_image(fused[spec.label][pair.name]),
+                                          metrics=metrics, conventions=conventions)
+            for convention in conventions:
+                per_method[convention].append({"image": pair.name, **values[convention]})
+                out[convention][0].append({"image": pair.name, "method": spec.label, **values[convention]})
+        for convention in conventions:
+            rows, means, stds = out[convention]
+            means[spec.label], stds[spec.label] = summarise(per_method[convention], metrics)
+    return out
 
 
 def write_tables(folder: Path, convention: str, rows, means, stds, metrics) -> None:
@@ -255,9 +261,11 @@ def run_benchmark(config_path, out_dir=None, quick: bool = False) -> Path:
         fused = fuse_stage(specs, label, pairs, out)
         folder = out / label
         folder.mkdir(exist_ok=True)
-        for convention in cfg.get("conventions", ["standard"]):
+        conventions = cfg.get("conventions", ["standard"])
+        evaluated = evaluate_stage(specs, pairs, fused, metrics, conventions, label)
+        for convention in conventions:
             used = conventions_used(metrics, convention)
-            rows, means, stds = evaluate_stage(specs, pairs, fused, metrics, convention, label)
+            rows, means, stds = evaluated[convention]
             write_tables(folder, convention, rows, means, stds, metrics)
             report.append(summary_markdown(f"{label} ({len(pairs)} pairs)", means, stds, metrics, convention, used))
             plots.cdf_curves(rows, metrics, folder / f"cdf_{convention}.png", f"{label}, {convention}")
