@@ -57,9 +57,11 @@ def test_worker_serves_later_runs_as_the_calling_process_would(worker_home, pair
     [status] = worker.workers()
     assert status["served"] == 2 and status["methods"] == ["clfnet"]
 
-    # problems found in the worker are the same one line and exit status as without it
+    # an existing output is refused before anything is handed to the worker ...
     assert fuse(*pair, "a.png") == 2
     assert capsys.readouterr().err == "contrafuse: error: a.png: output exists (use --overwrite to replace it)\n"
+    assert worker.workers()[0]["served"] == 2
+    # ... and problems found in the worker are the same one line and exit status as without it
     monkeypatch.setenv("CONTRAFUSE_MAX_PIXELS", "1000")  # the caller's CONTRAFUSE_* variables apply
     assert fuse(*pair, "d.png") == 2
     assert "CONTRAFUSE_MAX_PIXELS" in capsys.readouterr().err
@@ -67,7 +69,7 @@ def test_worker_serves_later_runs_as_the_calling_process_would(worker_home, pair
 
     monkeypatch.setenv("CONTRAFUSE_WORKER", "off")
     assert fuse(*pair, "c.png") == 0
-    assert worker.workers()[0]["served"] == 4  # the run with the worker off is not one of them
+    assert worker.workers()[0]["served"] == 3  # the run with the worker off is not one of them
     images = [np.asarray(Image.open(tmp_path / n)) for n in ("a.png", "b.png", "c.png")]
     assert np.array_equal(images[0], images[2]) and np.array_equal(images[1], images[2])
 
