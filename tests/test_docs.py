@@ -53,3 +53,14 @@ README_QUOTED = {"0.5": "the percentile rule's lower bound", "99.5": "the percen
 def test_readme_numbers_come_from_committed_files():
     unsourced = _unsourced("README.md", README_QUOTED)
     assert not unsourced, f"numbers in README.md found in no committed result file: {unsourced}"
+
+
+def test_generated_blocks_are_current():
+    """README's model table and REPRODUCTION.md's peer tables are rendered from the specs and the
+    results files (benchmarks/render_docs.py): a changed source without a re-render fails here."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "render_docs.py"), "--check"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -1,10 +1,10 @@
-"""Render the generated tables of docs/REPRODUCTION.md from the committed results files.
+"""Render the generated blocks of README.md and docs/REPRODUCTION.md from their sources.
 
-    python benchmarks/reproduction_tables.py          # rewrite the blocks
-    python benchmarks/reproduction_tables.py --check  # exit 1 if a block differs (tests/test_docs.py)
+    python benchmarks/render_docs.py          # rewrite the blocks
+    python benchmarks/render_docs.py --check  # exit 1 if a block differs (tests/test_docs.py)
 
 A block sits between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``; each renderer
-below names the file its numbers come from.
+below names the file its content comes from.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-DOC = REPO / "docs" / "REPRODUCTION.md"
+DOCS = [REPO / "README.md", REPO / "docs" / "REPRODUCTION.md"]
 #: model name -> how the papers' tables name it
 PEERS = {"densefuse": "DenseFuse", "ifcnn": "IFCNN", "seafusion": "SeAFusion", "tardal": "TarDAL"}
 PAPER_METRICS = ["EN", "SD", "SF", "AG", "MI", "VIF", "SCD"]
@@ -85,13 +85,27 @@ def speed_block() -> str:
     return "\n".join(lines) + "\n"
 
 
-BLOCKS = {"peers": peers_block, "peer-agreement": agreement_block, "peer-speed": speed_block}
+def methods_block() -> str:
+    """contrafuse/models/*.yaml (every pretrained model's spec)."""
+    from contrafuse.models import MODEL_SPECS
+
+    lines = ["| name | method | paper | parameters | weights: source, licence |", "|---|---|---|---|---|"]
+    for name, spec in MODEL_SPECS.items():
+        p = spec.paper
+        lines.append(f"| `{name}` | {spec.description} | {p['authors']}, {p['venue']} {p['year']} | "
+                     f"{spec.parameters:,} | {spec.weights.source}; {spec.weights.licence} |")
+    return "\n".join(lines) + "\n"
+
+
+BLOCKS = {"methods": methods_block, "peers": peers_block, "peer-agreement": agreement_block,
+          "peer-speed": speed_block}
 
 
 def render(text: str) -> str:
     for name, make in BLOCKS.items():
         pattern = re.compile(rf"(<!-- generated:{name} -->\n).*?(<!-- /generated:{name} -->)", re.S)
-        text = pattern.sub(lambda m, make=make: m.group(1) + make() + m.group(2), text)
+        if pattern.search(text):
+            text = pattern.sub(lambda m, make=make: m.group(1) + make() + m.group(2), text)
     return text
 
 
@@ -99,12 +113,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
-    text = DOC.read_text()
-    new = render(text)
-    if args.check:
-        return int(new != text)
-    DOC.write_text(new)
-    return 0
+    stale = []
+    for doc in DOCS:
+        text = doc.read_text()
+        new = render(text)
+        if new != text:
+            stale.append(doc.name)
+            if not args.check:
+                doc.write_text(new)
+    if args.check and stale:
+        print("out of date: " + ", ".join(stale) + " (python benchmarks/render_docs.py)")
+    return int(args.check and bool(stale))
 
 
 if __name__ == "__main__":
