@@ -109,7 +109,8 @@ def test_legacy_ssim_is_mef_ssim(triple):
     legacy = evaluate(*triple, metrics=["SSIM"], convention="legacy")["SSIM"]
     assert -1 <= legacy <= 1
     assert legacy != pytest.approx(evaluate(*triple, metrics=["SSIM"])["SSIM"], rel=1e-6)
-    assert evaluate(triple[0], triple[0], triple[0], metrics=["SSIM"], convention="legacy")["SSIM"] == pytest.approx(1.0)
+    same = triple[0]
+    assert evaluate(same, same, same, metrics=["SSIM"], convention="legacy")["SSIM"] == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -306,7 +306,8 @@ def _threads() -> int:
 
 def _run_jobs(jobs: dict) -> dict:
     """Compute every job (func, args, metric name), in ``_threads()`` threads sharing intermediates."""
-    order = sorted(jobs, key=lambda k: (jobs[k][2] not in _HEAVY, _HEAVY.index(jobs[k][2]) if jobs[k][2] in _HEAVY else 0))
+    rank = {name: i for i, name in enumerate(_HEAVY)}
+    order = sorted(jobs, key=lambda k: rank.get(jobs[k][2], len(_HEAVY)))
     if _threads() == 1 or len(order) < 2:
         return {key: float(jobs[key][0](*jobs[key][1])) for key in order}
     with ThreadPoolExecutor(max_workers=_threads()) as pool:

@@ -295,8 +295,8 @@ def _fmi_rows(fa, fb, ff, w, log_table):
                     wf[k] = ff[r + dr, c + dc]
                     k += 1
             f_sd, h_f = _window_stats(wf, f_pdf, f_cdf, f_log, log_table)
-            fmi_a = _pair_fmi(wa, wf, f_pdf, f_cdf, f_log, f_sd, h_f, a_pdf, a_cdf, a_log, b_edge, lengths, rows, cols,
-                              log_table)
+            fmi_a = _pair_fmi(wa, wf, f_pdf, f_cdf, f_log, f_sd, h_f, a_pdf, a_cdf, a_log, b_edge, lengths,
+                              rows, cols, log_table)
             # the reference code normalises fSub in place inside the first branch, so unless the
             # first source matched exactly, its second equality test sees the normalised window
             if fmi_a == 1.0 and _same(wa, wf):
@@ -304,8 +304,8 @@ def _fmi_rows(fa, fb, ff, w, log_table):
             else:
                 _minmax(wf, f_norm)
                 f_cmp = f_norm
-            fmi_b = _pair_fmi(wb, f_cmp, f_pdf, f_cdf, f_log, f_sd, h_f, a_pdf, a_cdf, a_log, b_edge, lengths, rows, cols,
-                              log_table)
+            fmi_b = _pair_fmi(wb, f_cmp, f_pdf, f_cdf, f_log, f_sd, h_f, a_pdf, a_cdf, a_log, b_edge, lengths,
+                              rows, cols, log_table)
             total += (fmi_a + fmi_b) / 2
         sums[r] = total
     return sums

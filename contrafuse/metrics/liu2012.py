@@ -15,7 +15,7 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage
 
-from .common import entropy_of, gaussian_1d, matlab_round, shared, sobel_filter2
+from .common import entropy_of, gaussian_1d, matlab_round, sobel_filter2
 from .similarity import gaussian_moments
 
 # ------------------------------------------------------------------------------------------------
@@ -208,9 +208,11 @@ def _pc_filters(rows: int, cols: int, nscale=4, norient=6, min_wavelength=3, mul
                 d_theta_on_sigma=1.2):
     """The log-Gabor x angular filters (frequency domain, DC at [0, 0]) and, per orientation, the
     noise-energy sums of the filters' spatial forms, cached per image size."""
+    global _PC_FILTERS
     key = (rows, cols)
-    if key in _PC_FILTERS:
-        return _PC_FILTERS[key]
+    hit = _PC_FILTERS.get(key)
+    if hit is not None:
+        return hit
     theta_sigma = np.pi / norient / d_theta_on_sigma
     xr = (np.arange(cols) - (cols - 1) / 2) / (cols - 1) if cols % 2 else (np.arange(cols) - cols / 2) / cols
     yr = (np.arange(rows) - (rows - 1) / 2) / (rows - 1) if rows % 2 else (np.arange(rows) - rows / 2) / rows
@@ -245,8 +247,7 @@ def _pc_filters(rows: int, cols: int, nscale=4, norient=6, min_wavelength=3, mul
         sum_aiaj = sum((even[i] * even[j]).sum() for i in range(nscale) for j in range(i + 1, nscale))
         em_n = (per_scale[0] ** 2).sum()
         noise.append((sum_an2, sum_aiaj, em_n))
-    _PC_FILTERS.clear()  # keep one size only
-    _PC_FILTERS[key] = (filters, noise)
+    _PC_FILTERS = {key: (filters, noise)}  # one size kept (replaced whole: safe across threads)
     return filters, noise
 
 
