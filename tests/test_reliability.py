@@ -638,8 +638,8 @@ def png_bytes(array) -> bytes:
     return buffer.getvalue()
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
-@given(height=st.integers(1, 12), width=st.integers(1, 800), metric=st.sampled_from(
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(height=st.integers(1, 12), width=st.one_of(st.integers(1, 40), st.just(768)), metric=st.sampled_from(
     ["EN", "SD", "SF", "AG", "MI", "VIFF", "Qabf", "SSIM", "FMI_w", "Qcb", "Qcv", "SCD"]),
     convention=st.sampled_from(["standard", "legacy", "vifb"]))
 def test_evaluate_on_any_size_is_a_result_or_a_json_4xx(client, height, width, metric, convention):
@@ -697,13 +697,17 @@ def test_worker_status_lists_a_busy_worker(monkeypatch, capsys):
 
     from contrafuse import worker
 
-    home = Path(tempfile.mkdtemp(prefix="cfb-"))
+    home = Path(tempfile.mkdtemp(prefix="cfb-"))  # short: a socket path holds about 100 bytes
     monkeypatch.setenv("CONTRAFUSE_HOME", str(home))
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as busy:  # listens, never answers: busy
-        busy.bind(str(worker.run_folder() / "worker-busy0000000.sock"))
-        busy.listen()
-        start = time.monotonic()
-        code, out, err = run(["worker", "status"], capsys)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as busy:  # listens, never answers: busy
+            busy.bind(str(worker.run_folder() / "worker-busy0000000.sock"))
+            busy.listen()
+            start = time.monotonic()
+            code, out, err = run(["worker", "status"], capsys)
+    finally:
+        import shutil
+        shutil.rmtree(home, ignore_errors=True)
     assert code == 0 and "busy" in out and "Traceback" not in err
     assert time.monotonic() - start < 3
 
