@@ -106,3 +106,34 @@ def join(device_type: str = "cpu") -> Group:
         # ("terminate called without an active exception"). Imported before the group, it holds none.
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
     return group
+
+
+def torchrun_exit_status():
+    """Make ``torchrun ... contrafuse ...`` end like ``contrafuse`` itself: exit 2, with the one-line
+    errors and the summary the processes printed, when every failed process exited 2 (bad input).
+
+    torchrun itself exits 1 with a ``ChildFailedError`` traceback whenever a process fails. This
+    function is the ``torchrun.handlers`` entry point of the package (pyproject.toml), which
+    torchrun's launcher loads at start: only where the launcher runs contrafuse does it hook the
+    launcher's exit; any other failure keeps torchrun's own report. It returns what the entry point
+    must: a rendezvous backend (here c10d's, registered under the name ``contrafuse``)."""
+    import sys
+
+    from torch.distributed.elastic.rendezvous.registry import _create_c10d_handler
+
+    argv = sys.argv[1:]
+    runs_contrafuse = any(a == "contrafuse" and i and argv[i - 1] == "-m" for i, a in enumerate(argv)) or any(
+        os.path.basename(a) == "contrafuse" for a in argv)
+    if runs_contrafuse and os.path.basename(sys.argv[0]) in ("torchrun", "run.py", "__main__.py"):
+        previous = sys.excepthook
+
+        def exit_like_contrafuse(kind, exc, traceback):
+            from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+            if isinstance(exc, ChildFailedError) and {f.exitcode for f in exc.failures.values()} == {2}:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(2)
+            previous(kind, exc, traceback)
+
+        sys.excepthook = exit_like_contrafuse
+    return _create_c10d_handler

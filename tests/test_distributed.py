@@ -90,3 +90,20 @@ def test_sharded_folder_fusion_fuses_every_pair_once(tmp_path, rng):
     summaries = [line for line in proc.stdout.splitlines() if "fused," in line]
     assert summaries == [f"5 fused, 0 skipped, 0 failed -> {tmp_path / 'out'}"]
     shutil.rmtree(tmp_path / "out")
+
+
+def test_torchrun_exits_2_on_bad_input_like_contrafuse(tmp_path, rng):
+    """One unreadable pair among three under torchrun: the others fused, one summary, and the launcher
+    exits 2 with no ChildFailedError traceback (contrafuse's torchrun.handlers entry point)."""
+    for i in range(3):
+        for kind in ("ir", "vis"):
+            save(tmp_path / kind / f"p{i}.png", (rng.random((12, 16)) * 255).astype(np.uint8))
+    for kind in ("ir", "vis"):
+        (tmp_path / kind / "p3.png").write_text("junk")
+    proc = subprocess.run(torchrun(2, "-m", "contrafuse", "fuse", "--ir-dir", str(tmp_path / "ir"), "--vis-dir",
+                                   str(tmp_path / "vis"), "--out-dir", str(tmp_path / "out"), "--method", "average"),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "ChildFailedError" not in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.png", "p1.png", "p2.png"]
+    assert "not a readable image" in proc.stdout + proc.stderr
