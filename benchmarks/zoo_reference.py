@@ -50,14 +50,28 @@ def agreement(method, ir: Path, vis: Path, reference: Path) -> dict:
 
 
 def main() -> None:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--methods", nargs="*", help="measure only these, keeping the others' rows from the "
+                        "existing results file")
+    args = parser.parse_args()
+    result_path = HERE / "results" / "zoo_reference.json"
     official, published = {}, {}
+    if args.methods and result_path.is_file():
+        kept = json.loads(result_path.read_text())
+        official, published = kept["official_code"], kept["published_images"]
     for name, spec in MODEL_SPECS.items():
         folder = SHARED / "peers" / "reference" / name
-        if spec.weights.packaged or not folder.is_dir():
+        if spec.weights.packaged or not folder.is_dir() or (args.methods and name not in args.methods):
             continue
         method = create_method(name, precision="fp32")
-        pairs = {ref.stem: agreement(method, source("ir", ref.stem, PAIR_FOLDERS), source("vis", ref.stem, PAIR_FOLDERS), ref)
-                 for ref in sorted(folder.glob("*.png"))}
+        pairs = {}
+        for ref in sorted(folder.glob("*.png")):
+            ir, vis = source("ir", ref.stem, PAIR_FOLDERS), source("vis", ref.stem, PAIR_FOLDERS)
+            if Image.open(ref).size == Image.open(ir).size:  # not a pair the official script resized
+                pairs[ref.stem] = agreement(method, ir, vis, ref)
         official[name] = {"worst_mean_abs_grey_levels": max(p["mean_abs_grey_levels"] for p in pairs.values()),
                           "worst_within_1_level_percent": min(p["within_1_level_percent"] for p in pairs.values()),
                           "pairs": pairs}
@@ -69,7 +83,8 @@ def main() -> None:
             published[name] = {"images": f"Toolbox_TNO_calib/fused/{PUBLISHED[name]}", "pairs": len(rows),
                                "mean_abs_grey_levels": round(float(np.mean([r["mean_abs_grey_levels"] for r in rows])), 3)}
             print(name, published[name])
-    write_result(HERE / "results" / "zoo_reference.json",
+    official = dict(sorted(official.items()))
+    write_result(result_path,
                  {"what": "each peer (float32, default protocol, original files) against the official code's "
                           "output (../shared/peers/reference) and against images its authors published",
                   "official_code": official, "published_images": published})
