@@ -6,6 +6,7 @@ Grey images as float arrays on 0..255.
 from __future__ import annotations
 
 import math
+import threading
 
 import numba
 import numpy as np
@@ -319,6 +320,9 @@ def _same(x, y):
     return True
 
 
+_KERNEL_LOCK = threading.Lock()
+
+
 def _log2_table(top: int) -> np.ndarray:
     """log2 of 0 .. top (log2 0 := 0, never used)."""
     table = np.zeros(top + 1)
@@ -334,5 +338,6 @@ def feature_mutual_information(ir, vis, fused, feature: str = "pixel", window: i
                                               params=(feature,)), dtype=np.float64) for x in (ir, vis, fused))
     integral = all(np.array_equal(x, np.round(x)) and x.min() >= 0 and x.max() <= 65535 for x in (fa, fb, ff))
     log_table = _log2_table(int(window * window * max(fa.max(), fb.max(), ff.max(), 1))) if integral else np.empty(0)
-    sums = _fmi_rows(fa, fb, ff, window, log_table)
+    with _KERNEL_LOCK:  # one parallel kernel at a time: Numba's workqueue layer forbids concurrent launches
+        sums = _fmi_rows(fa, fb, ff, window, log_table)
     return float(sums.sum() / ((ff.shape[0] - window + 1) * (ff.shape[1] - window + 1)))
