@@ -303,3 +303,20 @@ def test_ms_ssim_halving_repeats_the_last_row_and_column():
     from contrafuse.metrics.similarity import _halve
     x = np.arange(9, dtype=float).reshape(3, 3)
     assert np.array_equal(_halve(x), [[(0 + 1 + 3 + 4) / 4, (2 + 5) / 2], [(6 + 7) / 2, 8]])
+
+
+def test_intermediates_are_computed_once_across_metrics_and_threads(views, monkeypatch):
+    """SSIM (IR-F, VIS-F) and Q_S (IR-VIS, F-IR, F-VIS) need Gaussian means of 3 images and 6
+    products: 9 filterings in all when shared, 25 if each metric filtered on its own (2 threads)."""
+    import contrafuse.metrics.similarity as similarity
+    calls = []
+    real = similarity.separable_filter2
+
+    def counting(kernel, image, mode="same"):
+        calls.append(image.shape)
+        return real(kernel, image, mode)
+
+    monkeypatch.setattr(similarity, "separable_filter2", counting)
+    monkeypatch.setenv("CONTRAFUSE_METRIC_THREADS", "2")
+    evaluate(*views, metrics=["SSIM", "Q_S"])
+    assert len(calls) == 9

@@ -35,7 +35,7 @@ from PIL import Image
 from ..errors import ContrafuseError
 from ..io import luminance, read_image, to_uint
 from . import gradient, information, liu2012, similarity, toolbox, vifb, visual
-from .common import check_size, run_shared, sharing
+from .common import check_size, in_this_context, sharing
 
 Fn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
 
@@ -311,7 +311,7 @@ def _run_jobs(jobs: dict) -> dict:
     if _threads() == 1 or len(order) < 2:
         return {key: float(jobs[key][0](*jobs[key][1])) for key in order}
     with ThreadPoolExecutor(max_workers=_threads()) as pool:
-        futures = {key: pool.submit(run_shared, jobs[key][0], *jobs[key][1]) for key in order}
+        futures = {key: pool.submit(in_this_context(jobs[key][0]), *jobs[key][1]) for key in order}
         return {key: float(future.result()) for key, future in futures.items()}
 
 

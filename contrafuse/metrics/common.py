@@ -132,7 +132,7 @@ class _Store(dict):
 
 @contextlib.contextmanager
 def sharing():
-    """Within this block (and in threads started with :func:`run_shared`), :func:`shared` computes
+    """Within this block (and in tasks wrapped by :func:`in_this_context`), :func:`shared` computes
     each intermediate once. Nested blocks reuse the outer store."""
     if _SHARED.get() is not None:
         yield
@@ -144,9 +144,11 @@ def sharing():
         _SHARED.reset(token)
 
 
-def run_shared(func, *args):
-    """``func(*args)`` in the caller's sharing context: for work handed to other threads."""
-    return contextvars.copy_context().run(func, *args)
+def in_this_context(func):
+    """``func`` bound to a copy of the caller's context: hand the result to another thread and
+    :func:`shared` there uses the caller's store (one copy per task: a context runs in one thread)."""
+    context = contextvars.copy_context()
+    return lambda *args: context.run(func, *args)
 
 
 def shared(name: str, *arrays, compute, params=()):
