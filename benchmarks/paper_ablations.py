@@ -69,7 +69,7 @@ VARIANTS = [
 FULL_LABEL = {"coconet_fig18": "detector", "clfnet_table8": "strategy (c)"}
 STUDIES = ("coconet_table2", "coconet_table3", "coconet_fig15", "coconet_fig17", "coconet_fig18",
            "clfnet_table6", "clfnet_table8")
-#: training order: the brief's first two, then one seed of everything, then the second seed
+#: the first runs to train (see :func:`order`)
 PRIORITY = ["clfnet_wo_patchnce_seed0", "coconet_wo_ca_vgg_seed2", "clfnet_full_seed0", "coconet_full_seed2"]
 
 # The papers' printed rows (CoCoNet Tables 2-3: TNO and RoadScene; CLF-Net Tables VI, VIII: 20 TNO images).
@@ -115,9 +115,22 @@ def runs() -> list[dict]:
         for seed in (COCONET_SEEDS if method == "coconet" else CLFNET_SEEDS):
             out.append({"name": f"{method}_{slug}_seed{seed}", "method": method, "study": study, "label": label,
                         "slug": slug, "seed": seed, "change": change})
-    first = {name: i for i, name in enumerate(PRIORITY)}
-    return sorted(out, key=lambda r: (first.get(r["name"], len(first)), r["seed"] not in (2, 0),
-                                      r["method"] == "coconet" and r["study"] == "coconet_fig15"))
+    return sorted(out, key=order)
+
+
+def order(run: dict) -> tuple:
+    """Training order: the brief's first runs; Table 2 and CLF-Net's tables with both seeds (the
+    CLF-Net runs are the longest, so they start early); then Table 3, Figs. 17 and 18 seed by seed;
+    Fig. 15's ten fixed weights last, seed by seed."""
+    if run["name"] in PRIORITY:
+        return (0, PRIORITY.index(run["name"]))
+    primary = run["seed"] in (COCONET_SEEDS[0], CLFNET_SEEDS[0])
+    early = run["method"] == "clfnet" or run["study"] in (None, "coconet_table2")
+    if early:
+        return (1 if primary else 2, run["method"] == "clfnet")
+    if run["study"] == "coconet_fig15":
+        return (5 if primary else 6,)
+    return (3 if primary else 4,)
 
 
 def config_path(run: dict) -> Path:
