@@ -93,7 +93,7 @@ def fuse_images(first: np.ndarray, second: np.ndarray, method: FusionMethod,
     if method.fuses_rgb:
         fused = method.fuse_rgb(*(img if img.ndim == 3 else np.dstack([img] * 3) for img in (first, second)))
         return fused if first.ndim == 3 or second.ndim == 3 else luminance(fused)
-    fused_y = method.fuse_luma(luminance(first), luminance(second), colour=first.ndim == 3 or second.ndim == 3)
+    fused_y = method.fuse_luma(first, second)
     colour = [rgb_to_ycbcr(img)[..., 1:] for img in (first, second) if img.ndim == 3]
     if not colour:
         return fused_y

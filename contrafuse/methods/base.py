@@ -54,10 +54,12 @@ class FusionMethod(ABC):
     def fuse_grey(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Return the fused grey image, float32 in [0, 1], of the inputs' shape."""
 
-    def fuse_luma(self, first: np.ndarray, second: np.ndarray, *, colour: bool) -> np.ndarray:
-        """Fuse the sources' luma; ``colour`` says a source was colour, for methods whose reference
-        protocol reads colour files differently (default: :meth:`fuse_grey`)."""
-        return self.fuse_grey(first, second)
+    def fuse_luma(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Fuse the luma of two sources, grey ``(H, W)`` or RGB ``(H, W, 3)`` (default: their BT.601
+        Y through :meth:`fuse_grey`; a method whose reference protocol derives grey from colour
+        its own way overrides this)."""
+        from ..io import luminance
+        return self.fuse_grey(luminance(first), luminance(second))
 
     def fuse_rgb(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """For methods with ``fuses_rgb``: fuse two (H, W, 3) [0, 1] images into one."""

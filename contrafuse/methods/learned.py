@@ -178,10 +178,16 @@ class LearnedMethod(FusionMethod):
             return luminance(self.fuse_rgb(*(np.repeat(x[..., None], 3, axis=2) for x in (first, second))))
         return self._fuse(first, second, self.protocol)[..., 0]
 
-    def fuse_luma(self, first: np.ndarray, second: np.ndarray, *, colour: bool) -> np.ndarray:
-        if colour and self.protocol.colour is not None and not self.fuses_rgb:
-            return self._fuse(first, second, self.protocol.colour)[..., 0]
-        return self.fuse_grey(first, second)
+    def fuse_luma(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Grey inputs as the official script makes them from colour files (``grey_8bit``: the 8-bit
+        RGB weighted in float64 and rounded or truncated to a level, as PIL, OpenCV and NumPy
+        scripts do), under the protocol's colour variant where a source is colour."""
+        if self.fuses_rgb:
+            return super().fuse_luma(first, second)
+        protocol = self.protocol
+        if (first.ndim == 3 or second.ndim == 3) and protocol.colour is not None:
+            protocol = protocol.colour
+        return self._fuse(*(grey_input(x, protocol) for x in (first, second)), protocol)[..., 0]
 
     def fuse_rgb(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Fuse two RGB images with a network that fuses colour (a protocol with ``channels: 3``)."""
@@ -195,8 +201,7 @@ class LearnedMethod(FusionMethod):
                                   "BatchNorm statistics" + (f" (one side must exceed {protocol.multiple} pixels)"
                                                             if protocol.multiple > 1 else ""))
         if protocol.grey_8bit != "none":
-            to_level = np.round if protocol.grey_8bit == "round" else np.floor
-            first, second = (to_level(x * 255.0) / 255.0 for x in (first, second))
+            first, second = (grey_input(x, protocol) for x in (first, second))
         if protocol.input_stretch:
             first, second = (stretch(x) for x in (first, second))
         canvases = [self._canvas(x.astype(np.float32)) for x in (first, second)]
@@ -275,6 +280,24 @@ class LearnedMethod(FusionMethod):
         if coloured(second) and not coloured(first):
             raise ContrafuseError(labels[1], f"is a colour (PET/SPECT-like) image and {labels[0]} is grey: "
                                   f"{self.name} takes the functional image as --ir and the MRI as --vis; swap them")
+
+
+#: BT.601 luma weights, as PIL's ``L``, OpenCV's ``BGR2GRAY`` and the scripts' own formulas use them
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def grey_input(image: np.ndarray, protocol) -> np.ndarray:
+    """A source as the network's input: on the protocol's 8-bit levels if it has them (a colour
+    source for a grey network weighted as 8-bit values in float64, then rounded or truncated; for a
+    network that fuses RGB, each channel on its levels), else its luma as it is."""
+    from ..io import luminance
+    if protocol.grey_8bit == "none":
+        return luminance(image) if protocol.channels == 1 else image
+    to_level = np.round if protocol.grey_8bit == "round" else np.floor
+    levels = np.round(image.astype(np.float64) * 255.0)
+    if image.ndim == 3 and protocol.channels == 1:
+        levels = np.dot(levels, LUMA)  # np.dot, not matmul: the scripts' summation order, to the last bit
+    return (to_level(levels) / 255.0).astype(np.float32)
 
 
 def as_batch(array: np.ndarray) -> np.ndarray:
