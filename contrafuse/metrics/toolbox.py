@@ -14,7 +14,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from .common import box_sums, entropy_of, gaussian_1d
+from .common import box_sums, entropy_of, gaussian_1d, shared
+from .similarity import gaussian_moments
 
 # ------------------------------------------------------------------------------------------------
 # intensity statistics
@@ -228,10 +229,6 @@ def nabf_kumar(ir, vis, fused, divisor: float = 1.0) -> float:
 # SSIM and MS_SSIM: Ma, Zeng & Wang's MEF-SSIM (IEEE TIP 24(11), 2015), mef_ssim.m and its
 # three-scale analysis_ms_ssim.m, with the two sources as the "exposure sequence"
 
-def _gauss_valid(image: np.ndarray, g: np.ndarray) -> np.ndarray:
-    return _filter_valid(image, g)
-
-
 def mef_ssim_map_mean(sources: list[np.ndarray], fused: np.ndarray, unit: float, k: float = 0.03) -> float:
     """Mean of the MEF-SSIM quality map (``mef_ssim.m``): per 11 x 11 window, the sources'
     patches are combined into a desired patch (structure weighted by ``((ed/11)^p)``, p from the
@@ -269,18 +266,19 @@ def mef_ssim_map_mean(sources: list[np.ndarray], fused: np.ndarray, unit: float,
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.where(norm_sq > 0, max_ed / np.sqrt(np.maximum(norm_sq, 0)), 1.0)
     c_k = [a * scale for a in a_k]
-    g = gaussian_1d(size, 1.5)
-    xs = [u / unit for u in us]
-    gm = [_gauss_valid(x, g) for x in xs]
-    gf = _gauss_valid(fused, g)
-    def gcov(x, y, mx, my):
-        return _gauss_valid(x * y, g) - mx * my
-    s2 = gcov(fused, fused, gf, gf)
-    s12 = sum(c * gcov(x, fused, m, gf) for c, x, m in zip(c_k, xs, gm))
+    # Gaussian-window moments of the given arrays (shared with SSIM-type metrics at the first scale)
+    moments = {}
+    for a in range(n_src):
+        mu_a, mu_f, var_a, var_f, cov_af = gaussian_moments(sources[a], fused)
+        moments[a, a], moments[a, "f"], moments["f", "f"] = var_a, cov_af, var_f
+        for b in range(a + 1, n_src):
+            moments[a, b] = gaussian_moments(sources[a], sources[b])[4]
+    s2 = moments["f", "f"]
+    s12 = sum(c_k[a] * moments[a, "f"] for a in range(n_src))
     s1 = 0.0
     for a in range(n_src):
         for b in range(a, n_src):
-            s1 = s1 + c_k[a] * c_k[b] * gcov(xs[a], xs[b], gm[a], gm[b]) * (1 if a == b else 2)
+            s1 = s1 + c_k[a] * c_k[b] * moments[a, b] * (1 if a == b else 2)
     c = (k * 255) ** 2
     return float(np.mean((2 * s12 + c) / (s1 + s2 + c)))
 
@@ -300,7 +298,10 @@ def mef_ssim_scales(ir, vis, fused, levels: int = 3) -> list[float]:
     """MEF-SSIM of (IR, VIS) -> F at ``levels`` dyadic scales (``analysis_ms_ssim.m``)."""
     sources, unit, out = [ir, vis], 1.0, []
     for level in range(levels):
-        out.append(mef_ssim_map_mean(sources, fused, unit))
+        if level == 0:  # SSIM and MS_SSIM share the first scale
+            out.append(shared("mef_ssim", ir, vis, fused, compute=lambda: mef_ssim_map_mean([ir, vis], fused, 1.0)))
+        else:
+            out.append(mef_ssim_map_mean(sources, fused, unit))
         if level < levels - 1:
             sources = [_mef_downsample(s) for s in sources]
             fused = _mef_downsample(fused)
