@@ -16,6 +16,7 @@ from scipy import ndimage
 
 from .common import box_sums, entropy_of, gaussian_1d, shared
 from .similarity import gaussian_moments
+from .visual import vif_moments
 
 # ------------------------------------------------------------------------------------------------
 # intensity statistics
@@ -83,21 +84,15 @@ def vifp_uint8(ref: np.ndarray, dist: np.ndarray, noise_var: float = 2.0) -> flo
     ``dist.*dist`` and ``ref.*dist`` saturate at 255; coarser scales are double. NaN where the
     reference image has no variance at any scale (0/0, as the MATLAB code gives)."""
     num = den = 0.0
-    for scale in range(1, 5):
-        n = 2 ** (4 - scale + 1) + 1
-        g = gaussian_1d(n, n / 5)
-        if scale > 1:
-            ref = _filter_valid(ref, g)[::2, ::2]
-            dist = _filter_valid(dist, g)[::2, ::2]
-            rr, dd, rd = ref * ref, dist * dist, ref * dist
-        else:
-            rr, dd, rd = np.minimum(ref * ref, 255), np.minimum(dist * dist, 255), np.minimum(ref * dist, 255)
-        mu1, mu2 = _filter_valid(ref, g), _filter_valid(dist, g)
-        s1 = _filter_valid(rr, g) - mu1 * mu1
-        s2 = _filter_valid(dd, g) - mu2 * mu2
-        s12 = _filter_valid(rd, g) - mu1 * mu2
-        s1[s1 < 0] = 0
-        s2[s2 < 0] = 0
+    g = gaussian_1d(17, 17 / 5)
+    mu1, mu2 = _filter_valid(ref, g), _filter_valid(dist, g)
+    first = (np.maximum(_filter_valid(np.minimum(ref * ref, 255), g) - mu1 * mu1, 0),
+             np.maximum(_filter_valid(np.minimum(dist * dist, 255), g) - mu2 * mu2, 0),
+             _filter_valid(np.minimum(ref * dist, 255), g) - mu1 * mu2)
+    # coarser scales are double after filter2: the same moments as the unsaturated VIF-P's
+    coarse = [(s1, s2, s12) for _, _, s1, s2, s12 in vif_moments(ref, dist)[1:]]
+    for s1, s2, s12 in [first, *coarse]:
+        s1 = s1.copy()
         gain = s12 / (s1 + 1e-10)
         sv = s2 - gain * s12
         flat1 = s1 < 1e-10

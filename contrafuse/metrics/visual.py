@@ -9,7 +9,7 @@ from .vifb import qcb as _qcb_reference
 from .vifb import qcv as _qcv_reference
 
 
-def _vif_moments(ref: np.ndarray, dist: np.ndarray):
+def vif_moments(ref: np.ndarray, dist: np.ndarray):
     """Per scale (mu1, mu2, sigma1^2, sigma2^2, sigma12) of ``vifp_mscale``: Gaussian windows of
     17, 9, 5, 3 taps (sigma N/5), 'valid' filtering, halving between scales; the variances clipped
     at 0. Shared by VIFF and VIF-P within one evaluation."""
@@ -35,7 +35,7 @@ def vif_maps(ref: np.ndarray, dist: np.ndarray, noise_var: float):
     2006), four scales with Gaussian windows of 17, 9, 5, 3 taps (sigma N/5), 'valid' filtering,
     the numerical guards of the reference ``vifp_mscale``/``ComVidVindG`` code."""
     out = []
-    for _, _, s1, s2, s12 in _vif_moments(ref, dist):
+    for _, _, s1, s2, s12 in vif_moments(ref, dist):
         s1 = s1.copy()
         gain = s12 / (s1 + 1e-10)
         sv = s2 - gain * s12
