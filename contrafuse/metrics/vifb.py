@@ -141,7 +141,8 @@ def normalize1(data):
     lo, hi = data.min(), data.max()
     if hi == 0 and lo == 0:
         return data
-    return matlab_round((data - lo) / (hi - lo) * 255)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a constant image: 0/0 = NaN, as in MATLAB
+        return matlab_round((data - lo) / (hi - lo) * 255)
 
 
 def qcb(im1, im2, fused) -> float:
@@ -169,7 +170,8 @@ def qcb(im1, im2, fused) -> float:
     def contrast_power(image):
         spectrum = sfft.fft2(image, shape)
         f1, f2 = (sfft.ifft2(spectrum * k)[15:15 + rows, 15:15 + cols] for k in kernels)
-        c = np.abs(f1 / f2 - 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = np.abs(f1 / f2 - 1)
         return c**p / (c**q + z)
 
     c1p, c2p, cfp = (contrast_power(csf(x)) for x in (im1, im2, fused))
@@ -214,7 +216,8 @@ def qcv(im1, im2, fused) -> float:
 
     d1 = (_blocks(csf_error(im1 - fused), window) ** 2).mean(1)
     d2 = (_blocks(csf_error(im2 - fused), window) ** 2).mean(1)
-    return float(np.real((ramda1 * d1 + ramda2 * d2).sum() / (ramda1 + ramda2).sum()))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(np.real((ramda1 * d1 + ramda2 * d2).sum() / (ramda1 + ramda2).sum()))
 
 
 def _qcb(v, i, f):
