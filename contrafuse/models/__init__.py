@@ -38,6 +38,7 @@ SPEC_KEYS = {
     "tiling": Key(dict),
     "channels_last": Key(str, choices=("always", "bf16", "never")),
     "functional_first": Key(bool),
+    "auto_precision": Key(str, choices=("bf16", "fp32")),
 }
 WEIGHTS_KEYS = {
     "file": Key(str, required=True),
@@ -161,6 +162,9 @@ class ModelSpec:
     #: or a resampling grid tied to the image size; such a model never tiles)
     tile_exact: bool = True
     channels_last: str = "never"
+    #: what ``--precision auto`` may use where bfloat16 is native: ``fp32`` for a model whose result
+    #: bfloat16 moves too far (benchmarks/results/zoo_speed.json)
+    auto_precision: str = "bf16"
     #: the first source is the functional (pseudo-colour PET/SPECT) image: a colour second source
     #: beside a grey first one is refused as swapped
     functional_first: bool = False
@@ -256,6 +260,7 @@ def load_spec(path: str | Path) -> ModelSpec:
         bytes_per_pixel=float(tiling.get("bytes_per_pixel", 1000.0)),
         whole_image_statistics=tiling.get("whole_image_statistics", False), tile_exact=tiling.get("exact", True),
         channels_last=values.get("channels_last", "never"), functional_first=values.get("functional_first", False),
+        auto_precision=values.get("auto_precision", "bf16"),
         extra_weights=tuple(extra_weights), source_file=path)
 
 
