@@ -511,8 +511,8 @@ def test_tile_1_on_the_command_line_is_one_line(grey_pair, tmp_path, capsys):
 
 @settings(max_examples=40, deadline=None)
 @given(value=st.one_of(st.sampled_from(["inf", "-inf", "nan", "1e400", "0", "-1", "", " ", "1e3", "12"]),
-                       st.text(max_size=8)))
-def test_settings_are_positive_finite_numbers_or_one_line(value):
+                       st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=8)))
+def test_settings_are_positive_finite_numbers_or_one_line(value):  # an environment value cannot hold NUL
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("CONTRAFUSE_TILE_MEMORY", value)
         from contrafuse.methods.tiling import tile_memory_budget
