@@ -242,8 +242,9 @@ class LearnedMethod(FusionMethod):
         if r:
             image = np.pad(image, ((r, r), (r, r), *extra), mode="reflect" if min(image.shape[:2]) > r else "edge")
         pad_h, pad_w = (-image.shape[0]) % self.multiple, (-image.shape[1]) % self.multiple
-        # a network's own reflection padding needs two pixels: a one-pixel side is repeated once
-        pad_h, pad_w = max(pad_h, 2 - image.shape[0]), max(pad_w, 2 - image.shape[1])
+        # an image smaller than the network runs on (``min_side``) is padded to it and cropped back
+        side = self.spec.min_side
+        pad_h, pad_w = max(pad_h, side - image.shape[0]), max(pad_w, side - image.shape[1])
         if pad_h or pad_w:
             mode = "reflect" if min(image.shape[:2]) > max(pad_h, pad_w) else "edge"
             image = np.pad(image, ((0, pad_h), (0, pad_w), *extra), mode=mode)

@@ -39,6 +39,7 @@ SPEC_KEYS = {
     "channels_last": Key(str, choices=("always", "bf16", "never")),
     "functional_first": Key(bool),
     "auto_precision": Key(str, choices=("bf16", "fp32")),
+    "min_side": Key(int, minimum=1),
 }
 WEIGHTS_KEYS = {
     "file": Key(str, required=True),
@@ -165,6 +166,9 @@ class ModelSpec:
     #: what ``--precision auto`` may use where bfloat16 is native: ``fp32`` for a model whose result
     #: bfloat16 moves too far (benchmarks/results/zoo_speed.json)
     auto_precision: str = "bf16"
+    #: the smallest side the network runs on (its own reflection padding needs 2, each 2x2 pooling
+    #: doubles it); smaller images are padded to it and cropped back
+    min_side: int = 2
     #: the first source is the functional (pseudo-colour PET/SPECT) image: a colour second source
     #: beside a grey first one is refused as swapped
     functional_first: bool = False
@@ -260,7 +264,7 @@ def load_spec(path: str | Path) -> ModelSpec:
         bytes_per_pixel=float(tiling.get("bytes_per_pixel", 1000.0)),
         whole_image_statistics=tiling.get("whole_image_statistics", False), tile_exact=tiling.get("exact", True),
         channels_last=values.get("channels_last", "never"), functional_first=values.get("functional_first", False),
-        auto_precision=values.get("auto_precision", "bf16"),
+        auto_precision=values.get("auto_precision", "bf16"), min_side=values.get("min_side", 2),
         extra_weights=tuple(extra_weights), source_file=path)
 
 
