@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from .common import box_sums, entropy_of, gaussian_1d, shared
 from .similarity import gaussian_moments
-from .visual import vif_moments
+from .visual import vif_guarded, vif_moments
 
 # ------------------------------------------------------------------------------------------------
 # intensity statistics
@@ -92,20 +92,7 @@ def vifp_uint8(ref: np.ndarray, dist: np.ndarray, noise_var: float = 2.0) -> flo
     # coarser scales are double after filter2: the same moments as the unsaturated VIF-P's
     coarse = [(s1, s2, s12) for _, _, s1, s2, s12 in vif_moments(ref, dist)[1:]]
     for s1, s2, s12 in [first, *coarse]:
-        s1 = s1.copy()
-        gain = s12 / (s1 + 1e-10)
-        sv = s2 - gain * s12
-        flat1 = s1 < 1e-10
-        gain[flat1] = 0
-        sv[flat1] = s2[flat1]
-        s1[flat1] = 0
-        flat2 = s2 < 1e-10
-        gain[flat2] = 0
-        sv[flat2] = 0
-        negative = gain < 0
-        sv[negative] = s2[negative]
-        gain[negative] = 0
-        sv[sv <= 1e-10] = 1e-10
+        s1, gain, sv = vif_guarded(s1, s2, s12)
         num += np.log10(1 + gain**2 * s1 / (sv + noise_var)).sum()
         den += np.log10(1 + s1 / noise_var).sum()
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -30,26 +30,33 @@ def vif_moments(ref: np.ndarray, dist: np.ndarray):
     return shared("vif_moments", ref, dist, compute=compute)
 
 
+def vif_guarded(s1: np.ndarray, s2: np.ndarray, s12: np.ndarray):
+    """The reference ``vifp_mscale``/``ComVidVindG`` guards on one scale's local moments: the
+    source variance (zeroed where flat), the gain and the distortion variance."""
+    s1 = s1.copy()
+    gain = s12 / (s1 + 1e-10)
+    sv = s2 - gain * s12
+    flat1 = s1 < 1e-10
+    gain[flat1] = 0
+    sv[flat1] = s2[flat1]
+    s1[flat1] = 0
+    flat2 = s2 < 1e-10
+    gain[flat2] = 0
+    sv[flat2] = 0
+    negative = gain < 0
+    sv[negative] = s2[negative]
+    gain[negative] = 0
+    sv[sv <= 1e-10] = 1e-10
+    return s1, gain, sv
+
+
 def vif_maps(ref: np.ndarray, dist: np.ndarray, noise_var: float):
     """Per-scale VID, VIND and gain maps of the pixel-domain VIF (Sheikh & Bovik, IEEE TIP 15(2),
     2006), four scales with Gaussian windows of 17, 9, 5, 3 taps (sigma N/5), 'valid' filtering,
     the numerical guards of the reference ``vifp_mscale``/``ComVidVindG`` code."""
     out = []
     for _, _, s1, s2, s12 in vif_moments(ref, dist):
-        s1 = s1.copy()
-        gain = s12 / (s1 + 1e-10)
-        sv = s2 - gain * s12
-        flat1 = s1 < 1e-10
-        gain[flat1] = 0
-        sv[flat1] = s2[flat1]
-        s1[flat1] = 0
-        flat2 = s2 < 1e-10
-        gain[flat2] = 0
-        sv[flat2] = 0
-        negative = gain < 0
-        sv[negative] = s2[negative]
-        gain[negative] = 0
-        sv[sv <= 1e-10] = 1e-10
+        s1, gain, sv = vif_guarded(s1, s2, s12)
         vid = np.log10(1 + gain**2 * s1 / (sv + noise_var))
         vind = np.log10(1 + s1 / noise_var)
         out.append((vid, vind, gain))
