@@ -286,7 +286,7 @@ def cmd_train(args) -> int:
     if cfg["method"] != args.method:
         raise ContrafuseError(args.config, f"config is for method {cfg['method']!r}, not {args.method!r}")
     if args.export:
-        from .train.loop import export_checkpoint
+        from .train.run_folder import export_checkpoint
         export = Path(args.export)
         if export.suffix != ".safetensors":
             raise ContrafuseError(export, "exported weights go to a .safetensors file")

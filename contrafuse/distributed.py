@@ -2,7 +2,7 @@
 
 ``torchrun`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; without them everything runs as one
 process, unchanged. Training (:func:`contrafuse.train.loop.train`) splits each configured batch
-across the processes and averages their gradients, so the effective batch and learning rate are
+across the processes and averages their gradients (DistributedDataParallel), so the effective batch and learning rate are
 the config's whatever the number of processes (and a run may resume with a different number);
 folder fusion gives each process a disjoint shard of the pairs.
 """
@@ -40,24 +40,6 @@ class Group:
         tensor = torch.tensor(values, dtype=torch.float64)
         dist.all_reduce(tensor)
         return tensor.tolist()
-
-    def average_gradients(self, parameters) -> None:
-        """Replace each gradient by its mean over the processes (one flat all-reduce)."""
-        if not self.active:
-            return
-        import torch
-        import torch.distributed as dist
-
-        grads = [p.grad for p in parameters if p.grad is not None]
-        if not grads:
-            return
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        flat /= self.world_size
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
 
     def barrier(self) -> None:
         if self.active:

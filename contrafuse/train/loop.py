@@ -1,14 +1,14 @@
 """One training loop for every learned method: staged schedule, seeds, CSV log, progress bar,
 time-based checkpoints and exact resume (stage, epoch and batch; the batch order of an epoch is a
-function of the seed, so a resumed run sees the same batches). Every start and resume appends the
-machine, device and precision to the run's ``sessions.jsonl``, which model cards quote.
+function of the seed, so a resumed run sees the same batches). What a run writes and reads back
+lives in :mod:`contrafuse.train.run_folder`; this module builds the model and optimiser and runs
+the schedule.
 
 Under ``torchrun`` (:mod:`contrafuse.distributed`) each configured batch is split evenly across the
-processes and their gradients are averaged before every step: the effective batch and learning
-rate are the config's for any number of processes, and a run may resume with another number.
-BatchNorm layers become SyncBatchNorm on GPUs (statistics over the whole batch); on CPUs, where
-PyTorch has no SyncBatchNorm, each process normalises with the statistics of its share. Only
-process 0 writes the run folder (``config.yaml`` records ``world_size``).
+processes and PyTorch's DistributedDataParallel averages their gradients: the effective batch and
+learning rate are the config's for any number of processes, and a run may resume with another
+number. BatchNorm layers become SyncBatchNorm on GPUs (statistics over the whole batch); on CPUs,
+where PyTorch has no SyncBatchNorm, each process normalises with the statistics of its share.
 
 A method supplies a *recipe* (see :mod:`contrafuse.train.recipes`): ``build_model(cfg)``,
 ``stage_data(cfg, stage)`` -> float32 array (N, C, H, W), and ``step(model, batch, stage)`` ->
@@ -17,77 +17,24 @@ dict of scalar losses including ``total``.
 
 from __future__ import annotations
 
-import csv
 import itertools
-import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
-from safetensors.torch import save_file
 
 from .. import distributed
-from ..bench.timing import machine_info
 from .. import progress as progress_bars
 from ..errors import ContrafuseError
-from ..io import atomic_replace, check_folder_writable, write_text_atomic
+from ..io import check_folder_writable
 from ..precision import autocast, resolve_precision, torch_device
+from .run_folder import RunFolder
 
-
-def _write_atomic(path: Path, save) -> None:
-    """``save(tmp)`` then move ``tmp`` over ``path`` with normal permissions; a failed write (disk
-    full, ...) leaves no temporary file and is a one-line error naming ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        save(tmp)
-        atomic_replace(tmp, path)
-    except (OSError, RuntimeError, ValueError) as exc:  # torch.save and safetensors report disk errors as these
-        tmp.unlink(missing_ok=True)
-        reason = getattr(exc, "strerror", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise ContrafuseError(path, f"cannot write ({reason})") from None
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    _write_atomic(path, lambda tmp: torch.save(obj, tmp))
-
-
-def export_weights(model, path: Path, metadata: dict) -> Path:
-    """Write the trainable state (no frozen VGG) as safetensors, atomically, with the permissions
-    of the run's other files (safetensors alone writes owner-only files)."""
-    state = model.trainable_state_dict() if hasattr(model, "trainable_state_dict") else model.state_dict()
-    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    _write_atomic(Path(path), lambda tmp: save_file(state, str(tmp), metadata={k: str(v) for k, v in metadata.items()}))
-    return path
-
-
-def export_checkpoint(run_dir: str | os.PathLike, recipe, cfg: dict, out_path: str | os.PathLike) -> Path:
-    """Export the trainable weights of a run's latest checkpoint (e.g. a run stopped early)."""
-    ckpt = Path(run_dir) / "checkpoint.pt"
-    if not ckpt.is_file():
-        raise ContrafuseError(ckpt, "no checkpoint in this run folder")
-    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
-    model = recipe.build_model(cfg)
-    model.load_state_dict(saved["model"], strict=False)
-    progress = saved["progress"]
-    return export_weights(model, Path(out_path), {"method": cfg["method"], "steps": progress["step"],
-                                                  "stage": progress["stage"], "epoch": progress["epoch"],
-                                                  "seconds": round(progress["seconds"])})
-
-
-def _load_initial_weights(model, path: str | os.PathLike) -> None:
-    """Start from exported weights (``init_weights``): fine-tuning, or continuing a run whose
-    checkpoint (optimizer state) is gone. The optimizer starts afresh."""
-    from ..weights import load_trained_weights
-
-    if not Path(path).is_file():
-        raise ContrafuseError(path, "init_weights file not found")
-    load_trained_weights(model, path, "init_weights")
-    print(f"initialised from {path}")
+#: ``optimizer: {type: NAME, ...}`` in a config: the torch.optim classes a config may name
+OPTIMIZERS = ("Adam", "AdamW", "SGD")
 
 
 def converged(epoch_means: list[float], rule: dict | None) -> bool:
@@ -114,6 +61,58 @@ def _reopen_last_stage(progress: dict, stages: list[dict]) -> dict:
     return progress
 
 
+def build_optimizer(cfg: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The trainable parameters' optimiser: ``optimizer: {type: Adam, ...}`` (keyword arguments of
+    the torch.optim class; ``lr`` is the config's), Adam by default as both papers train."""
+    options = dict(cfg.get("optimizer") or {})
+    kind = getattr(torch.optim, options.pop("type", "Adam"))
+    return kind([p for p in model.parameters() if p.requires_grad], lr=float(cfg["lr"]), **options)
+
+
+def prepare_model(recipe, cfg: dict, device: torch.device, group) -> torch.nn.Module:
+    """The recipe's network on ``device`` in the memory layout the recipe asks for (channels-last:
+    faster convolutions, measured per method); SyncBatchNorm across GPUs."""
+    memory_format = torch.channels_last if getattr(recipe, "channels_last", False) else torch.contiguous_format
+    model = recipe.build_model(cfg).to(device, memory_format=memory_format)
+    if group.active and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+class TrainingStep(torch.nn.Module):
+    """The recipe's loss computation as one module call, so that DistributedDataParallel sees every
+    parameter the step uses (CLF-Net's step calls the encoder and the decoder, not ``forward``)."""
+
+    def __init__(self, model: torch.nn.Module, recipe):
+        super().__init__()
+        self.model, self.recipe = model, recipe
+
+    def forward(self, batch: torch.Tensor, stage: dict) -> dict:
+        return self.recipe.step(self.model, batch, stage)
+
+
+def distributed_step(model, recipe, group, device: torch.device) -> torch.nn.Module:
+    """The step module, wrapped in DistributedDataParallel under torchrun (gradients averaged over
+    the processes; each process keeps its own BatchNorm statistics on CPUs, as without it)."""
+    step = TrainingStep(model, recipe)
+    if not group.active:
+        return step
+    return torch.nn.parallel.DistributedDataParallel(
+        step, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False,
+        find_unused_parameters=True)
+
+
+def _load_initial_weights(model, path: str | os.PathLike) -> None:
+    """Start from exported weights (``init_weights``): fine-tuning, or continuing a run whose
+    checkpoint (optimizer state) is gone. The optimizer starts afresh."""
+    from ..weights import load_trained_weights
+
+    if not Path(path).is_file():
+        raise ContrafuseError(path, "init_weights file not found")
+    load_trained_weights(model, path, "init_weights")
+    print(f"initialised from {path}")
+
+
 def train(cfg: dict, recipe, *, out_dir: str | os.PathLike | None = None, resume: bool = False,
           max_steps: int | None = None, device: str = "cpu") -> Path:
     """Run (or resume) the staged schedule of ``cfg``; returns the output folder."""
@@ -126,14 +125,26 @@ def train(cfg: dict, recipe, *, out_dir: str | os.PathLike | None = None, resume
     check_folder_writable(out)  # before any work; creates nothing
     group = distributed.join(torch.device(device).type if isinstance(device, str) and device else "cpu")
     try:
-        return _train(cfg, recipe, out, ckpt_path, resume, max_steps, device, group)
+        return _train(cfg, recipe, RunFolder(out, is_main=group.is_main), resume, max_steps, device, group)
     finally:
         group.close()
 
 
-def _train(cfg, recipe, out: Path, ckpt_path: Path, resume: bool, max_steps, device, group) -> Path:
-    """The run folder is made, and its records written, once the first stage's data is ready: a
-    config whose data cannot be cut into batches leaves nothing behind."""
+def _stage_batches(cfg: dict, recipe, stage: dict, stage_name: str, group) -> tuple[torch.Tensor, int, int]:
+    """A stage's training patches, its batch size and the number of whole batches per epoch."""
+    data = torch.from_numpy(recipe.stage_data(cfg, stage))
+    batch_size = int(stage.get("batch_size", cfg.get("batch_size", 1)))
+    if batch_size % group.world_size:
+        raise ContrafuseError(cfg.get("_path"), f"batch_size {batch_size} cannot be split evenly "
+                              f"across {group.world_size} processes")
+    batches = len(data) // batch_size
+    if not batches:
+        raise ContrafuseError(cfg.get("_path"), f"stage {stage_name!r} has {len(data)} training patch(es), "
+                              f"fewer than batch_size {batch_size}")
+    return data, batch_size, batches
+
+
+def _train(cfg, recipe, run: RunFolder, resume: bool, max_steps, device, group) -> Path:
     threads = int(cfg.get("threads") or 0) or (torch.get_num_threads() if not group.active else os.cpu_count() or 1)
     torch.set_num_threads(max(1, threads // group.local_world_size))  # the processes of a machine share its cores
     seed = int(cfg.get("seed", 0))
@@ -142,48 +153,25 @@ def _train(cfg, recipe, out: Path, ckpt_path: Path, resume: bool, max_steps, dev
 
     device = torch_device(f"cuda:{group.local_rank}" if group.active and str(device).startswith("cuda") else device)
     precision = resolve_precision(str(cfg.get("precision", "auto")), device)
-    # channels-last memory where the recipe asks for it (faster convolutions, measured per method)
-    memory_format = torch.channels_last if getattr(recipe, "channels_last", False) else torch.contiguous_format
-    model = recipe.build_model(cfg).to(device, memory_format=memory_format)
-    if group.active and device.type == "cuda":
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=float(cfg["lr"]))
+    model = prepare_model(recipe, cfg, device, group)
+    optimizer = build_optimizer(cfg, model)
     progress = {"stage": 0, "epoch": int(cfg.get("start_epoch", 0)), "batch": 0, "step": 0, "seconds": 0.0}
-    if cfg.get("init_weights") and not (resume and ckpt_path.exists()):
+    resuming = resume and run.checkpoint_path.exists()
+    if cfg.get("init_weights") and not resuming:
         _load_initial_weights(model, cfg["init_weights"])
-    if resume and ckpt_path.exists():
-        saved = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(saved["model"], strict=False)
-        optimizer.load_state_dict(saved["optimizer"])
-        progress = _reopen_last_stage(saved["progress"], cfg["stages"])
-        torch.set_rng_state(saved["torch_rng"])
+    if resuming:
+        progress = _reopen_last_stage(run.load_checkpoint(model, optimizer, device), cfg["stages"])
         if group.is_main:
-            print(f"resuming {out} at stage {progress['stage']} epoch {progress['epoch']} batch {progress['batch']}")
-    recorded = {k: v for k, v in cfg.items() if not k.startswith("_")}
-    started = False
+            print(f"resuming {run.path} at stage {progress['stage']} epoch {progress['epoch']} batch {progress['batch']}")
+    step = distributed_step(model, recipe, group, device)
+    memory_format = torch.channels_last if getattr(recipe, "channels_last", False) else torch.contiguous_format
+    record = {k: v for k, v in cfg.items() if not k.startswith("_")}
 
     def start_records() -> None:
-        nonlocal started
-        if started or not group.is_main:
-            return
-        started = True
-        out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / "config.yaml", yaml.safe_dump({**recorded, "precision": precision,
-                                                               "world_size": group.world_size}))
-        with open(out / "sessions.jsonl", "a") as sessions:  # the hardware of every start and resume
-            sessions.write(json.dumps({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                       "step": progress["step"], "machine": machine_info(), "device": str(device),
-                                       "precision": precision, "world_size": group.world_size}) + "\n")
+        run.start(record, step=progress["step"], device=device, precision=precision, world_size=group.world_size)
 
-    def checkpoint():
-        if group.is_main:
-            _atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                "progress": dict(progress), "torch_rng": torch.get_rng_state()}, ckpt_path)
-
-    def export(path: Path, metadata: dict) -> None:
-        if group.is_main:
-            export_weights(model, path, metadata)
+    def metadata(**extra) -> dict:
+        return {"method": cfg["method"], **extra}
 
     every = 60.0 * float(cfg.get("checkpoint_minutes", 3))
     last_ckpt, start = time.time(), time.time() - progress["seconds"]
@@ -191,68 +179,45 @@ def _train(cfg, recipe, out: Path, ckpt_path: Path, resume: bool, max_steps, dev
     try:
         for stage_index in range(progress["stage"], len(cfg["stages"])):
             stage = cfg["stages"][stage_index]
-            log_path = out / f"log_{stage.get('name', stage_index)}.csv"  # one CSV of losses per stage
-            data = torch.from_numpy(recipe.stage_data(cfg, stage))
-            batch_size = int(stage.get("batch_size", cfg.get("batch_size", 1)))
-            if batch_size % group.world_size:
-                raise ContrafuseError(cfg.get("_path"), f"batch_size {batch_size} cannot be split evenly "
-                                      f"across {group.world_size} processes")
+            name = stage.get("name", stage_index)
+            data, batch_size, batches = _stage_batches(cfg, recipe, stage, name, group)
             share = batch_size // group.world_size
-            batches = len(data) // batch_size
-            if not batches:
-                raise ContrafuseError(cfg.get("_path"), f"stage {stage.get('name', stage_index)!r} has "
-                                      f"{len(data)} training patch(es), fewer than batch_size {batch_size}")
             start_records()
-            if not resume and log_path.exists() and group.is_main:
-                log_path.unlink()
-            with open(log_path if group.is_main else os.devnull, "a", newline="") as log_file:
-                writer = None
+            with run.loss_log(name, fresh=not resume) as log:
                 for epoch in range(progress["epoch"], int(stage["epochs"])):
                     order = np.random.default_rng([seed, stage_index, epoch]).permutation(len(data))
                     bar = progress_bars.bar(range(progress["batch"], batches), total=batches, initial=progress["batch"],
-                                            desc=f"{stage.get('name', stage_index)} epoch {epoch + 1}/{stage['epochs']}",
-                                            hide=not group.is_main)
+                                            desc=f"{name} epoch {epoch + 1}/{stage['epochs']}", hide=not group.is_main)
                     model.train()
                     for b in bar:
                         mine = order[b * batch_size:(b + 1) * batch_size][group.rank * share:(group.rank + 1) * share]
-                        batch = data[mine].to(device)
                         with autocast(device, precision):
-                            losses = recipe.step(model, batch.contiguous(memory_format=memory_format), stage)
+                            losses = step(data[mine].to(device).contiguous(memory_format=memory_format), stage)
                         optimizer.zero_grad(set_to_none=True)
                         losses["total"].backward()
-                        group.average_gradients(params)
                         optimizer.step()
+                        losses = {k: float(v.detach()) for k, v in losses.items()}
                         if group.active:  # log the batch's losses, not one process's share
-                            names = list(losses)
-                            means = group.sum([float(losses[k].detach()) / group.world_size for k in names])
-                            losses = {k: torch.tensor(v) for k, v in zip(names, means)}
+                            losses = dict(zip(losses, group.sum([v / group.world_size for v in losses.values()])))
                         progress.update(batch=b + 1, step=progress["step"] + 1, seconds=time.time() - start)
-                        progress["epoch_loss"] = progress.get("epoch_loss", 0.0) + float(losses["total"].detach())
-                        row = {"stage": stage.get("name", stage_index), "epoch": epoch + 1, "batch": b + 1,
-                               "step": progress["step"], "seconds": round(progress["seconds"], 1),
-                               **{k: round(float(v.detach()), 6) for k, v in losses.items()}}
-                        if writer is None:
-                            writer = csv.DictWriter(log_file, fieldnames=list(row))
-                            if log_file.tell() == 0:
-                                writer.writeheader()
-                        writer.writerow(row)
-                        log_file.flush()
-                        bar.set_postfix(loss=f"{float(losses['total'].detach()):.4f}")
+                        progress["epoch_loss"] = progress.get("epoch_loss", 0.0) + losses["total"]
+                        log({"stage": name, "epoch": epoch + 1, "batch": b + 1, "step": progress["step"],
+                             "seconds": round(progress["seconds"], 1), **{k: round(v, 6) for k, v in losses.items()}})
+                        bar.set_postfix(loss=f"{losses['total']:.4f}")
                         steps_this_call += 1
                         if time.time() - last_ckpt > every:
-                            checkpoint()
+                            run.save_checkpoint(model, optimizer, progress)
                             last_ckpt = time.time()
                         if max_steps is not None and steps_this_call >= max_steps:
-                            checkpoint()
-                            return out
+                            run.save_checkpoint(model, optimizer, progress)
+                            return run.path
                     means = progress.setdefault("epoch_means", []) + [progress.pop("epoch_loss", 0.0) / batches]
                     progress.update(epoch=epoch + 1, batch=0, epoch_means=means)
-                    checkpoint()
-                    export(out / f"{stage.get('name', stage_index)}_epoch{epoch + 1}.safetensors",
-                                   {"method": cfg["method"], "stage": stage.get("name", stage_index),
-                                    "epoch": epoch + 1, "steps": progress["step"], "precision": precision})
+                    run.save_checkpoint(model, optimizer, progress)
+                    run.export(f"{name}_epoch{epoch + 1}.safetensors", model,
+                               metadata(stage=name, epoch=epoch + 1, steps=progress["step"], precision=precision))
                     if converged(means, stage.get("converge")):
-                        print(f"{stage.get('name', stage_index)}: converged after epoch {epoch + 1} "
+                        print(f"{name}: converged after epoch {epoch + 1} "
                               f"(epoch mean losses {', '.join(f'{m:.4g}' for m in means[-3:])})")
                         progress["converged"] = True
                         break
@@ -260,17 +225,15 @@ def _train(cfg, recipe, out: Path, ckpt_path: Path, resume: bool, max_steps, dev
             finished = {"epochs": progress["epoch"], "epoch_means": progress.get("epoch_means", []),
                         "converged": progress.pop("converged", False)}
             progress.update(stage=stage_index + 1, epoch=0, batch=0, epoch_means=[], finished_stage=finished)
-            checkpoint()
-            export(out / f"after_{stage.get('name', stage_index)}.safetensors",
-                           {"method": cfg["method"], "stage": stage.get("name", stage_index), "steps": progress["step"]})
+            run.save_checkpoint(model, optimizer, progress)
+            run.export(f"after_{name}.safetensors", model, metadata(stage=name, steps=progress["step"]))
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep the progress of the completed steps
-        if not started and not (resume and ckpt_path.exists()):
+        if not run.started and not resuming:
             raise  # interrupted before the first step: there is nothing to keep
-        checkpoint()
+        run.save_checkpoint(model, optimizer, progress)
         if group.is_main:
-            print(f"interrupted: checkpoint saved in {out}; continue with --resume", file=sys.stderr)
+            print(f"interrupted: checkpoint saved in {run.path}; continue with --resume", file=sys.stderr)
         raise
     start_records()
-    export(out / "model.safetensors",
-                   {"method": cfg["method"], "steps": progress["step"], "seconds": round(progress["seconds"])})
-    return out
+    run.export("model.safetensors", model, metadata(steps=progress["step"], seconds=round(progress["seconds"])))
+    return run.path
