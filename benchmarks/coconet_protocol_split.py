@@ -8,14 +8,12 @@ range [-1, 1]. The second reaches the network through two doors: the U-Net's fir
 and the frozen VGG-19. This evaluates each weights file (default: the shipped model and seeds 1 and
 2 of docs/ablations/coconet_seeds) with the two changes switched on one at a time, and the 0-255
 input sent through one door only, on every third pair of ``roadscene_val`` (`legacy` SD, SF, AG).
-Writes benchmarks/results/coconet_protocol_split.json with the machine.
+Writes benchmarks/results/coconet_protocol_split.json with the machine and the git state.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +21,7 @@ import torch
 from coconet_seed_screen import validation_scores  # the screen's scores: every third validation pair
 
 from contrafuse.bench.suites import SUITES
-from contrafuse.bench.timing import machine_info
+from contrafuse.bench.timing import write_result
 from contrafuse.methods import create_method
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,11 +77,8 @@ def main() -> None:
             results[weights][name] = validation_scores(build(str(REPO / weights), *setting))
             print(weights, name, results[weights][name], flush=True)
     out = REPO / "benchmarks" / "results" / "coconet_protocol_split.json"
-    payload = {"machine": machine_info(), "pairs": [p.name for p in SUITES["roadscene_val"]()[::3]], "convention": "legacy",
-               "precision": "fp32", "results": results}
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n")
-    os.replace(tmp, out)
+    write_result(out, {"pairs": [p.name for p in SUITES["roadscene_val"]()[::3]], "convention": "legacy",
+                       "precision": "fp32", "results": results})
 
 
 if __name__ == "__main__":

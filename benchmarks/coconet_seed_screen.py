@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -30,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from contrafuse.bench.timing import machine_info
+from contrafuse.bench.timing import write_result
+from contrafuse.io import write_text_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "configs" / "coconet_tno.yaml"
@@ -140,20 +140,14 @@ def main() -> None:
         if "final" in record or record.get("finetune") is False:
             continue
         results[str(seed)] = screen_seed(seed, out, args.threshold, args.early, record)
-        write_json(results_path, results)
+        write_text_atomic(results_path, json.dumps(results, indent=1) + "\n")
     earlier = {label: {stage: score(REPO / run / f"{name}.safetensors")
                        for stage, name in (("epoch3", "train_epoch3"), ("stage1", "after_train"), ("final", "model"))}
                for label, run in EARLIER_RUNS.items() if (REPO / run / "model.safetensors").exists()}
-    write_json(REPO / "benchmarks" / "results" / "coconet_seed_screen.json",
-               {"machine": machine_info(), "recipe": "configs/coconet_tno.yaml", "threshold": args.threshold,
-                "early": args.early, "pairs": "every third pair of roadscene_val, legacy, default inference",
-                "screen": results, "earlier_runs": earlier})
-
-
-def write_json(path: Path, payload) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_result(REPO / "benchmarks" / "results" / "coconet_seed_screen.json",
+                 {"recipe": "configs/coconet_tno.yaml", "threshold": args.threshold,
+                  "early": args.early, "pairs": "every third pair of roadscene_val, legacy, default inference",
+                  "screen": results, "earlier_runs": earlier})
 
 
 if __name__ == "__main__":

@@ -2,8 +2,7 @@
 package never writes into itself).
 
     python benchmarks/package_models.py --run coconet=runs/coconet_tno \
-        --run clfnet=runs/clfnet_tno --run coconet-medical=runs/coconet_medical \
-        --benchmark docs/benchmark
+        --run clfnet=runs/clfnet_tno --run coconet-medical=runs/coconet_medical
 
 NAME is a model spec (``contrafuse/models/NAME.yaml``) whose weights ship in the package: the spec
 names the weights file, its model card and whether it is stored as float16.
@@ -14,13 +13,16 @@ folders joined with ``+``; ``@EPOCH`` after the last picks that epoch's checkpoi
 to that epoch:
 
     python benchmarks/package_models.py \
-        --run coconet=runs/coconet_tno+runs/coconet_tno_more@9 --benchmark docs/benchmark
+        --run coconet=runs/coconet_tno+runs/coconet_tno_more@9
 
-A card is written from the run folders: their configs, loss logs (schedule, final losses, wall time)
-and ``sessions.jsonl`` (the hardware each training session recorded), plus test-split metrics
-from the benchmark's summary.json (legacy and standard conventions). ``--refresh NAME``
-re-evaluates a shipped model whose run folder is gone: the card keeps its training section and
-gets new test metrics and notes.
+A card's training section is written here from the run folders, which are not committed: their
+configs, loss logs (schedule, final losses, wall time) and ``sessions.jsonl`` (the hardware each
+training session recorded). Its weights line and test metrics are generated blocks that
+benchmarks/render_docs.py renders from the spec, the weights file and docs/benchmark/summary.json,
+and re-renders (``--check`` in the tests) whenever the report is regenerated; numbers in ``--note``
+texts can be bound to their results file the same way (``<!-- value:FILE#KEY -->``).
+``--refresh NAME`` rewrites the notes of a shipped model whose run folder is gone, keeping its
+training section.
 """
 
 from __future__ import annotations
@@ -28,22 +30,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import shutil
 from pathlib import Path
 
 import yaml
 
+from render_docs import CARDS, render  # benchmarks/, beside this script
+
+from contrafuse.io import write_text_atomic
 from contrafuse.models import MODEL_SPECS
 from contrafuse.weights import PACKAGE_WEIGHTS, store_half
-
-#: model -> (card title, benchmark method labels and datasets whose test metrics the card quotes)
-CARDS = {
-    "coconet": ("CoCoNet, infrared-visible (TNO)", ["coconet", "coconet-standard"], ["tno", "roadscene"]),
-    "clfnet": ("CLF-Net, infrared-visible (TNO)", ["clfnet"], ["tno", "roadscene", "mri_t1t2", "lytro"]),
-    "coconet-medical": ("CoCoNet, MRI-PET/SPECT (Harvard)", ["coconet-medical"], ["mri_pet", "mri_spect"]),
-}
-METRICS = ["EN", "SD", "SF", "AG", "MI", "VIFF", "VIFP", "SCD", "Qabf"]
 
 
 def stage_summaries(run_dir: Path, cfg: dict, until_epoch: int | None = None) -> list[dict]:
@@ -91,12 +87,13 @@ def run_config(run_dir: Path) -> dict:
     return cfg
 
 
-def write_model_card(runs: str, name: str, title: str, test_tables: dict[str, str], notes: list[str],
-                     half: bool = False) -> Path:
+def write_model_card(runs: str, model: str, title: str, notes: list[str]) -> Path:
     """Copy the last run's ``model.safetensors`` (or the newest export, or with ``@EPOCH`` that
-    epoch's checkpoint) to the package as ``name``.safetensors (float16 storage when ``half``) and
-    write ``name``.md. ``runs``: run folders joined by ``+``, each continuing the one before.
-    ``test_tables``: heading -> markdown table of test metrics."""
+    epoch's checkpoint) into the package as the file ``model``'s spec names (float16 storage where it
+    says so) and write its card beside it. ``runs``: run folders joined by ``+``, each continuing the
+    one before."""
+    weights = MODEL_SPECS[model].weights
+    name, half = Path(weights.file).stem, weights.stored == "float16"
     last, _, epoch = runs.rpartition("@") if "@" in runs else (runs, "", "")
     run_dirs = [Path(d) for d in last.split("+")]
     until = int(epoch) if epoch else None
@@ -133,7 +130,7 @@ def write_model_card(runs: str, name: str, title: str, test_tables: dict[str, st
     wall_line = (f"- Wall time: {wall / 3600:.2f} h of training steps; hardware, as the "
                  f"{'run' if len(run_dirs) == 1 else 'runs'} recorded it: {'; '.join(hardware)}.")
     lines = [f"# Model card: {title}", "",
-             weights_line(name, half), "",
+             block("card-weights", model), "",
              "## Training", "",
              *config_lines,
              f"- Split: `{configs[0]['split']}` (see docs/data.md); no test pair in training.",
@@ -144,61 +141,42 @@ def write_model_card(runs: str, name: str, title: str, test_tables: dict[str, st
         losses = ", ".join(f"{k} {v:.4g}" for k, v in s["final_losses_mean_of_last_20_steps"].items())
         lines.append(f"| {s['stage']} | {s['planned_epochs']} | ({s['epochs_run']}, {s['last_batch']}) | "
                      f"{s['steps']} | {losses} |")
-    lines += [""] + test_section(test_tables) + ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     card = PACKAGE_WEIGHTS / f"{name}.md"
-    card.write_text("\n".join(lines))
+    write_text_atomic(card, render("\n".join(lines) + "\n\n" + card_tail(model, notes)))
     return card
 
 
-def weights_line(name: str, half: bool) -> str:
-    size = (PACKAGE_WEIGHTS / f"{name}.safetensors").stat().st_size / 1e6
-    return (f"Weights: `contrafuse/weights/{name}.safetensors` ({size:.1f} MB, safetensors, trainable parameters "
-            f"and BatchNorm statistics only{', stored as float16' if half else ''}).")
+def block(kind: str, model: str) -> str:
+    """A generated block of benchmarks/render_docs.py, empty until rendered."""
+    return f"<!-- generated:{kind} {model} -->\n<!-- /generated:{kind} -->"
 
 
-def test_section(test_tables: dict[str, str]) -> list[str]:
-    lines = ["## Test metrics", ""]
-    for heading, table in test_tables.items():
-        lines += [f"### {heading}", "", table, ""]
-    return lines
+def card_tail(model: str, notes: list[str]) -> str:
+    """A card from its test metrics on: the generated tables, then the notes."""
+    return "\n".join(["## Test metrics", "", block("card-tests", model), "", "## Notes", ""]
+                     + [f"- {n}" for n in notes] + [""])
 
 
-def refresh_model_card(name: str, test_tables: dict[str, str], notes: list[str], half: bool = False) -> Path:
-    """Re-evaluate a shipped model whose training run is no longer at hand: rewrite the card's
-    weights line, test metrics and notes, keeping its training section; store the weights as
-    float16 when ``half``."""
-    card = PACKAGE_WEIGHTS / f"{name}.md"
-    weights = PACKAGE_WEIGHTS / f"{name}.safetensors"
-    if half:
-        store_half(weights, weights)
+def refresh_model_card(model: str, notes: list[str]) -> Path:
+    """Rewrite the notes of a shipped model whose training run is no longer at hand, keeping its
+    training section, and re-render its generated blocks; store the weights as float16 where the
+    spec says so."""
+    weights = MODEL_SPECS[model].weights
+    path = PACKAGE_WEIGHTS / weights.file
+    if weights.stored == "float16":
+        store_half(path, path)
+    card = path.with_suffix(".md")
     text = card.read_text()
-    text = re.sub(r"^Weights: .*$", lambda _: weights_line(name, half), text, count=1, flags=re.MULTILINE)
-    head = text[: text.index("## Test metrics")]
-    card.write_text(head + "\n".join(test_section(test_tables) + ["## Notes", ""] + [f"- {n}" for n in notes] + [""]))
+    write_text_atomic(card, render(text[: text.index("## Test metrics")] + card_tail(model, notes)))
     return card
-
-
-def table(summary: dict, dataset: str, method: str) -> dict[str, str]:
-    out = {}
-    for convention in ("legacy", "standard"):
-        data = summary.get(f"{dataset}/{convention}")
-        if not data or method not in data["mean"]:
-            continue
-        mean, std = data["mean"][method], data["std"][method]
-        out[f"{dataset}, `{convention}` convention, `{method}`"] = (
-            "| " + " | ".join(METRICS) + " |\n" + "|---" * len(METRICS) + "|\n| "
-            + " | ".join(f"{mean[m]:.4g} ± {std[m]:.2g}" for m in METRICS) + " |")
-    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run", action="append", default=[], help="NAME=RUN_DIR[+RUN_DIR...][@EPOCH]")
-    parser.add_argument("--refresh", action="append", default=[], help="NAME of a shipped model to re-evaluate")
-    parser.add_argument("--benchmark", default="docs/benchmark")
+    parser.add_argument("--refresh", action="append", default=[], help="NAME of a shipped model whose notes to rewrite")
     parser.add_argument("--note", action="append", default=[], help="NAME=text (repeatable)")
     args = parser.parse_args()
-    summary = json.loads((Path(args.benchmark) / "summary.json").read_text())
     notes: dict[str, list[str]] = {}
     for item in args.note:
         name, text = item.split("=", 1)
@@ -206,17 +184,10 @@ def main() -> None:
     footer = ["Full comparison with the classical baselines and the papers' published rows: docs/benchmark/report.md."]
     for item in [*args.run, *args.refresh]:
         model, run_dir = item.split("=", 1) if "=" in item else (item, None)
-        title, methods, datasets = CARDS[model]
-        weights = MODEL_SPECS[model].weights
-        name, half = Path(weights.file).stem, weights.stored == "float16"
-        tables = {}
-        for dataset in datasets:
-            for method in methods:
-                tables.update(table(summary, dataset, method))
         if run_dir:
-            card = write_model_card(run_dir, name, title, tables, notes.get(model, []) + footer, half=half)
+            card = write_model_card(run_dir, model, CARDS[model][0], notes.get(model, []) + footer)
         else:
-            card = refresh_model_card(name, tables, notes.get(model, []) + footer, half=half)
+            card = refresh_model_card(model, notes.get(model, []) + footer)
         print(f"wrote {card}")
 
 

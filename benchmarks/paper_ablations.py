@@ -384,7 +384,7 @@ def cmd_tables(args) -> int:
         if not path.is_file():
             lines += ["Not evaluated yet: its runs have not finished (`benchmarks/paper_ablations.py status`).", ""]
             continue
-        summary = json.loads(path.read_text())
+        summary = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("machine", "git")}  # results only
         lines += study_table(study, summary) + training_record(study)
         if study == "coconet_fig15" and fig15_plot(summary, DOCS / "paper_coconet_fig15" / "fig15.svg"):
             lines += ["![Fig. 15 layout](paper_coconet_fig15/fig15.svg)", ""]

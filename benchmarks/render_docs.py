@@ -1,15 +1,31 @@
-"""Render the generated blocks of README.md and docs/REPRODUCTION.md from their sources.
+"""Render the generated parts of README.md, docs/REPRODUCTION.md and the model cards from the
+results files they quote.
 
-    python benchmarks/render_docs.py          # rewrite the blocks
-    python benchmarks/render_docs.py --check  # exit 1 if a block differs (tests/test_docs.py)
+    python benchmarks/render_docs.py                    # rewrite them
+    python benchmarks/render_docs.py --check [FILE...]  # exit 1 if a file differs (tests/test_docs.py)
 
-A block sits between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``; each renderer
-below names the file its content comes from.
+Two markers, both HTML comments that Markdown does not show:
+
+- a block, ``<!-- generated:NAME ARG... -->`` on a line of its own, then everything up to
+  ``<!-- /generated:NAME -->``, written by the renderer NAME of ``BLOCKS`` called with the ARGs;
+  each renderer's docstring names its source;
+- an inline value, ``<!-- value:FILE#KEY|SPEC -->7.659<!-- /value -->``: the value at KEY of FILE
+  (JSON, YAML or a summary CSV, relative to the repository), written with the format spec SPEC
+  (Python's; without one a float is written ``.4g``, anything else as it is). KEY is a path of keys
+  joined by ``/``, where one key may itself hold a ``/`` (``tno/legacy``); a CSV row is named by its
+  first column, then the column. A published cell such as ``"7.776 ± 0.081"`` gives its mean when
+  SPEC is given.
+
+Only what lies between the markers is rewritten: after a benchmark writes new results, running this
+script updates every table and number that quotes them, and ``--check`` fails on a number edited by
+hand or a results file changed without a re-render.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import functools
 import json
 import re
 import sys
@@ -17,47 +33,249 @@ from pathlib import Path
 
 import yaml
 
+from contrafuse.io import write_text_atomic
+
 REPO = Path(__file__).resolve().parents[1]
-DOCS = [REPO / "README.md", REPO / "docs" / "REPRODUCTION.md"]
-#: model name -> how the papers' tables name it
-PEERS = {"densefuse": "DenseFuse", "ifcnn": "IFCNN", "seafusion": "SeAFusion", "tardal": "TarDAL"}
+DOCS = [REPO / "README.md", REPO / "docs" / "REPRODUCTION.md", *sorted((REPO / "contrafuse" / "weights").glob("*.md"))]
+#: the reproduction report: ``contrafuse benchmark benchmarks/report.yaml -o docs/benchmark``
+REPORT_CONFIG, REPORT = "benchmarks/report.yaml", "docs/benchmark"
+#: our model -> how the papers' tables name it (their row labels start with it)
+PAPER_NAMES = {"coconet": "CoCoNet", "coconet-medical": "CoCoNet", "clfnet": "CLF-Net", "densefuse": "DenseFuse",
+               "ifcnn": "IFCNN", "seafusion": "SeAFusion", "tardal": "TarDAL"}
+PEERS = ("densefuse", "ifcnn", "seafusion", "tardal")
 #: the papers' columns, and the metric of ours each compares with under `legacy` (their VIF is the
 #: toolbox's, which our legacy VIFP reproduces: docs/metrics.md)
 PAPER_METRICS = {"EN": "EN", "SD": "SD", "SF": "SF", "AG": "AG", "MI": "MI", "VIF": "VIFP", "SCD": "SCD"}
+#: shipped model -> (model card title, the report's method labels and datasets its card quotes)
+CARDS = {
+    "coconet": ("CoCoNet, infrared-visible (TNO)", ["coconet", "coconet-standard"], ["tno", "roadscene"]),
+    "clfnet": ("CLF-Net, infrared-visible (TNO)", ["clfnet"], ["tno", "roadscene", "mri_t1t2", "lytro"]),
+    "coconet-medical": ("CoCoNet, MRI-PET/SPECT (Harvard)", ["coconet-medical"], ["mri_pet", "mri_spect"]),
+}
+CARD_METRICS = ["EN", "SD", "SF", "AG", "MI", "VIFF", "VIFP", "SCD", "Qabf"]
+#: since this date `legacy` VIFP is the toolbox's VIF on saturating uint8 products (docs/metrics.md)
+LEGACY_TOOLBOX_VIF = "2026-12-06"
 
 
-def _fmt(value: float) -> str:
+class DocsError(Exception):
+    """A marker that names a missing file or key, or an unknown renderer."""
+
+
+# --- sources -----------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def load(source: str):
+    """A results file relative to the repository: JSON or YAML as parsed; a CSV as
+    ``{first column: {column: text}}``."""
+    path = REPO / source
+    if not path.is_file():
+        raise DocsError(f"{source}: no such file")
+    if path.suffix == ".csv":
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        return {next(iter(row.values())): row for row in rows}
+    text = path.read_text()
+    return yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+
+
+def lookup(source: str, key: str):
+    """The value at ``key`` (keys joined by ``/``; the shortest key that exists is taken first)."""
+    node, parts, i = load(source), key.split("/"), 0
+    while i < len(parts):
+        for j in range(i + 1, len(parts) + 1):
+            name = "/".join(parts[i:j])
+            if isinstance(node, dict) and name in node:
+                node, i = node[name], j
+                break
+            if isinstance(node, list) and j == i + 1 and name.isdigit() and int(name) < len(node):
+                node, i = node[int(name)], j
+                break
+        else:
+            raise DocsError(f"{source}: no key {key!r} (found up to {'/'.join(parts[:i]) or 'the top'!r})")
+    return node
+
+
+def number(value) -> float:
+    """A value as a float; a published cell such as ``"7.776 ± 0.081"`` gives its mean."""
+    return float(value) if isinstance(value, (int, float)) else float(str(value).split("±")[0])
+
+
+def fmt(value: float) -> str:
     return f"{value:.4g}"
+
+
+def mean_std(data: dict, method: str, metric: str) -> str:
+    """One cell of a benchmark summary: mean ± standard deviation over the pairs."""
+    if method not in data["mean"]:
+        raise DocsError(f"no method {method!r} in the summary (it has {', '.join(data['mean'])})")
+    mean = data["mean"][method]
+    return f"{fmt(mean[metric])} ± {data['std'][method][metric]:.2g}" if metric in mean else "–"
+
+
+def paper_rows(config: str, dataset: str, method: str) -> dict[str, dict]:
+    """The published rows for ``method`` on ``dataset`` in ``config``'s ``paper`` section."""
+    rows = (load(config).get("paper") or {}).get(dataset) or {}
+    return {label: row for label, row in rows.items() if label.startswith(PAPER_NAMES.get(method, method) + " (")}
+
+
+def paper_columns(rows) -> list[str]:
+    return [m for m in PAPER_METRICS if any(m in row for row in rows)]
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+# --- inline values -----------------------------------------------------------------------------
+
+VALUE = re.compile(r"<!-- value:(?P<source>[^#>]+)#(?P<key>[^|>]+?)(?:\|(?P<spec>[^ >]+))? -->"
+                   r"[^<\n]*<!-- /value -->")
+
+
+def value_text(source: str, key: str, spec: str | None) -> str:
+    value = lookup(source, key)
+    if spec is None and not isinstance(value, float):
+        return str(value)
+    return format(number(value), spec or ".4g")
+
+
+def render_value(match: re.Match) -> str:
+    head = match.group(0)[: match.group(0).index("-->") + 3]
+    return f"{head}{value_text(match['source'], match['key'], match['spec'])}<!-- /value -->"
+
+
+# --- blocks ------------------------------------------------------------------------------------
+
+def provenance_block() -> str:
+    """docs/benchmark/report.md: the machine, date and git state its header records."""
+    header = re.search(r"^`(\{.*\})`$", (REPO / REPORT / "report.md").read_text(), re.M)
+    if header is None:
+        raise DocsError(f"{REPORT}/report.md: no machine line in its header")
+    info = json.loads(header.group(1))
+    git = info.get("git") or {}
+    commit = (f"commit {git['commit'][:8]}{' with uncommitted changes' if git.get('dirty') else ''}"
+              if git.get("commit") else "commit not recorded (a report from before it was)")
+    lines = [f"docs/benchmark was generated on {info['date']} on {info['cpu']} ({info['cores']} cores), {commit}."]
+    if info["date"] < LEGACY_TOOLBOX_VIF:
+        lines.append(f"It predates the toolbox VIF ({LEGACY_TOOLBOX_VIF}): its `legacy` VIFP is still the "
+                     "textbook VIF-P, which reads low against the papers' VIF column until the report is regenerated.")
+    return " ".join(lines) + "\n"
+
+
+def paper_table(dataset: str, *methods: str) -> str:
+    """docs/benchmark/summary.json (`legacy`) and the pair count of its per-image CSV, beside the
+    papers' rows in benchmarks/report.yaml; the first method is also divided by the papers' values,
+    and the best of our classical methods (contrafuse/methods/classical.py) is shown per column."""
+    from contrafuse.methods import METHODS
+    from contrafuse.metrics import METRICS
+
+    data = load(f"{REPORT}/summary.json")[f"{dataset}/legacy"]
+    papers = {label: row for m in methods for label, row in paper_rows(REPORT_CONFIG, dataset, m).items()}
+    columns = paper_columns(papers.values())
+    pairs = len(load(f"{REPORT}/{dataset}/per_image_legacy.csv"))  # one entry per image
+    rows = [[f"ours, `{m}`"] + [mean_std(data, m, PAPER_METRICS[c]) for c in columns] for m in methods]
+    rows += [[label] + [str(row.get(c, "–")) for c in columns] for label, row in papers.items()]
+    first = data["mean"][methods[0]]
+    rows += [[f"`{methods[0]}` / {label}"] + [f"{first[PAPER_METRICS[c]] / number(row[c]):.2f}" if c in row else "–"
+                                              for c in columns] for label, row in papers.items()]
+    classical = [m for m in data["mean"] if m in METHODS and METHODS.get(m).__module__ == "contrafuse.methods.classical"]
+    if classical:
+        best = []
+        for c in columns:
+            metric = PAPER_METRICS[c]
+            pick = (max if METRICS[metric].higher_is_better else min)(classical, key=lambda m: data["mean"][m][metric])
+            best.append(f"{fmt(data['mean'][pick][metric])} (`{pick}`)")
+        rows.append(["best classical method of ours"] + best)
+    caption = (f"`legacy`, {pairs} pairs; ours: mean ± standard deviation over the pairs"
+               + ("; VIF: our `VIFP`, the toolbox's VIF" if "VIF" in columns else "") + ".")
+    return "\n".join([caption, ""] + table([""] + columns, rows)) + "\n"
 
 
 def peers_block() -> str:
     """docs/peers/summary.json (`legacy`) beside the papers' rows in benchmarks/peers.yaml."""
-    summary = json.loads((REPO / "docs" / "peers" / "summary.json").read_text())
-    papers = yaml.safe_load((REPO / "benchmarks" / "peers.yaml").read_text())["paper"]
+    summary = load("docs/peers/summary.json")
     lines = []
     for dataset, title in (("tno", "TNO test split"), ("roadscene", "RoadScene (20 pairs)")):
         data = summary.get(f"{dataset}/legacy")
         if not data:
             continue
-        metrics = [m for m in PAPER_METRICS if any(m in row for row in papers.get(dataset, {}).values())]
-        lines += [f"**{title}**, `legacy` (ours: mean ± standard deviation over the pairs; VIF: our `VIFP`):", "",
-                  "| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
-        for name, shown in PEERS.items():
+        columns = paper_columns((load("benchmarks/peers.yaml")["paper"].get(dataset) or {}).values())
+        rows = []
+        for name in PEERS:
             if name in data["mean"]:
-                mean, std = data["mean"][name], data["std"][name]
-                cells = [f"{_fmt(mean[PAPER_METRICS[m]])} ± {std[PAPER_METRICS[m]]:.2g}" if PAPER_METRICS[m] in mean
-                         else "–" for m in metrics]
-                lines.append(f"| {shown}, ours (`{name}`) | " + " | ".join(cells) + " |")
-            for label, row in papers.get(dataset, {}).items():
-                if label.startswith(shown + " ("):
-                    lines.append(f"| {label} | " + " | ".join(str(row.get(m, "–")) for m in metrics) + " |")
-        lines.append("")
+                rows.append([f"{PAPER_NAMES[name]}, ours (`{name}`)"]
+                            + [mean_std(data, name, PAPER_METRICS[c]) for c in columns])
+            rows += [[label] + [str(row.get(c, "–")) for c in columns]
+                     for label, row in paper_rows("benchmarks/peers.yaml", dataset, name).items()]
+        lines += [f"**{title}**, `legacy` (ours: mean ± standard deviation over the pairs; VIF: our `VIFP`):", ""]
+        lines += table(["method"] + columns, rows) + [""]
     return "\n".join(lines)
+
+
+def ranking_block(config: str, folder: str, dataset: str, convention: str) -> str:
+    """FOLDER/DATASET/summary_CONVENTION.csv (average rank over its metrics, as `contrafuse benchmark
+    CONFIG -o FOLDER` wrote it); which rows score published images: CONFIG's `external` methods."""
+    rows = load(f"{folder}/{dataset}/summary_{convention}.csv")
+    cfg = load(config)
+    entries = next((e.get("methods", cfg.get("methods", [])) for e in cfg["datasets"]
+                    if isinstance(e, dict) and e.get("name") == dataset), cfg.get("methods", []))
+    published = {e.get("label", e["name"]) for e in entries if isinstance(e, dict) and "external" in e}
+    metrics = [c[: -len("_mean")] for c in next(iter(rows.values())) if c.endswith("_mean")]
+    ordered = sorted(rows, key=lambda m: float(rows[m]["avg_rank"]))
+    body = [[str(place), f"`{m}`" if m not in published else m, "published" if m in published else "ours",
+             f"{float(rows[m]['avg_rank']):.2f}"] for place, m in enumerate(ordered, 1)]
+    caption = (f"Average rank over {', '.join(metrics)} (`{convention}`; 1 = best) among the {len(rows)} rows of "
+               f"`{folder}/{dataset}`; published: the fused images the dataset distributes, scored by our metrics.")
+    return "\n".join([caption, ""] + table(["place", "method", "images", "average rank"], body)) + "\n"
+
+
+def rows_block(csv_path: str, metrics: str, *labels: str) -> str:
+    """CSV_PATH, a benchmark's summary_CONVENTION.csv: the means of the named rows and their average
+    rank among all its rows."""
+    rows = load(csv_path)
+    columns = metrics.split(",")
+    body = [[f"`{label}`"] + [fmt(float(rows[label][f"{c}_mean"])) for c in columns]
+            + [f"{float(rows[label]['avg_rank']):.2f}"] for label in labels]
+    return "\n".join(table(["row"] + columns + [f"avg rank (of {len(rows)})"], body)) + "\n"
+
+
+def complexity_block() -> str:
+    """docs/benchmark/complexity.json beside the papers' rows in benchmarks/report.yaml (`paper.complexity`)."""
+    result = load(f"{REPORT}/complexity.json")
+    machine, (fh, fw), (rh, rw) = result["machine"], result["flops_size"], result["runtime_size"]
+    rows = []
+    for name, row in result["methods"].items():
+        if not row["parameters"]:
+            continue
+        rows.append([f"ours, `{name}`", f"{row['parameters'] / 1e6:.4f}", f"{row['trainable_parameters'] / 1e6:.4f}",
+                     f"{row['flops'] / 1e9:.3f}", f"{row['runtime_seconds']:.3f}"])
+        rows += [[label, str(p.get("parameters_M", "–")), "–", str(p.get("GFLOPs", "–")), str(p.get("seconds", "–"))]
+                 for label, p in paper_rows(REPORT_CONFIG, "complexity", name).items()]
+    caption = (f"Ours: FLOPs at {fw}x{fh}, runtime the median to fuse one {rw}x{rh} grey pair on {machine['cpu']} "
+               f"({machine['cores']} cores, {machine['date']}); parameters include CoCoNet's frozen VGG-19 layers. "
+               "The papers' FLOPs and times are for their own image sizes and GPUs.")
+    return "\n".join([caption, ""] + table(["", "parameters (M)", "trainable (M)", "GFLOPs", "seconds per pair"],
+                                            rows)) + "\n"
+
+
+def training_speed_block() -> str:
+    """benchmarks/results/training_speed.json."""
+    result = load("benchmarks/results/training_speed.json")
+    rows = []
+    for stage, row in result["stages"].items():
+        def step(version, row=row):
+            return f"{row[version]['seconds_per_step']:.4g}" if version in row else ""
+        rows.append([stage, step("before"), step("after-fp32"), step("after"),
+                     f"{row['speed-up']:.3f}×" if "speed-up" in row else ""])
+    caption = (f"Seconds per optimiser step on {result['machine']['cpu']} ({result['machine']['cores']} cores), "
+               f"`python benchmarks/training_speed.py --before {result['before']} --steps {result['steps']}`.")
+    return "\n".join([caption, ""] + table(["stage", f"before ({result['before']})", "now, float32",
+                                            "now, bfloat16 autocast (default)", "speed-up"], rows)) + "\n"
 
 
 def agreement_block() -> str:
     """benchmarks/results/zoo_reference.json."""
-    result = json.loads((REPO / "benchmarks" / "results" / "zoo_reference.json").read_text())
+    result = load("benchmarks/results/zoo_reference.json")
     lines = ["| model | pairs | worst mean \\|difference\\| (grey levels) | worst % of pixels within 1 level |",
              "|---|---|---|---|"]
     for name, row in result["official_code"].items():
@@ -73,7 +291,7 @@ def agreement_block() -> str:
 
 def speed_block() -> str:
     """benchmarks/results/zoo_speed.json."""
-    result = json.loads((REPO / "benchmarks" / "results" / "zoo_speed.json").read_text())
+    result = load("benchmarks/results/zoo_speed.json")
     machine = result["machine"]
     lines = [f"Median seconds per 640x480 pair (VIFB labMan) on {machine['cpu']} ({machine['cores']} cores), "
              f"commit {str(result['git']['commit'])[:8]}; the official code's forward time is from "
@@ -99,32 +317,81 @@ def methods_block() -> str:
     return "\n".join(lines) + "\n"
 
 
+def card_weights_block(model: str) -> str:
+    """contrafuse/models/MODEL.yaml (the shipped weights file and how it is stored) and that file's size."""
+    from contrafuse.models import MODEL_SPECS
+    from contrafuse.weights import PACKAGE_WEIGHTS
+
+    weights = MODEL_SPECS[model].weights
+    size = (PACKAGE_WEIGHTS / weights.file).stat().st_size / 1e6
+    return (f"Weights: `contrafuse/weights/{weights.file}` ({size:.1f} MB, safetensors, trainable parameters and "
+            f"BatchNorm statistics only{', stored as float16' if weights.stored == 'float16' else ''}).\n")
+
+
+def card_tests_block(model: str) -> str:
+    """docs/benchmark/summary.json (both conventions) for the card's methods and datasets (``CARDS``),
+    and beside the papers' rows (:func:`paper_table`)."""
+    summary = load(f"{REPORT}/summary.json")
+    _, methods, datasets = CARDS[model]
+    lines = []
+    for dataset in datasets:
+        rows = [[f"`{m}`, `{convention}`"] + [mean_std(data, m, metric) for metric in CARD_METRICS]
+                for convention in ("legacy", "standard") if (data := summary.get(f"{dataset}/{convention}"))
+                for m in methods if m in data["mean"]]
+        lines += [f"### {dataset}", "", "Mean ± standard deviation over the test pairs:", ""]
+        lines += table(["method, convention"] + CARD_METRICS, rows) + [""]
+        if paper_rows(REPORT_CONFIG, dataset, methods[0]):
+            lines += ["Beside the paper:", "", paper_table(dataset, *methods)]
+    return "\n".join(lines)
+
+
 BLOCKS = {"methods": methods_block, "peers": peers_block, "peer-agreement": agreement_block,
-          "peer-speed": speed_block}
+          "peer-speed": speed_block, "provenance": provenance_block, "paper-table": paper_table,
+          "ranking": ranking_block, "rows": rows_block, "complexity": complexity_block,
+          "training-speed": training_speed_block, "card-weights": card_weights_block,
+          "card-tests": card_tests_block}
+BLOCK = re.compile(r"(?P<open><!-- generated:(?P<name>[\w-]+)(?P<args>[^>\n]*?) -->\n).*?"
+                   r"(?P<close><!-- /generated:(?P=name) -->)", re.S)
+
+
+def render_block(match: re.Match) -> str:
+    if match["name"] not in BLOCKS:
+        raise DocsError(f"unknown block {match['name']!r}; known: {', '.join(BLOCKS)}")
+    return match["open"] + BLOCKS[match["name"]](*match["args"].split()) + match["close"]
 
 
 def render(text: str) -> str:
-    for name, make in BLOCKS.items():
-        pattern = re.compile(rf"(<!-- generated:{name} -->\n).*?(<!-- /generated:{name} -->)", re.S)
-        if pattern.search(text):
-            text = pattern.sub(lambda m, make=make: m.group(1) + make() + m.group(2), text)
-    return text
+    """``text`` with every block and inline value rendered from its source."""
+    return VALUE.sub(render_value, BLOCK.sub(render_block, text))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args()
+def first_difference(old: str, new: str) -> str:
+    for number_, (a, b) in enumerate(zip(old.splitlines(), new.splitlines()), 1):
+        if a != b:
+            return f"line {number_}: {a.strip()[:100]!r} should read {b.strip()[:100]!r}"
+    return "length differs"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is out of date")
+    parser.add_argument("files", nargs="*", type=Path, help="files to render (default: README.md, "
+                                                            "docs/REPRODUCTION.md, contrafuse/weights/*.md)")
+    args = parser.parse_args(argv)
     stale = []
-    for doc in DOCS:
+    for doc in args.files or DOCS:
         text = doc.read_text()
-        new = render(text)
+        try:
+            new = render(text)
+        except DocsError as exc:
+            print(f"render_docs: {doc}: {exc}", file=sys.stderr)
+            return 2
         if new != text:
-            stale.append(doc.name)
+            stale.append(f"{doc}: {first_difference(text, new)}")
             if not args.check:
-                doc.write_text(new)
+                write_text_atomic(doc, new)
     if args.check and stale:
-        print("out of date: " + ", ".join(stale) + " (python benchmarks/render_docs.py)")
+        print("out of date (python benchmarks/render_docs.py):\n" + "\n".join(stale))
     return int(args.check and bool(stale))
 
 

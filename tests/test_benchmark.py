@@ -169,6 +169,7 @@ def test_model_card_from_two_runs_stops_at_the_chosen_epoch(tmp_path, monkeypatc
     import yaml
     from safetensors.torch import load_file, save_file
 
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # it imports render_docs beside it, as a script does
     spec = importlib.util.spec_from_file_location("package_models", REPO / "benchmarks" / "package_models.py")
     package_models = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(package_models)
@@ -191,9 +192,10 @@ def test_model_card_from_two_runs_stops_at_the_chosen_epoch(tmp_path, monkeypatc
     second = run("second", [{"name": "finetune", "epochs": 3}],
                  {"finetune": [(2, 1, 1, 30.0, 2.0), (3, 1, 2, 3600.0, 9.0)]},
                  {"finetune_epoch2.safetensors": 2.0, "model.safetensors": 3.0})
-    card = package_models.write_model_card(f"{first}+{second}@2", "demo", "Demo", {}, ["a note"])
+    card = package_models.write_model_card(f"{first}+{second}@2", "clfnet", "Demo", ["a note"])
     text = card.read_text()
-    assert float(load_file(str(tmp_path / "package" / "demo.safetensors"))["w"][0]) == 2.0
+    assert float(load_file(str(tmp_path / "package" / "clfnet_tno.safetensors"))["w"][0]) == 2.0
+    assert "Weights: `contrafuse/weights/clfnet_tno.safetensors`" in text and "### lytro" in text  # rendered blocks
     assert "Config of run 1 of 2" in text and "Config of run 2 of 2" in text
     assert "| train | 2 | (2, 1) | 2 | total 3.5 |" in text      # mean of its two logged steps
     assert "| finetune | 3 | (2, 1) | 1 | total 2 |" in text     # epoch 3 is cut off

@@ -1,66 +1,76 @@
-"""The numbers in docs/REPRODUCTION.md and README.md come from committed result files: every decimal number on
-the page must equal, to the decimals shown, a number in the generated reports, summaries, CSVs,
-benchmark results, model cards, training configs or the benchmark configs (which hold the papers'
-published rows)."""
+"""The docs quote their numbers from the results files: benchmarks/render_docs.py renders every
+table and every bound number of README.md, docs/REPRODUCTION.md and the model cards from its source
+file and key. These tests fail when a rendered part is out of date or edited by hand, and when a
+page carries a decimal number with no source."""
 
-import bisect
+import importlib.util
 import re
+import subprocess
+import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import pytest
 
-#: constants quoted from the papers or from definitions rather than measured here
-QUOTED = {
-    "15.97": "the largest SD a uint8 image can have under the legacy toolbox rule",
-    "0.190632": "CLF-Net Table VII's parameter count (M)",
-    "127.5": "the authors' mapping of tanh's output to 0-255 (x 127.5 + 127.5)",
+REPO = Path(__file__).resolve().parents[1]
+REPRODUCTION = REPO / "docs" / "REPRODUCTION.md"
+BLOCK = re.compile(r"<!-- generated:([\w-]+)[^>\n]*-->\n.*?<!-- /generated:\1 -->", re.S)
+VALUE = re.compile(r"<!-- value:[^>]*-->[^<\n]*<!-- /value -->")
+
+#: decimals that are constants of a definition, a setting or a check, not measurements
+UNBOUND = {
+    "docs/REPRODUCTION.md": {
+        "15.97": "the largest SD a uint8 image can have under the toolbox's rule",
+        "0.5": "the zoo acceptance check's limit in grey levels",
+    },
+    "README.md": {
+        "0.5": "the percentile rule's lower bound", "99.5": "the percentile rule's upper bound",
+        "1.2": "CONTRAFUSE_TILE_MEMORY's default in GB", "0.04": "the order of SF under `legacy`",
+    },
 }
 
 
-def _committed_numbers() -> list[float]:
-    patterns = ["docs/**/summary.json", "docs/**/*.csv", "docs/**/report.md", "docs/benchmark/*.json",
-                "configs/**/*.yaml", "benchmarks/results/*.json", "benchmarks/*.yaml", "contrafuse/weights/*.md"]
-    values = set()
-    for pattern in patterns:
-        for path in REPO.glob(pattern):
-            values.update(float(m) for m in re.findall(r"-?\d+\.\d+(?:e-?\d+)?", path.read_text()))
-    return sorted(values)
-
-
-def _unsourced(document: str, quoted: dict) -> list[str]:
-    """Decimal numbers in ``document`` matching (to the decimals shown) no committed number."""
-    values = _committed_numbers()
-
-    def committed(token: str) -> bool:
-        half = 0.5 * 10 ** -len(token.split(".")[1]) + 1e-12
-        i = bisect.bisect_left(values, float(token) - half)
-        return i < len(values) and values[i] <= float(token) + half
-
-    text = (REPO / document).read_text()
-    return [t for t in re.findall(r"(?<![\w.])\d+\.\d+(?![\w.])", text) if t not in quoted and not committed(t)]
-
-
-def test_reproduction_numbers_come_from_committed_files():
-    unsourced = _unsourced("docs/REPRODUCTION.md", QUOTED)
-    assert not unsourced, f"numbers in docs/REPRODUCTION.md found in no committed result file: {unsourced}"
-
-
-#: README decimals that are definitions or references, not measurements
-README_QUOTED = {"0.5": "the percentile rule's lower bound", "99.5": "the percentile rule's upper bound",
-                 "3.4": "a section number of the CoCoNet paper", "0.04": "the order of SF on 0..1 (legacy)"}
-
-
-def test_readme_numbers_come_from_committed_files():
-    unsourced = _unsourced("README.md", README_QUOTED)
-    assert not unsourced, f"numbers in README.md found in no committed result file: {unsourced}"
+@pytest.fixture(scope="module")
+def render_docs():
+    spec = importlib.util.spec_from_file_location("render_docs", REPO / "benchmarks" / "render_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_generated_blocks_are_current():
-    """README's model table and REPRODUCTION.md's peer tables are rendered from the specs and the
-    results files (benchmarks/render_docs.py): a changed source without a re-render fails here."""
-    import subprocess
-    import sys
-
+    """Every generated block and bound value equals what its source gives now: a changed results
+    file without a re-render (`python benchmarks/render_docs.py`) fails here."""
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "render_docs.py"), "--check"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("where", [r"\| ours, `coconet` \| ", r"<!-- value:[^>]*-->"])
+def test_check_fails_when_a_quoted_number_is_edited(tmp_path, capsys, render_docs, where):
+    """One digit changed in a copy of REPRODUCTION.md, in a paper table's row or in a bound value:
+    --check fails on the copy and names the line, where the unchanged copy passes."""
+    text = REPRODUCTION.read_text()
+    copy = tmp_path / "REPRODUCTION.md"
+    copy.write_text(text)
+    assert render_docs.main(["--check", str(copy)]) == 0
+    digit = re.compile(where + r"[^0-9]*").search(text).end()
+    assert text[digit].isdigit()
+    copy.write_text(text[:digit] + str((int(text[digit]) + 1) % 10) + text[digit + 1:])
+    assert render_docs.main(["--check", str(copy)]) == 1
+    assert f"line {text[:digit].count(chr(10)) + 1}:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("document", sorted(UNBOUND))
+def test_no_unbound_decimal_numbers(document):
+    """Outside generated blocks and bound values a page carries no decimal number but the
+    allow-listed constants (section numbers such as "Sec. 4.7" are not numbers)."""
+    text = VALUE.sub("", BLOCK.sub("", (REPO / document).read_text()))
+    text = re.sub(r"Sec\. \d+(\.\d+)+", "", text)
+    found = set(re.findall(r"(?<![\w.])\d+\.\d+(?![\w.])", text)) - set(UNBOUND[document])
+    assert not found, f"{document}: decimal numbers bound to no results file: {sorted(found)}"
+
+
+def test_reproduction_tables_are_all_generated():
+    """docs/REPRODUCTION.md keeps no hand-made table: every table row lies in a generated block."""
+    rows = [line for line in BLOCK.sub("", REPRODUCTION.read_text()).splitlines() if line.startswith("|")]
+    assert not rows, rows[:3]

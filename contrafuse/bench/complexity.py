@@ -3,14 +3,12 @@ counted with PyTorch's own ``FlopCounterMode``, and median runtime at 640x480 on
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from ..io import write_text_atomic
 from ..methods import create_method
-from .timing import machine_info, median_seconds
+from .timing import median_seconds, write_result
 
 
 def count_flops(model, size, channels: int = 1) -> int:
@@ -43,8 +41,7 @@ def complexity_table(specs, cfg: dict, out_json: Path, quick: bool = False) -> s
             row["flops"] = count_flops(model, flops_size, method.protocol.channels)
         row["runtime_seconds"] = median_seconds(lambda m=method: m.fuse_grey(a, b), repeats=1 if quick else 3)
         rows[spec.label] = row
-    write_text_atomic(out_json, json.dumps({"machine": machine_info(), "flops_size": flops_size,
-                                            "runtime_size": runtime_size, "methods": rows}, indent=1) + "\n")
+    write_result(out_json, {"flops_size": flops_size, "runtime_size": runtime_size, "methods": rows})
     lines = ["### Complexity", "",
              (f"FLOPs counted by `torch.utils.flop_counter` at {flops_size[0]}x{flops_size[1]} (a multiply-add "
               f"counts as 2 FLOPs); runtime: median seconds to fuse one {runtime_size[1]}x{runtime_size[0]} "
