@@ -169,7 +169,7 @@ def paper_table(dataset: str, *methods: str) -> str:
     from contrafuse.methods import METHODS
     from contrafuse.metrics import METRICS
 
-    data = load(f"{REPORT}/summary.json")[f"{dataset}/legacy"]
+    data = lookup(f"{REPORT}/summary.json", f"{dataset}/legacy")
     papers = {label: row for m in methods for label, row in paper_rows(REPORT_CONFIG, dataset, m).items()}
     columns = paper_columns(papers.values())
     pairs = len(load(f"{REPORT}/{dataset}/per_image_legacy.csv"))  # one entry per image
@@ -332,6 +332,8 @@ def card_tests_block(model: str) -> str:
     """docs/benchmark/summary.json (both conventions) for the card's methods and datasets (``CARDS``),
     and beside the papers' rows (:func:`paper_table`)."""
     summary = load(f"{REPORT}/summary.json")
+    if model not in CARDS:
+        raise DocsError(f"no model card {model!r}; known: {', '.join(CARDS)}")
     _, methods, datasets = CARDS[model]
     lines = []
     for dataset in datasets:
@@ -366,9 +368,12 @@ def render(text: str) -> str:
 
 
 def first_difference(old: str, new: str) -> str:
-    for number_, (a, b) in enumerate(zip(old.splitlines(), new.splitlines()), 1):
+    """Where ``old`` first differs from its rendering ``new``: line number and the text around it."""
+    for line, (a, b) in enumerate(zip(old.splitlines(), new.splitlines()), 1):
         if a != b:
-            return f"line {number_}: {a.strip()[:100]!r} should read {b.strip()[:100]!r}"
+            column = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            start = max(0, column - 40)
+            return f"line {line}: {a[start:column + 40]!r} should read {b[start:column + 40]!r}"
     return "length differs"
 
 

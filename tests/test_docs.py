@@ -45,7 +45,7 @@ def test_generated_blocks_are_current():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("where", [r"\| ours, `coconet` \| ", r"<!-- value:[^>]*-->"])
+@pytest.mark.parametrize("where", [r"\| ours, `coconet` \| ", r"<!-- value:[^>]*-->"], ids=["table", "value"])
 def test_check_fails_when_a_quoted_number_is_edited(tmp_path, capsys, render_docs, where):
     """One digit changed in a copy of REPRODUCTION.md, in a paper table's row or in a bound value:
     --check fails on the copy and names the line, where the unchanged copy passes."""
