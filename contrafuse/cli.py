@@ -81,6 +81,27 @@ def _add_method_options(parser: argparse.ArgumentParser, only: tuple[str, ...] |
                                 choices=choices, metavar=None if choices else (first.metavar or keyword.upper()), help=text)
 
 
+def _add_video_options(parser: argparse.ArgumentParser) -> None:
+    from .models import MODEL_SPECS
+    from .video import ALIGNMENTS, CODECS, DEFAULT_STABILISE
+
+    per_image = [name for name, spec in MODEL_SPECS.items() if any(p.batchnorm == "image" for p in spec.protocols.values())]
+
+    parser.add_argument("--ir-video", help="infrared video file, or folder of frames (natural name order); with "
+                        "--vis-video and -o (a .mp4/.mkv/.avi/.mov video, or a folder for the frames)")
+    parser.add_argument("--vis-video", help="visible video file, or folder of frames")
+    parser.add_argument("--codec", choices=list(CODECS), help="video codec: " + "; ".join(
+        f"{name}: {codec.about}" for name, codec in CODECS.items()) + " (default libx264)")
+    parser.add_argument("--quality", type=int, help="the codec's constant quality (CRF or q scale; lower is better)")
+    parser.add_argument("--fps", type=float, help="frame rate of the output, and of frame-folder inputs (default: the "
+                        "infrared video's, else 25)")
+    parser.add_argument("--align", choices=list(ALIGNMENTS), help="pair frames by index (default; stops at the "
+                        "shorter) or by timestamp (each infrared frame with the nearest visible frame)")
+    parser.add_argument("--stabilise", type=float, nargs="?", const=DEFAULT_STABILISE, metavar="STRENGTH",
+                        help="smooth per-frame BatchNorm statistics over time, for protocols that normalise with "
+                        f"each image's own ({', '.join(per_image)}); strength in [0, 1), default {DEFAULT_STABILISE}")
+
+
 def _make_method(args):
     """The method named by ``--method`` with the options given on the command line; an option the
     method does not take is a one-line error."""
@@ -119,8 +140,35 @@ def _fuse_one(ir: Path, vis: Path, out: Path, method, args) -> None:
     write_image(out, fuse_images(first, second, method, (str(ir), str(vis))), bits=args.bits, overwrite=args.overwrite)
 
 
+def _fuse_video(args) -> int:
+    """``fuse --ir-video A --vis-video B -o OUT``: two sequences (video files or frame folders) fused
+    frame by frame into a video or a folder of frames (:mod:`contrafuse.video`)."""
+    from .video import VideoJob
+
+    if args.ir or args.vis or args.ir_dir or args.vis_dir or args.out_dir:
+        raise ContrafuseError(None, "use --ir-video, --vis-video and -o without --ir/--vis or --ir-dir/--vis-dir/--out-dir")
+    missing = [flag for flag, val in (("--ir-video", args.ir_video), ("--vis-video", args.vis_video),
+                                      ("-o", args.output)) if not val]
+    if missing:
+        raise ContrafuseError(None, f"missing {', '.join(missing)}")
+    job = VideoJob(args.ir_video, args.vis_video, args.output, align=args.align or "index", fps=args.fps,
+                   codec=args.codec, quality=args.quality, fmt=args.format, bits=args.bits, resize=args.resize,
+                   high_bit_rule=args.high_bit_rule, overwrite=args.overwrite, hint=RESIZE_HINT_CLI)
+    result = job.run(_make_method(args), stabilise=args.stabilise)
+    if result.note:
+        print(f"note: {result.note}")
+    change = result.stability
+    print(f"temporal change per frame: fused {change['fused'] * 255:.3f} grey levels, sources "
+          f"{(change['ir'] + change['vis']) / 2 * 255:.3f} (ratio {change['ratio']:.3f})")
+    print(f"wrote {result.output}: {result.frames} frames of {result.size[0]}x{result.size[1]} at {result.fps:g} fps")
+    return 0
+
+
 @command("fuse")
 def cmd_fuse(args) -> int:
+    if any(v is not None for v in (args.ir_video, args.vis_video, args.codec, args.quality, args.fps, args.align,
+                                   args.stabilise)):
+        return _fuse_video(args)
     single = args.ir or args.vis or args.output
     folder = args.ir_dir or args.vis_dir or args.out_dir
     if single and folder:
@@ -534,12 +582,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add_command(sub, "fuse", help="fuse one image pair, or two folders of pairs matched by base name")
     p.add_argument("--ir", help="infrared (or functional / first) image")
     p.add_argument("--vis", help="visible (or structural / second) image")
-    p.add_argument("-o", "--output", help="output image path (.png default; .tif, .jpg, .bmp)")
+    p.add_argument("-o", "--output", help="output image path (.png default; .tif, .jpg, .bmp); with --ir-video: "
+                   "a video (.mp4, .mkv, .avi, .mov) or a folder for the frames")
     p.add_argument("--ir-dir", help="folder of infrared images")
     p.add_argument("--vis-dir", help="folder of visible images")
     p.add_argument("--out-dir", help="folder for fused images (created if needed)")
     p.add_argument("--format", default="png", choices=["png", "tif", "jpg", "bmp"], help="output format in folder mode")
     _add_fusion_options(p)
+    _add_video_options(p)
 
     _add_command(sub, "methods", help="list the fusion methods")
 

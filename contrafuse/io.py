@@ -147,11 +147,17 @@ def read_image(path: str | os.PathLike, *, high_bit_rule: str = "minmax") -> np.
     else:
         raise ContrafuseError(path, f"unsupported pixel type {array.dtype} (mode {mode})")
 
-    if unit.ndim == 3:
-        unit = unit[..., :3]
-        if np.array_equal(unit[..., 0], unit[..., 1]) and np.array_equal(unit[..., 0], unit[..., 2]):
-            unit = unit[..., 0]
-    return np.ascontiguousarray(unit, dtype=np.float32)
+    return np.ascontiguousarray(grey_if_neutral(unit), dtype=np.float32)
+
+
+def grey_if_neutral(image: np.ndarray) -> np.ndarray:
+    """An image with channels as ``(H, W)`` grey when its first three are identical, else its first
+    three (RGB): how a grey picture stored as colour (a file, a video frame) enters the package."""
+    if image.ndim == 3:
+        image = image[..., :3]
+        if np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2]):
+            return image[..., 0]
+    return image
 
 
 def orientation(img: Image.Image) -> int:
