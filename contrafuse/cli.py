@@ -25,6 +25,7 @@ from .io import (HIGH_BIT_RULES, OutputError, check_folder_writable, check_outpu
                  pair_folders, unmatched_names, write_image)
 from .io import list_images as list_images_by_name
 from .methods import DEFAULT_METHOD, METHODS, create_method
+from .precision import PRECISIONS
 
 EXIT_BAD_INPUT = 2
 
@@ -326,7 +327,7 @@ def cmd_train(args) -> int:
     from .train.loop import train
     from .train.recipes import RECIPES
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.overrides, point=args.point)
     if args.max_steps is not None and args.max_steps < 1:
         raise ContrafuseError("--max-steps", f"must be at least 1, not {args.max_steps}")
     if args.precision:
@@ -349,6 +350,47 @@ def cmd_train(args) -> int:
     out = train(cfg, RECIPES.get(args.method)(), out_dir=args.out, resume=args.resume,
                 max_steps=args.max_steps, device=args.device)
     print(f"training output in {out}")
+    return 0
+
+
+@command("sweep")
+def cmd_sweep(args) -> int:
+    from .train import sweep
+
+    if args.jobs < 1:
+        raise ContrafuseError("--jobs", f"must be at least 1, not {args.jobs}")
+    if args.output and args.action != "summarise":
+        raise ContrafuseError("-o", "only 'summarise' writes a table")
+    if args.output:
+        out = Path(args.output)
+        if out.suffix.lower() not in (".csv", ".md"):
+            raise ContrafuseError(out, "the table goes to a .csv or .md file")
+        if out.exists() and not args.overwrite:
+            raise ContrafuseError(out, "output exists (use --overwrite to replace it)")
+        check_writable(out)
+    points = sweep.collect(args.sweeps, args.only)  # every point resolved and validated before any work
+    if args.action == "run":
+        def stop(signum, frame):  # a SIGTERM stops the sweep as Ctrl-C does: each run checkpoints
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)
+        return sweep.run(points, args.jobs, args.device)
+    if args.action == "status":
+        for point in points:
+            state = point.state()
+            detail = sweep.progress(point) if state == "started" else ""
+            print(f"{state:8s} {point.name}{f' ({detail})' if detail else ''}")
+        return 0
+    rows = sweep.summary_rows(points)
+    print(sweep.markdown_table(rows), end="")
+    if args.output:
+        from .io import write_csv_atomic, write_text_atomic
+
+        if out.suffix.lower() == ".csv":
+            write_csv_atomic(out, rows, list(dict.fromkeys(c for row in rows for c in row)))
+        else:
+            write_text_atomic(out, sweep.markdown_table(rows))
+        print(f"wrote {out}")
     return 0
 
 
@@ -571,6 +613,20 @@ def _add_command(sub, name: str, **kwargs) -> argparse.ArgumentParser:
     return p
 
 
+class _Conventions:
+    """The metric conventions as argparse choices, read from the metric registry only when an
+    argument is checked or help is shown (importing the metrics takes seconds; with a ``metavar``
+    argparse does not list the choices while it builds the parser)."""
+
+    def __contains__(self, name) -> bool:
+        from .metrics import CONVENTIONS
+        return name in CONVENTIONS
+
+    def __iter__(self):
+        from .metrics import CONVENTIONS
+        return iter(CONVENTIONS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="contrafuse", description="Multi-modality image fusion toolkit.")
     parser.add_argument("--version", action="version", version=f"contrafuse {__version__}")
@@ -624,7 +680,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vis-dir", required=True)
     p.add_argument("--fused-dir", required=True)
     p.add_argument("--metrics", help="comma-separated short names (default: all); see docs/metrics.md")
-    p.add_argument("--convention", default="standard", choices=["standard", "legacy", "vifb"])
+    p.add_argument("--convention", default="standard", choices=_Conventions(), metavar="CONVENTION",
+                   help="whose metric definitions: %(choices)s (default %(default)s; docs/metrics.md)")
     p.add_argument("-o", "--output", required=True, help="results file (.csv or .json)")
     p.add_argument("--format", choices=["csv", "json"], help="default: from the output suffix")
     p.add_argument("--overwrite", action="store_true")
@@ -651,9 +708,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after this many steps")
     p.add_argument("--export", metavar="FILE", help="do not train: export the run's latest checkpoint as safetensors")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"],
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="training arithmetic (default: the config's 'precision', else auto = bf16 autocast "
                         "where the CPU/GPU has native bfloat16, fp32 otherwise)")
+    p.add_argument("--point", help="with a sweep file as --config: the point to train (contrafuse sweep status lists them)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="override config keys, values read as YAML: seed=3 stages.finetune.epochs=10 mam.vgg_levels=[low]")
+
+    p = _add_command(sub, "sweep", help="train, resume and summarise the runs of sweep files (configs/sweeps/)")
+    p.add_argument("action", choices=["run", "status", "summarise"],
+                   help="run: train every point not done (resuming started ones); status: where each point is; "
+                        "summarise: a table of the runs' recorded losses, steps and hours")
+    p.add_argument("sweeps", nargs="+", help="sweep YAML files; a run folder that several share is one point")
+    p.add_argument("--jobs", type=int, default=1, help="run: points trained at once, each in its own process")
+    p.add_argument("--only", action="append", metavar="PATTERN", help="only points whose names match (glob; repeatable)")
+    p.add_argument("--device", default="cpu", help="run: torch device for every point")
+    p.add_argument("-o", "--output", help="summarise: also write the table (.csv or .md)")
+    p.add_argument("--overwrite", action="store_true")
 
     p = _add_command(sub, "worker", help="the background process that keeps learned models loaded between "
                                       "single-pair fuse runs (CONTRAFUSE_WORKER=off: none)")
@@ -674,7 +745,11 @@ def main(argv: list[str] | None = None, *, method_cache=None) -> int:
     methods from (the worker's, which also means this run is the worker's and is not handed on)."""
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)  # train's KEY=VALUE overrides may follow its options
+    if extra:
+        if not hasattr(args, "overrides") or any(e.startswith("-") for e in extra):
+            parser.parse_args(argv)  # argparse's own error for what no command takes
+        args.overrides += extra
     args.argv, args.method_cache = argv, method_cache
     progress.quiet = args.quiet
     try:

@@ -4,18 +4,22 @@ The networks' convolutions and VGG feature extractors run under :func:`torch.aut
 bfloat16; every loss reduction (SSIM, MSE, L1 feature distances, PatchNCE logits) is computed in
 float32 (:func:`full_precision`), where bfloat16's 8-bit mantissa would distort variances and
 small differences. Measured speed-ups and the check that a model trained this way is no worse:
-``benchmarks/results/training_speed.json`` and docs/REPRODUCTION.md.
+``benchmarks/results/training_speed.json`` and docs/REPRODUCTION.md. PyTorch is imported when a
+function needs it, so that :data:`PRECISIONS` costs the command line nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import ContrafuseError
 
+if TYPE_CHECKING:
+    import torch
+
+#: the precisions a learned method runs and trains in; ``auto`` picks one of the others per device
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
@@ -31,6 +35,8 @@ def cpu_has_native_bf16() -> bool:
 
 def torch_device(name: str | torch.device) -> torch.device:
     """``name`` as a :class:`torch.device`, or a one-line error if it is malformed or absent here."""
+    import torch
+
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
@@ -52,6 +58,8 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
         raise ContrafuseError("precision", f"must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if precision != "auto":
         return precision
+    import torch
+
     device = torch.device(device)
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
@@ -60,6 +68,8 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
 
 def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
     """The context a training step runs in: bfloat16 autocast for ``bf16``, nothing for ``fp32``."""
+    import torch
+
     device = torch.device(device)
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
@@ -68,6 +78,7 @@ def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractC
 
 def full_precision(*tensors: torch.Tensor):
     """Disable autocast and return ``tensors`` as float32: ``with full_precision(a, b) as (a, b): ...``."""
+    import torch
 
     @contextlib.contextmanager
     def manager():

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from contrafuse.cli import main
 from contrafuse.errors import ContrafuseError
 from contrafuse.io import read_image
-from contrafuse.train.config import KEYS, STAGE_KEYS, load_config
+from contrafuse.train.config import STAGE_KEYS, load_config, method_keys
 
 # Bounded so that the whole module runs in well under a minute on two cores; for a deeper search
 # run with HYPOTHESIS_PROFILE=deep (2,000 examples per test).
@@ -203,8 +203,9 @@ yaml_values = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
     max_leaves=8,
 )
-VALID = {"method": "clfnet", "split": "tno", "lr": 1e-3, "batch_size": 2, "patch_size": 64,
+VALID = {"method": "clfnet", "split": "tno", "lr": 1e-3, "batch_size": 2, "patch_size": 64, "stride": 32,
          "stages": [{"name": "train", "epochs": 1}]}
+KEYS = method_keys("clfnet")
 
 
 @st.composite

@@ -248,12 +248,13 @@ def test_config_errors_name_the_key_and_file(tmp_path, change, fragment):
 def test_every_shipped_config_loads_from_any_directory(tmp_path, monkeypatch):
     """Input paths resolve relative to the config file; ``package:`` names a shipped file."""
     from contrafuse.train.config import load_config
+    from contrafuse.train.sweep import collect
 
     monkeypatch.chdir(tmp_path)
     configs = sorted(CONFIGS.glob("*.yaml")) + sorted(CONFIGS.glob("ablations/*.yaml"))
     assert len(configs) >= 8
-    for path in configs:
-        cfg = load_config(path)
+    points = collect(sorted(CONFIGS.glob("sweeps/**/*.yaml")))  # tests/test_sweep.py checks the sweeps further
+    for path, cfg in [(path, load_config(path)) for path in configs] + [(p.name, p.config) for p in points]:
         assert os.path.isfile(cfg["split"]), path
         if cfg.get("init_weights", "").endswith("clfnet_tno.safetensors"):
             assert os.path.isfile(cfg["init_weights"]), path

@@ -14,12 +14,10 @@ from pathlib import Path
 from ..errors import ContrafuseError
 from ..io import read_yaml_mapping
 from ..methods import METHODS
-from ..metrics import METRICS
+from ..metrics import CONVENTIONS, METRICS
 from ..schema import NUMBER, Key, check_keys, check_list
 from .misalign import STRENGTHS
 from .suites import SUITES
-
-CONVENTIONS = ("standard", "legacy", "vifb")
 
 KEYS = {
     "methods": Key(list),
@@ -92,7 +90,7 @@ def load_benchmark_config(path: str | os.PathLike) -> dict:
     check_keys(KEYS, cfg, "", path)
     _check_methods(cfg.get("methods", []), "methods", path)
     check_list(cfg.get("metrics", []), "metrics", path, (str,), choices=tuple(METRICS))
-    check_list(cfg.get("conventions", []), "conventions", path, (str,), choices=CONVENTIONS)
+    check_list(cfg.get("conventions", []), "conventions", path, (str,), choices=tuple(CONVENTIONS))
     for i, entry in enumerate(check_list(cfg.get("datasets", []), "datasets", path, (str, dict))):
         if isinstance(entry, dict):
             check_keys(DATASET_KEYS, entry, f"datasets[{i}].", path)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import ContrafuseError
 from ..models import MODEL_SPECS, ModelSpec
+from ..precision import PRECISIONS
 from .base import FusionMethod, MethodOption, register_method
 
 BACKENDS = ("torch", "onnxruntime")
@@ -105,7 +106,7 @@ class LearnedMethod(FusionMethod):
                          type=int, metavar="PIXELS"),
             MethodOption("precision", "arithmetic: auto (default: bf16 autocast where the CPU/GPU has native "
                          "bfloat16, else fp32), bf16, or fp32 (reproduces docs/REPRODUCTION.md exactly)",
-                         choices=("auto", "bf16", "fp32")),
+                         choices=PRECISIONS),
             MethodOption("backend", "torch (default) or onnxruntime (CPU, float32, exported once into the cache; "
                          "needs pip install onnxruntime onnx onnxscript)", choices=BACKENDS),
             MethodOption("compile", "run whole images through torch.compile: tens of seconds to compile per "

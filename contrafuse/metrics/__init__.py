@@ -167,6 +167,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("Q_CB", True, "[0, 1]", f"Chen & Blum, Image Vis. Comput. 2009; {_LIU}", visual.qcb, min_size=32),
 ]}
 
+#: The metrics computed when none are named: the web app's ticked boxes, a benchmark config without ``metrics``.
+DEFAULT_METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIFF")
+
 #: VIFB's column name -> (our name, VIFB's code), for calibration against its published values
 VIFB_COLUMNS: dict[str, tuple[str, Callable]] = {m.vifb[0]: (m.name, m.vifb[1]) for m in METRICS.values() if m.vifb}
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import ContrafuseError
+from ..precision import PRECISIONS
 from ..schema import Key, check_keys, check_list
 
 SPEC_FOLDER = Path(__file__).resolve().parent
@@ -38,7 +39,7 @@ SPEC_KEYS = {
     "tiling": Key(dict),
     "channels_last": Key(str, choices=("always", "bf16", "never")),
     "functional_first": Key(bool),
-    "auto_precision": Key(str, choices=("bf16", "fp32")),
+    "auto_precision": Key(str, choices=tuple(p for p in PRECISIONS if p != "auto")),
     "min_side": Key(int, minimum=1),
 }
 WEIGHTS_KEYS = {

@@ -1,80 +1,66 @@
-"""Training configs: one YAML file per experiment, validated against one table of keys.
+"""Training configs: one YAML file per experiment, validated against the keys of its method.
 
-Every key a recipe or the training loop reads is declared in :data:`KEYS` (or :data:`STAGE_KEYS`
-for an entry of ``stages``) with its type and range; unknown keys, missing required keys, wrong
-types and out-of-range values are one-line errors naming the key and the file. Input paths
-(``split``, ``init_weights``, ``mask_dir``) are resolved relative to the config file, so a config
-works from any directory; ``package:NAME`` names a file shipped in ``contrafuse/weights``, and
-``split`` may name a built-in split (``tno``, ``harvard_medical``: ``contrafuse/data/splits``).
-``output`` is relative to the working directory, where runs are written.
+The keys every method reads are declared here (:data:`KEYS`, :data:`STAGE_KEYS` for an entry of
+``stages``); each method's own keys with its recipe (``keys``, ``stage_keys`` in
+:mod:`contrafuse.train.recipes`), so a key of another method is an error too. Unknown keys,
+missing required keys, wrong types and out-of-range values are one-line errors naming the key and
+the file. A config may extend another (``base:``, dotted keys, ``null`` to delete an inherited key:
+:mod:`contrafuse.inherit`), and the command line may override keys (``seed=3``; a stage's keys
+also by its name: ``finetune.epochs=10``); a sweep file (:mod:`contrafuse.train.sweep`) describes
+many configs, one per point.
+
+Input paths (``split``, ``init_weights``, ``mask_dir``) are relative to the file that names them
+(an override's: to the working directory), so a config works from any directory;
+``package:NAME`` names a file shipped in ``contrafuse/weights``, and ``split`` may name a built-in
+split (``tno``, ``harvard_medical``: ``contrafuse/data/splits``). ``output`` is relative to the
+working directory, where runs are written.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import ContrafuseError
+from ..inherit import apply, load_layers, parse_override
 from ..io import read_yaml_mapping
-from ..schema import NUMBER, Key, check_keys
+from ..precision import PRECISIONS
+from ..schema import NUMBER, Key, check_dotted, check_keys
+from .recipes import RECIPES
 
 KEYS = {
-    "method": Key(str, required=True, choices=("coconet", "clfnet")),
-    "stages": Key(list, required=True),
+    "method": Key(str, required=True),  # a registered recipe (RECIPES)
     "split": Key(str, required=True, path=True),
     "lr": Key(NUMBER, required=True, minimum=1e-12),
     "batch_size": Key(int, required=True, minimum=1),
     "patch_size": Key(int, required=True, minimum=8),
     "seed": Key(int),
-    "patch_seed": Key(int),
     "output": Key(str),
     "checkpoint_minutes": Key(NUMBER, minimum=0.01),
     "threads": Key(int, minimum=1),
-    "precision": Key(str, choices=("auto", "bf16", "fp32")),
+    "precision": Key(str, choices=PRECISIONS),
     "init_weights": Key(str, path=True),
     "start_epoch": Key(int, minimum=0),
-    # CoCoNet
-    "patches": Key((int, dict), minimum=1),
-    "masks": Key(str, choices=("infrared", "mri", "saliency")),
-    "mask_dir": Key(str, path=True),
-    "mri_segmentation": Key(str, choices=("som", "kmeans")),
-    "extra_negatives": Key(int, minimum=0),
-    "self_adaptive": Key(dict),
-    "vgg_grey": Key(str, choices=("caffe", "luminance", "torchvision")),
-    "mam": Key(dict),                 # network ablations (Tables 2-3): MAM_KEYS
-    "contrastive_loss": Key(dict),    # loss ablations (Fig. 17): CONTRASTIVE_LOSS_KEYS
-    # CLF-Net
-    "train_pairs": Key(int, minimum=1),
-    "stride": Key(int, minimum=1),
-    "samples": Key(int, minimum=1),
-    "tau": Key(NUMBER, minimum=1e-6),
-    "lambda_nce": Key(NUMBER, minimum=0),
-    "lambda_ssim": Key(NUMBER, minimum=0),
-    "ssim_window": Key(int, minimum=1),
-    "ssim_window_kind": Key(str, choices=("uniform", "gaussian")),
-    "ssim_range": Key(str, choices=("unit", "signed")),
-    "negatives": Key(str, choices=("a", "b", "c")),   # Table VIII's strategies; c = the paper's
 }
 STAGE_KEYS = {
     "name": Key(str),
     "epochs": Key(int, required=True, minimum=1),
-    "contrastive": Key(bool),
-    "contrastive_weight": Key(NUMBER, minimum=0),
-    "anchors": Key(int, minimum=1),
-    "mask_pairs": Key(int, minimum=1),
     "batch_size": Key(int, minimum=1),
-    "converge": Key(dict),
+    "converge": Key(dict, table={"tolerance": Key(NUMBER, minimum=0), "patience": Key(int, minimum=1)}),
 }
-SELF_ADAPTIVE_KEYS = {"alpha": Key(NUMBER, minimum=0), "form": Key(str, choices=("code", "paper")),
-                      "t_ag": Key(NUMBER, minimum=1e-6), "t_en": Key(NUMBER, minimum=1e-6),
-                      "measures": Key(str, choices=("per_sample", "code")),
-                      # hand-crafted weights instead of self-adaptive ones (Fig. 15): sigma^a (visible) = sigma
-                      "sigma": Key(NUMBER, minimum=0), "gamma": Key(NUMBER, minimum=0)}
-#: CoCoNet's MAM ablations (Sec. 4.3, Tables 2-3); defaults: the full module.
-MAM_KEYS = {"channel_attention": Key(bool), "vgg_levels": Key(list)}
-#: CoCoNet's contrastive-loss ablations (Sec. 4.3, Fig. 17); defaults: both terms, paired samples.
-CONTRASTIVE_LOSS_KEYS = {"target": Key(bool), "detail": Key(bool), "sampling": Key(str, choices=("paired", "random"))}
-CONVERGE_KEYS = {"tolerance": Key(NUMBER, minimum=0), "patience": Key(int, minimum=1)}
+
+
+def method_keys(method: str) -> dict[str, Key]:
+    """Every key a config for ``method`` may hold (the shared ones and its recipe's)."""
+    recipe = RECIPES.get(method)
+    stages = Key(list, required=True, items={**STAGE_KEYS, **recipe.stage_keys})
+    return {**KEYS, "stages": stages, **recipe.keys}
+
+
+def path_keys() -> set[str]:
+    """The keys that hold input paths, for any method."""
+    return {name for method in RECIPES.names() for name, key in method_keys(method).items() if key.path}
 
 
 def resolve_input_path(value: str, base: Path) -> str:
@@ -85,38 +71,82 @@ def resolve_input_path(value: str, base: Path) -> str:
     return str(base / value) if not os.path.isabs(value) else value
 
 
-def load_config(path: str | os.PathLike) -> dict:
-    """Read, validate and resolve a training config (see the module docstring)."""
-    path = Path(path)
-    cfg = read_yaml_mapping(path)
-    check_keys(KEYS, cfg, "", path)
-    if not cfg["stages"]:
-        raise ContrafuseError(path, "stages must list at least one stage")
-    for i, stage in enumerate(cfg["stages"]):
-        if not isinstance(stage, dict):
-            raise ContrafuseError(path, f"stages[{i}] must be a mapping such as {{name: train, epochs: 4}}")
-        check_keys(STAGE_KEYS, stage, f"stages[{i}].", path)
-        if "converge" in stage:
-            check_keys(CONVERGE_KEYS, stage["converge"], f"stages[{i}].converge.", path)
-    if "self_adaptive" in cfg:
-        check_keys(SELF_ADAPTIVE_KEYS, cfg["self_adaptive"], "self_adaptive.", path)
-        for name in ("sigma", "gamma"):
-            if cfg["self_adaptive"].get(name, 0) > 1:
-                raise ContrafuseError(path, f"self_adaptive.{name} must be at most 1, not {cfg['self_adaptive'][name]!r}")
-    if "mam" in cfg:
-        check_keys(MAM_KEYS, cfg["mam"], "mam.", path)
-        from ..nn.coconet import VGG_LEVELS
-        levels = cfg["mam"].get("vgg_levels", list(VGG_LEVELS))
-        if any(not isinstance(v, str) or v not in VGG_LEVELS for v in levels) or len(set(levels)) != len(levels):
-            raise ContrafuseError(path, f"mam.vgg_levels must list distinct levels of {', '.join(VGG_LEVELS)}, "
-                                  f"not {levels!r}")
-    if "contrastive_loss" in cfg:
-        check_keys(CONTRASTIVE_LOSS_KEYS, cfg["contrastive_loss"], "contrastive_loss.", path)
+def resolve_paths(layer: dict, base: Path) -> None:
+    """Resolve the input paths one config layer names, relative to ``base`` (its folder)."""
     from ..data.datasets import SPLITS
-    for name, key in KEYS.items():
-        if name == "split" and cfg[name] in SPLITS:
-            cfg[name] = str(SPLITS[cfg[name]])
-        elif key.path and name in cfg:
-            cfg[name] = resolve_input_path(cfg[name], path.parent)
-    cfg["_path"] = str(path)
+
+    for name in path_keys() & set(layer):
+        value = layer[name]
+        if isinstance(value, str):
+            layer[name] = str(SPLITS[value]) if name == "split" and value in SPLITS else resolve_input_path(value, base)
+
+
+def validate(cfg: dict, where, changed: Iterable[str] = ()) -> dict:
+    """Check a resolved config against its method's keys (``changed``: dotted keys set on top of a
+    file, checked by name first so that a mistaken one is named as written); adds ``_path``."""
+    method = cfg.get("method")
+    if "method" not in cfg:
+        raise ContrafuseError(where, "missing required key 'method'")
+    if not isinstance(method, str) or method not in RECIPES:
+        raise ContrafuseError(where, f"method must be one of {', '.join(RECIPES.names())}, not {method!r}")
+    table = method_keys(method)
+    for name in cfg:
+        owners = [m for m in RECIPES.names() if m != method and name not in table and name in method_keys(m)]
+        if owners:
+            raise ContrafuseError(where, f"key {name!r} is for method {' and '.join(owners)}; method {method!r} does not use it")
+    for dotted in changed:
+        check_dotted(table, dotted, where)
+    check_keys(table, cfg, "", where)
+    if not cfg["stages"]:
+        raise ContrafuseError(where, "stages must list at least one stage")
+    check = getattr(RECIPES.get(method), "check_config", None)
+    if check is not None:
+        check(cfg, where)
+    cfg["_path"] = str(where)
     return cfg
+
+
+def stage_key(cfg: dict, key: str) -> str:
+    """A dotted key that starts with a stage's name reaches into that stage (``finetune.epochs`` is
+    ``stages.finetune.epochs``); other keys are returned as they are."""
+    first = key.split(".")[0]
+    names = [stage.get("name") for stage in cfg.get("stages", []) if isinstance(stage, dict)]
+    known = {name for method in RECIPES.names() for name in method_keys(method)}
+    return f"stages.{key}" if "." in key and first not in known and first in names else key
+
+
+def apply_overrides(cfg: dict, overrides: Iterable[str]) -> list[str]:
+    """Apply command-line ``key=value`` overrides (input paths relative to the working directory);
+    returns the keys they set."""
+    keys = []
+    for text in overrides:
+        key, value = parse_override(text)
+        key = stage_key(cfg, key)
+        layer = {key: value}
+        resolve_paths(layer, Path())
+        apply(cfg, key, layer[key], f"override {text!r}")
+        keys.append(key)
+    return keys
+
+
+def load_config(path: str | os.PathLike, overrides: Iterable[str] = (), *, point: str | None = None) -> dict:
+    """Read, resolve and validate a training config (see the module docstring), or with ``point``
+    one point of a sweep file; ``overrides`` (``key=value``) are applied last."""
+    from .sweep import is_sweep, load_sweep
+
+    path, overrides = Path(path), list(overrides)
+    if point is not None:
+        found = load_sweep(path).point(point)
+        cfg, where = {k: v for k, v in found.config.items() if k != "_path"}, found.config["_path"]
+    elif is_sweep(read_yaml_mapping(path)):
+        raise ContrafuseError(path, "is a sweep: train one of its points with --point NAME, or all of them with "
+                                    "'contrafuse sweep run'")
+    else:
+        cfg, where = load_layers(path, resolve_paths), path
+    changed = apply_overrides(cfg, overrides)
+    try:
+        return validate(cfg, where, changed)
+    except ContrafuseError as exc:
+        if changed:  # the overrides may be what is wrong: say so
+            raise ContrafuseError(exc.where, f"{exc.problem} (with overrides {' '.join(overrides)})") from None
+        raise

@@ -1,5 +1,9 @@
 """Training recipes: what each learned method trains on and how one step computes its losses.
 
+Each recipe declares the config keys it reads beside the shared ones of
+:mod:`contrafuse.train.config` (``keys``, and ``stage_keys`` for an entry of ``stages``), and may
+check what a table cannot (``check_config(cfg, path)``, optional).
+
 Patches are float32 arrays (N, C, H, W) in [-1, 1] for images and {0, 1} for masks; channel 0 is
 the infrared/functional image, channel 1 the visible/MRI image, channel 2 (when present) the mask.
 """
@@ -13,6 +17,7 @@ from ..data.masks import MRI_SEGMENTATIONS, infrared_mask, mri_mask, saliency_ma
 from ..errors import ContrafuseError
 from ..nn import to_signed
 from ..registry import Registry
+from ..schema import NUMBER, Key
 
 RECIPES: Registry = Registry("training recipe")
 
@@ -66,6 +71,46 @@ class CoCoNetRecipe:
     """
 
     channels_last = True  # 1.1x per step in bfloat16 and float32 (benchmarks/results/training_speed.json)
+
+    keys = {
+        "patches": Key((int, dict), required=True, minimum=1),  # a count, or one per dataset of the split
+        "patch_seed": Key(int),
+        "masks": Key(str, choices=("infrared", "mri", "saliency")),
+        "mask_dir": Key(str, path=True),
+        "mri_segmentation": Key(str, choices=MRI_SEGMENTATIONS),
+        "extra_negatives": Key(int, minimum=0),
+        "self_adaptive": Key(dict, table={
+            "alpha": Key(NUMBER, minimum=0), "form": Key(str, choices=("code", "paper")),
+            "t_ag": Key(NUMBER, minimum=1e-6), "t_en": Key(NUMBER, minimum=1e-6),
+            "measures": Key(str, choices=("per_sample", "code")),
+            # hand-crafted weights instead of self-adaptive ones (Fig. 15): sigma^a (visible) = sigma
+            "sigma": Key(NUMBER, minimum=0), "gamma": Key(NUMBER, minimum=0)}),
+        "vgg_grey": Key(str),  # one of contrafuse.nn.vgg.GREY_FOLDS (check_config)
+        # MAM ablations (Sec. 4.3, Tables 2-3); default: the full module
+        "mam": Key(dict, table={"channel_attention": Key(bool), "vgg_levels": Key(list)}),
+        # contrastive-loss ablations (Fig. 17); default: both terms, paired samples
+        "contrastive_loss": Key(dict, table={"target": Key(bool), "detail": Key(bool),
+                                             "sampling": Key(str, choices=("paired", "random"))}),
+    }
+    stage_keys = {"contrastive": Key(bool), "contrastive_weight": Key(NUMBER, minimum=0),
+                  "anchors": Key(int, minimum=1), "mask_pairs": Key(int, minimum=1)}
+
+    @staticmethod
+    def check_config(cfg: dict, path) -> None:
+        """Fixed weights are at most 1; VGG-19's grey input and MAM levels are ones the network has."""
+        for name in ("sigma", "gamma"):
+            if cfg.get("self_adaptive", {}).get(name, 0) > 1:
+                raise ContrafuseError(path, f"self_adaptive.{name} must be at most 1, not {cfg['self_adaptive'][name]!r}")
+        if "vgg_grey" in cfg:
+            from ..nn.vgg import GREY_FOLDS
+            if cfg["vgg_grey"] not in GREY_FOLDS:
+                raise ContrafuseError(path, f"vgg_grey must be one of {', '.join(GREY_FOLDS)}, not {cfg['vgg_grey']!r}")
+        if "vgg_levels" in cfg.get("mam", {}):
+            from ..nn.coconet import VGG_LEVELS
+            levels = cfg["mam"]["vgg_levels"]
+            if any(not isinstance(v, str) or v not in VGG_LEVELS for v in levels) or len(set(levels)) != len(levels):
+                raise ContrafuseError(path, f"mam.vgg_levels must list distinct levels of {', '.join(VGG_LEVELS)}, "
+                                      f"not {levels!r}")
 
     def __init__(self):
         self._contrastive = None
@@ -184,6 +229,19 @@ class CLFNetRecipe:
     lambda2 windowed SSIM."""
 
     channels_last = True
+    keys = {
+        "stride": Key(int, required=True, minimum=1),
+        "train_pairs": Key(int, minimum=1),
+        "samples": Key(int, minimum=1),
+        "tau": Key(NUMBER, minimum=1e-6),
+        "lambda_nce": Key(NUMBER, minimum=0),
+        "lambda_ssim": Key(NUMBER, minimum=0),
+        "ssim_window": Key(int, minimum=1),
+        "ssim_window_kind": Key(str, choices=("uniform", "gaussian")),
+        "ssim_range": Key(str, choices=("unit", "signed")),
+        "negatives": Key(str, choices=("a", "b", "c")),   # Table VIII's strategies; c = the paper's
+    }
+    stage_keys: dict = {}
 
     def build_model(self, cfg):
         from ..losses.clfnet import CLFNetLoss

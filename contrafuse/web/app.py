@@ -164,8 +164,9 @@ def create_app():
 
     @app.get("/api/metrics")
     def list_metrics():
-        from ..metrics import METRICS
-        return [{"name": m.name, "higher_is_better": m.higher_is_better, "range": m.value_range} for m in METRICS.values()]
+        from ..metrics import DEFAULT_METRICS, METRICS
+        return [{"name": m.name, "higher_is_better": m.higher_is_better, "range": m.value_range,
+                 "default": m.name in DEFAULT_METRICS} for m in METRICS.values()]
 
     def examples() -> dict[str, tuple[Path, Path]]:
         from ..data.datasets import dataset_pairs
@@ -207,10 +208,10 @@ def create_app():
                        resize: str | None = Form(None)):
         from starlette.concurrency import run_in_threadpool
 
-        from ..metrics import METRICS, conventions_used
+        from ..metrics import DEFAULT_METRICS, METRICS, conventions_used
         from ..metrics import evaluate as compute
 
-        names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else ["EN", "SD", "SF", "AG", "MI", "VIFF"]
+        names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else list(DEFAULT_METRICS)
         try:
             used = conventions_used(names, convention)
         except ContrafuseError as exc:
