@@ -1,18 +1,15 @@
 """The papers' own ablations (issue 38): CoCoNet Tables 2 and 3, Figs. 15, 17 and 18; CLF-Net
-Tables VI and VIII. One table of variants drives everything:
+Tables VI and VIII. One sweep file per table or figure, configs/sweeps/paper/<study>.yaml (the
+shipped recipe with one switch changed, seeds paired), trained by ``contrafuse sweep``:
 
-    .venv/bin/python benchmarks/paper_ablations.py configs      # (re)write configs/ablations/paper_*.yaml
+    nohup nice -n 19 .venv/bin/contrafuse sweep run configs/sweeps/paper/*.yaml --jobs 2 >> runs/paper_ablations/queue.log 2>&1 &
+    .venv/bin/contrafuse sweep status configs/sweeps/paper/*.yaml          # which runs are done, started, waiting
     .venv/bin/python benchmarks/paper_ablations.py benchmarks   # (re)write benchmarks/paper_ablations/*.yaml
-    nohup .venv/bin/python benchmarks/paper_ablations.py queue --jobs 2 > runs/paper_ablations/queue.log 2>&1 &
-    .venv/bin/python benchmarks/paper_ablations.py status       # which runs are done, running, waiting
     .venv/bin/python benchmarks/paper_ablations.py evaluate coconet_table2   # benchmark the finished runs
     .venv/bin/python benchmarks/paper_ablations.py tables       # docs/ablations/paper_ablations.md
 
-Every config is the shipped recipe (configs/coconet_tno.yaml, configs/clfnet_tno.yaml) with one
-switch changed, one thread, and its own run folder under runs/paper_ablations/; seeds are paired
-(every variant, and the full model, with the same seeds). ``queue`` trains them in priority order,
-at most ``--jobs`` at a time, each under ``nice -n 19`` with one thread, resuming any run that has a
-checkpoint and skipping finished ones: run the same command again in a later session to go on.
+A sweep's ``full`` variant is the shipped recipe; its run folder is shared by the studies of that
+method (the same point in each sweep).
 """
 
 from __future__ import annotations
@@ -20,57 +17,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs" / "ablations"
+SWEEPS = ROOT / "configs" / "sweeps" / "paper"
 BENCHMARKS = ROOT / "benchmarks" / "paper_ablations"
 RUNS = Path("runs") / "paper_ablations"          # relative to the repository root, like every run
 DOCS = ROOT / "docs" / "ablations"
-
-COCONET_SEEDS = (2, 3)   # 2: the shipped model's seed; 3: the second seed (docs/ablations/coconet_mask_pairs_seeds)
-CLFNET_SEEDS = (0, 1)    # 0: the shipped model's seed
-CLFNET_EPOCHS = 5        # as many as the shipped CLF-Net trained (its card); 20 x 8 runs would take weeks here
-FIXED_WEIGHTS = (0.1, 0.3, 0.5, 0.7, 0.9)   # Fig. 15: "tuning from 0 to 1"
-
-# (study, paper row label, slug, change to the shipped config). "full" rows are the shipped recipe.
-VARIANTS = [
-    ("coconet_table2", "w/o ca&vgg", "wo_ca_vgg", {"mam": {"channel_attention": False, "vgg_levels": []}}),
-    ("coconet_table2", "w/o vgg", "wo_vgg", {"mam": {"vgg_levels": []}}),
-    ("coconet_table2", "w/o ca", "wo_ca", {"mam": {"channel_attention": False}}),
-    ("coconet_table3", "only low", "only_low", {"mam": {"vgg_levels": ["low"]}}),
-    ("coconet_table3", "only middle", "only_middle", {"mam": {"vgg_levels": ["middle"]}}),
-    ("coconet_table3", "only high", "only_high", {"mam": {"vgg_levels": ["high"]}}),
-    ("coconet_table3", "w/o low", "wo_low", {"mam": {"vgg_levels": ["middle", "high"]}}),
-    ("coconet_table3", "w/o middle", "wo_middle", {"mam": {"vgg_levels": ["low", "high"]}}),
-    ("coconet_table3", "w/o high", "wo_high", {"mam": {"vgg_levels": ["low", "middle"]}}),
-    *[("coconet_fig15", f"sigma = {v}", f"sigma{int(round(v * 10)):02d}", {"self_adaptive": {"sigma": v}})
-      for v in FIXED_WEIGHTS],
-    *[("coconet_fig15", f"gamma = {v}", f"gamma{int(round(v * 10)):02d}", {"self_adaptive": {"gamma": v}})
-      for v in FIXED_WEIGHTS],
-    ("coconet_fig17", "no contrastive", "no_contrastive", {"contrastive_loss": {"target": False, "detail": False}}),
-    ("coconet_fig17", "target only", "target_only", {"contrastive_loss": {"detail": False}}),
-    ("coconet_fig17", "detail only", "detail_only", {"contrastive_loss": {"target": False}}),
-    ("coconet_fig17", "random", "random", {"contrastive_loss": {"sampling": "random"}}),
-    # Fig. 18: "detector" = our automatic masks (Montabone & Soto's saliency-guided detector, thresholded:
-    # docs/masks.md), which the full model uses; "ours" (the authors' hand-drawn masks) is not available.
-    ("coconet_fig18", "saliency", "saliency_masks", {"masks": "saliency"}),
-    ("clfnet_table6", "w/o PatchNCE", "wo_patchnce", {"lambda_nce": 0.0}),
-    ("clfnet_table8", "strategy (a)", "strategy_a", {"negatives": "a"}),
-    ("clfnet_table8", "strategy (b)", "strategy_b", {"negatives": "b"}),
-]
-#: the full model's row label in each study ("strategy (c)" is the full CLF-Net)
-FULL_LABEL = {"coconet_fig18": "detector", "clfnet_table8": "strategy (c)"}
 STUDIES = ("coconet_table2", "coconet_table3", "coconet_fig15", "coconet_fig17", "coconet_fig18",
            "clfnet_table6", "clfnet_table8")
-#: the first runs to train (see :func:`order`)
-PRIORITY = ["clfnet_wo_patchnce_seed0", "coconet_wo_ca_vgg_seed2", "clfnet_full_seed0", "coconet_full_seed2"]
 
 # The papers' printed rows (CoCoNet Tables 2-3: TNO and RoadScene; CLF-Net Tables VI, VIII: 20 TNO images).
 # Their VIF is the evaluation toolbox's pixel VIF summed over both sources: our VIFP (docs/REPRODUCTION.md).
@@ -103,141 +62,28 @@ COCONET_DATASETS = ["roadscene_val", "tno", "roadscene"]
 CLFNET_DATASETS = ["roadscene_val", "tno", {"name": "clfnet_test", "suite": {"dataset": "CLFNet_TNO_test"}}]
 
 
-def runs() -> list[dict]:
-    """Every training run of the sweep: name, method, study (None for the shared full runs), config."""
-    out = []
-    for method, seeds in (("coconet", COCONET_SEEDS), ("clfnet", CLFNET_SEEDS)):
-        for seed in seeds:
-            out.append({"name": f"{method}_full_seed{seed}", "method": method, "study": None, "label": "full",
-                        "slug": "full", "seed": seed, "change": {}})
-    for study, label, slug, change in VARIANTS:
-        method = study.split("_")[0]
-        for seed in (COCONET_SEEDS if method == "coconet" else CLFNET_SEEDS):
-            out.append({"name": f"{method}_{slug}_seed{seed}", "method": method, "study": study, "label": label,
-                        "slug": slug, "seed": seed, "change": change})
-    return sorted(out, key=order)
+def points(study: str) -> list:
+    """The training runs of a study: the points of its sweep (paths relative to the repository root)."""
+    from contrafuse.train.sweep import load_sweep
+
+    return load_sweep(SWEEPS.relative_to(ROOT) / f"{study}.yaml").points
 
 
-def order(run: dict) -> tuple:
-    """Training order: the brief's first runs; Table 2 and CLF-Net's tables with both seeds (the
-    CLF-Net runs are the longest, so they start early); then Table 3, Figs. 17 and 18 seed by seed;
-    Fig. 15's ten fixed weights last, seed by seed."""
-    if run["name"] in PRIORITY:
-        return (0, PRIORITY.index(run["name"]))
-    primary = run["seed"] in (COCONET_SEEDS[0], CLFNET_SEEDS[0])
-    early = run["method"] == "clfnet" or run["study"] in (None, "coconet_table2")
-    if early:
-        return (1 if primary else 2, run["method"] == "clfnet")
-    if run["study"] == "coconet_fig15":
-        return (5 if primary else 6,)
-    return (3 if primary else 4,)
+def full_label(study: str) -> str:
+    """The full model's row label in a study ("detector" in Fig. 18, "strategy (c)" in Table VIII)."""
+    return next(p.label for p in points(study) if p.variant == "full")
 
 
-def config_path(run: dict) -> Path:
-    return CONFIGS / f"paper_{run['name']}.yaml"
-
-
-def run_dir(run: dict) -> Path:
-    return RUNS / run["name"]
-
-
-def build_config(run: dict) -> tuple[dict, str]:
-    base = "configs/coconet_tno.yaml" if run["method"] == "coconet" else "configs/clfnet_tno.yaml"
-    cfg = yaml.safe_load((ROOT / base).read_text())
-    for key, value in run["change"].items():  # nested switches change only the keys they name
-        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) and isinstance(cfg.get(key), dict) else value
-    cfg["seed"] = run["seed"]
-    if run["method"] == "clfnet":
-        cfg["stages"] = [{**cfg["stages"][0], "epochs": CLFNET_EPOCHS}]
-    cfg.update(threads=1, checkpoint_minutes=3, output=str(run_dir(run)))
-    for key in ("split", "init_weights", "mask_dir"):  # relative to the config file, which sits one level lower
-        if key in cfg and not str(cfg[key]).startswith("package:") and "/" in str(cfg[key]):
-            cfg[key] = "../" + cfg[key]
-    what = "the full model" if run["study"] is None else f"{run['study']}: {run['label']}"
-    header = (f"# Issue 38, the papers' ablations ({what}), seed {run['seed']}: {base} with "
-              f"{json.dumps(run['change']) if run['change'] else 'no switch changed'}"
-              f"{f', {CLFNET_EPOCHS} epochs' if run['method'] == 'clfnet' else ''}, one thread.\n"
-              "# Written by benchmarks/paper_ablations.py (configs); trained by its `queue`.\n")
-    return cfg, header
-
-
-def cmd_configs(args) -> int:
-    for run in runs():
-        cfg, header = build_config(run)
-        config_path(run).write_text(header + yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None))
-    print(f"wrote {len(runs())} configs to {CONFIGS.relative_to(ROOT)}/paper_*.yaml")
-    return 0
-
-
-def state(run: dict) -> str:
-    folder = ROOT / run_dir(run)
-    if (folder / "model.safetensors").is_file():
-        return "done"
-    if (folder / "checkpoint.pt").is_file():
-        return "started"
-    return "waiting"
-
-
-def cmd_status(args) -> int:
-    for run in runs():
-        folder = ROOT / run_dir(run)
-        progress, shown = "", state(run)
-        if shown == "waiting" and (folder / "config.yaml").is_file():
-            shown = "started"  # no checkpoint yet: the first minutes of a run
-        if shown == "started":
-            logs = sorted(folder.glob("log_*.csv"), key=lambda p: p.stat().st_mtime)
-            if logs:
-                last = logs[-1].read_text().strip().splitlines()[-1].split(",")
-                progress = f" (stage {last[0]}, epoch {last[1]}, batch {last[2]}, {float(last[4]) / 3600:.2f} h)"
-        print(f"{shown:8s} {run['name']}{progress}")
-    return 0
-
-
-def cmd_queue(args) -> int:
-    """Train every waiting or started run, ``--jobs`` at a time, resuming started ones."""
-    os.chdir(ROOT)
-    (ROOT / RUNS / "logs").mkdir(parents=True, exist_ok=True)
-    todo = [r for r in runs() if state(r) != "done" and (not args.only or any(s in r["name"] for s in args.only))]
-    active: list[tuple[subprocess.Popen, dict]] = []
-
-    def stop(signum, frame):  # pass a SIGTERM on: each training run checkpoints and exits
-        for proc, _ in active:
-            proc.send_signal(signal.SIGTERM)
-        for proc, _ in active:
-            proc.wait()
-        sys.exit(1)
-
-    signal.signal(signal.SIGTERM, stop)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    while todo or active:
-        for proc, run in list(active):
-            if proc.poll() is not None:
-                active.remove((proc, run))
-                print(f"{time.strftime('%F %T')} {run['name']} exited with {proc.returncode}", flush=True)
-        while todo and len(active) < args.jobs:
-            run = todo.pop(0)
-            command = ["nice", "-n", "19", str(ROOT / ".venv/bin/contrafuse"), "train", run["method"],
-                       "--config", str(config_path(run).relative_to(ROOT))]
-            if state(run) == "started":
-                command.append("--resume")
-            log = open(ROOT / RUNS / "logs" / f"{run['name']}.log", "a")
-            print(f"{time.strftime('%F %T')} start {' '.join(command[3:])}", flush=True)
-            active.append((subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT), run))
-        time.sleep(30)
-    return 0
-
-
-def method_entry(run: dict) -> dict:
-    return {"name": run["method"], "label": run["name"],
-            "options": {"weights": str(run_dir(run) / "model.safetensors")}}
+def method_entry(point) -> dict:
+    return {"name": point.config["method"], "label": point.name,
+            "options": {"weights": str(point.folder / "model.safetensors")}}
 
 
 def benchmark_config(study: str) -> dict:
     method = study.split("_")[0]
-    members = [r for r in runs() if r["study"] == study or (r["study"] is None and r["method"] == method)]
-    members.sort(key=lambda r: (r["study"] is None, r["seed"], r["name"]))
+    members = sorted(points(study), key=lambda p: (p.variant == "full", p.values["seed"], p.name))
     shipped = {"name": method, "label": f"{method}-shipped"}
-    return {"methods": [method_entry(r) for r in members] + [shipped],
+    return {"methods": [method_entry(p) for p in members] + [shipped],
             "metrics": ["EN", "SD", "SF", "AG", "MI", "VIFF", "VIFP", "SCD", "Qabf"],
             "conventions": ["legacy"],
             "grids": {"images": ["FLIR_04932"], "box": [0.4, 0.4, 0.2, 0.2], "include_sources": False},
@@ -247,7 +93,7 @@ def benchmark_config(study: str) -> dict:
 def cmd_benchmarks(args) -> int:
     BENCHMARKS.mkdir(parents=True, exist_ok=True)
     for study in STUDIES:
-        text = (f"# Issue 38: {study} -- every run of the sweep (benchmarks/paper_ablations.py) and the shipped model,\n"
+        text = (f"# Issue 38: {study} -- every run of configs/sweeps/paper/{study}.yaml and the shipped model,\n"
                 f"# legacy convention, on the validation pairs, our TNO test split and RoadScene's test pairs.\n"
                 f"#   .venv/bin/python benchmarks/paper_ablations.py evaluate {study}   # only the finished runs\n"
                 f"#   contrafuse benchmark benchmarks/paper_ablations/{study}.yaml -o docs/ablations/paper_{study}   # all\n")
@@ -288,13 +134,9 @@ def study_table(study: str, summary: dict) -> list[str]:
     """Markdown rows: the paper's labels, our mean ± half-range over seeds beside the paper's numbers."""
     method = study.split("_")[0]
     metrics = COCONET_METRICS if method == "coconet" else CLFNET_METRICS
-    members = [r for r in runs() if r["study"] == study or (r["study"] is None and r["method"] == method)]
-    labels = []
-    for r in members:
-        label = FULL_LABEL.get(study, "full") if r["study"] is None else r["label"]
-        if label not in labels:
-            labels.append(label)
-    labels.append(labels.pop(labels.index(FULL_LABEL.get(study, "full"))))  # the full model last, as the papers
+    members, full = points(study), full_label(study)
+    labels = list(dict.fromkeys(p.label for p in members))
+    labels.append(labels.pop(labels.index(full)))  # the full model last, as the papers
     lines = []
     for key, block in summary.items():
         dataset, convention = key.split("/")
@@ -303,10 +145,9 @@ def study_table(study: str, summary: dict) -> list[str]:
         lines += [f"#### {study}: {dataset}, `{convention}` (mean ± half-range over the seeds; paper in brackets)", "",
                   "| variant | seeds | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
         for label in labels:
-            names = [r["name"] for r in members
-                     if (FULL_LABEL.get(study, "full") if r["study"] is None else r["label"]) == label]
+            names = [p.name for p in members if p.label == label]
             found = [n for n in names if n in means]
-            printed = paper.get(label) or (paper.get("full") if label == FULL_LABEL.get(study) else None)
+            printed = paper.get(label) or (paper.get("full") if label == full else None)
             cells = []
             for i, metric in enumerate(metrics):
                 cell = _fmt([means[n][metric] for n in found if metric in means[n]])
@@ -321,11 +162,10 @@ def study_table(study: str, summary: dict) -> list[str]:
 
 def training_record(study: str) -> list[str]:
     """Where and how long the study's finished runs trained (their sessions.jsonl and loss logs)."""
-    method = study.split("_")[0]
     machines, hours = set(), []
-    for run in runs():
-        folder = ROOT / run_dir(run)
-        if not (run["study"] == study or (run["study"] is None and run["method"] == method)) or state(run) != "done":
+    for point in points(study):
+        folder = ROOT / point.folder
+        if point.state() != "done":
             continue
         for line in (folder / "sessions.jsonl").read_text().splitlines():
             machine = json.loads(line)["machine"]
@@ -349,18 +189,20 @@ def fig15_plot(summary: dict, out: Path) -> bool:
     import matplotlib.pyplot as plt
 
     means = summary[key]["mean"]
+    members = points("coconet_fig15")
     fig, axes = plt.subplots(2, len(COCONET_METRICS), figsize=(3 * len(COCONET_METRICS), 5.5))
     for row, weight in enumerate(("sigma", "gamma")):
         for col, metric in enumerate(COCONET_METRICS):
             ax = axes[row, col]
-            for seed in COCONET_SEEDS:
-                points = [(v, means[f"coconet_{weight}{int(round(v * 10)):02d}_seed{seed}"][metric]) for v in FIXED_WEIGHTS
-                          if f"coconet_{weight}{int(round(v * 10)):02d}_seed{seed}" in means]
-                if points:
-                    ax.plot(*zip(*points), ":o", markersize=3, label=f"fixed, seed {seed}")
-                full = f"coconet_full_seed{seed}"
-                if full in means:
-                    ax.axhline(means[full][metric], linestyle="-", linewidth=1, label=f"self-adaptive, seed {seed}")
+            for seed in dict.fromkeys(p.values["seed"] for p in members):
+                of_seed = [p for p in members if p.values["seed"] == seed and p.name in means]
+                fixed = sorted((p.config["self_adaptive"][weight], means[p.name][metric]) for p in of_seed
+                               if weight in p.config.get("self_adaptive", {}))
+                if fixed:
+                    ax.plot(*zip(*fixed), ":o", markersize=3, label=f"fixed, seed {seed}")
+                for p in of_seed:
+                    if p.variant == "full":
+                        ax.axhline(means[p.name][metric], linestyle="-", linewidth=1, label=f"self-adaptive, seed {seed}")
             ax.set_title(f"{metric} vs fixed {weight}", fontsize=8)
             ax.tick_params(labelsize=7)
     axes[0, 0].legend(fontsize=6)
@@ -382,7 +224,8 @@ def cmd_tables(args) -> int:
         path = DOCS / f"paper_{study}" / "summary.json"
         lines += [f"## {study}", ""]
         if not path.is_file():
-            lines += ["Not evaluated yet: its runs have not finished (`benchmarks/paper_ablations.py status`).", ""]
+            lines += [f"Not evaluated yet: its runs have not finished (`contrafuse sweep status "
+                      f"configs/sweeps/paper/{study}.yaml`).", ""]
             continue
         summary = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("machine", "git")}  # results only
         lines += study_table(study, summary) + training_record(study)
@@ -396,18 +239,13 @@ def cmd_tables(args) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("configs")
     sub.add_parser("benchmarks")
-    sub.add_parser("status")
-    p = sub.add_parser("queue")
-    p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--only", nargs="*", help="only runs whose names contain one of these")
     p = sub.add_parser("evaluate")
     p.add_argument("studies", nargs="*", choices=STUDIES)
     sub.add_parser("tables")
     args = parser.parse_args()
-    return {"configs": cmd_configs, "benchmarks": cmd_benchmarks, "status": cmd_status, "queue": cmd_queue,
-            "evaluate": cmd_evaluate, "tables": cmd_tables}[args.command](args)
+    os.chdir(ROOT)  # sweeps name their run folders relative to the repository root
+    return {"benchmarks": cmd_benchmarks, "evaluate": cmd_evaluate, "tables": cmd_tables}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ except ImportError:  # code from before mixed precision existed
     import contextlib
     autocast, resolve_precision = (lambda device, precision: contextlib.nullcontext()), (lambda p, d: "fp32")
 torch.manual_seed(0)
-cfg = load_config({config!r}); stage = cfg["stages"][{stage}]
+cfg = load_config({config!r}{point}); stage = cfg["stages"][{stage}]
 precision = resolve_precision({precision!r} or str(cfg.get("precision", "auto")), "cpu")
 recipe = RECIPES.get(cfg["method"])()
 layout = torch.channels_last if getattr(recipe, "channels_last", False) else torch.contiguous_format
@@ -74,15 +74,17 @@ STAGES = {
 BEFORE_CONFIGS = {"configs/ablations/coconet_tno_4epochs.yaml": "configs/coconet_tno.yaml"}
 #: the shipped CoCoNet config's fine-tuning stage splits each batch as the authors' code does
 #: (10 fused anchors, 20 patches lending negatives): a step costs a third; timed after only
-AFTER_ONLY = {"coconet stage 2, 10 anchors of 30 (coconet_tno_converged.yaml)": ("configs/ablations/coconet_tno_converged.yaml", 1)}
+AFTER_ONLY = {"coconet stage 2, 10 anchors of 30 (coconet_tno_converged.yaml)":
+              ("configs/sweeps/coconet_converged_schedule.yaml", 1, "coconet_tno_converged")}
 #: epochs x steps per epoch of configs/ablations/coconet_tno_4epochs.yaml (4 + 5 epochs of 47 batches), the schedule
 #: the shipped model had before; the same epochs timed with the new code and the 10-anchor split
 SCHEDULE = {"coconet stage 1 (self-adaptive)": 4 * 47, "coconet stage 2 (+contrastive)": 5 * 47}
 
 
-def measure(code: Path, config: str, stage: int, steps: int, precision: str = "") -> dict:
-    """Time ``steps`` steps of ``code`` (a checkout) on its own copy of ``config``."""
-    script = STEP.format(code=str(code), config=config, stage=stage, steps=steps, precision=precision)
+def measure(code: Path, config: str, stage: int, steps: int, precision: str = "", point: str | None = None) -> dict:
+    """Time ``steps`` steps of ``code`` (a checkout) on its own copy of ``config`` (a sweep's ``point``)."""
+    script = STEP.format(code=str(code), config=config, stage=stage, steps=steps, precision=precision,
+                         point=f", point={point!r}" if point else "")
     env = {**os.environ, "CONTRAFUSE_DATASETS": str(datasets_root())}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=code, env=env, check=False)
     if proc.returncode != 0:
@@ -111,8 +113,8 @@ def main() -> None:
                 row["speed-up fp32"] = row["before"]["seconds_per_step"] / row["after-fp32"]["seconds_per_step"]
                 rows[name] = row
                 print(name, json.dumps(row))
-            for name, (config, stage) in AFTER_ONLY.items():
-                rows[name] = {"after": measure(REPO, config, stage, args.steps)}
+            for name, (config, stage, point) in AFTER_ONLY.items():
+                rows[name] = {"after": measure(REPO, config, stage, args.steps, point=point)}
                 print(name, json.dumps(rows[name]))
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=REPO, check=False)
