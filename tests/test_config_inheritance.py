@@ -144,3 +144,24 @@ def test_a_registered_recipe_brings_its_method_and_keys_and_the_run_records_the_
     recorded = yaml.safe_load((out / "config.yaml").read_text())
     assert (recorded["width"], recorded["seed"], recorded["stages"]) == (3, 7, [{"name": "train", "epochs": 2}])
     assert recorded["lr"] == 0.01 and "base" not in recorded
+
+
+def test_command_line_choices_come_from_the_registries_without_importing_them(tmp_path, capsys):
+    """The CLI's precisions and conventions are the registries' (a wrong one is argparse's usage error,
+    naming them), yet building the parser imports neither PyTorch nor the metrics."""
+    import subprocess
+    import sys
+
+    from contrafuse.metrics import CONVENTIONS
+    from contrafuse.precision import PRECISIONS
+
+    probe = ("import sys, contrafuse.cli as c; c.build_parser(); "
+             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('contrafuse.metrics')))")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    for argv, names in ((["evaluate", "--ir-dir", "a", "--vis-dir", "b", "--fused-dir", "c", "-o", "x.csv",
+                          "--convention", "bogus"], CONVENTIONS),
+                        (["train", "clfnet", "--config", "c.yaml", "--precision", "fp8"], PRECISIONS)):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        assert f"(choose from {', '.join(repr(n) for n in names)})" in capsys.readouterr().err
