@@ -73,7 +73,7 @@ CODECS = {codec.name: codec for codec in (
 )}
 DEFAULT_CODEC = "libx264"
 #: strength of ``--stabilise`` without a value (see :class:`SmoothedBatchNorm`)
-DEFAULT_STABILISE = 0.8
+DEFAULT_STABILISE = 0.5
 
 
 def _av():
