@@ -13,28 +13,9 @@ from .io import luminance, merge_chroma, read_image, rgb_to_ycbcr, ycbcr_to_rgb
 from .methods import DEFAULT_METHOD, FusionMethod, create_method
 
 
-def as_unit_image(image, *, label: str = "image", high_bit_rule: str = "minmax") -> np.ndarray:
-    """Load a path, or validate an array, into float32 [0, 1] of shape (H, W) or (H, W, 3)."""
-    if isinstance(image, (str, os.PathLike)):
-        return read_image(image, high_bit_rule=high_bit_rule)
-    array = np.asarray(image)
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[..., 0]
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
-        raise ContrafuseError(label, f"expected an (H, W) or (H, W, 3) array, got shape {array.shape}")
-    if array.ndim == 3:
-        array = array[..., :3]
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
-    if array.dtype == np.uint16:
-        return array.astype(np.float32) / 65535.0
-    if array.dtype.kind == "f":
-        if not np.isfinite(array).all():
-            raise ContrafuseError(label, "array holds NaN or infinite values")
-        if array.min() < 0.0 or array.max() > 1.0:
-            raise ContrafuseError(label, "float arrays must lie in [0, 1]")
-        return array.astype(np.float32)
-    raise ContrafuseError(label, f"unsupported array type {array.dtype}")
+#: The Python API's name for :func:`contrafuse.io.read_image`, the one way a path, a file's bytes or an
+#: array becomes a [0, 1] image.
+as_unit_image = read_image
 
 
 def resize_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -70,12 +51,12 @@ def match_sizes(first: np.ndarray, second: np.ndarray, *, resize: str | None,
 
 def read_sources(ir, vis, *, resize: str | None = None, high_bit_rule: str = "minmax",
                  labels: tuple[str, str] | None = None, hint: str = RESIZE_HINT_PYTHON) -> tuple[np.ndarray, np.ndarray]:
-    """The one way sources come in: two paths or arrays read as [0, 1] images (see
-    :func:`as_unit_image`) and brought to one size (:func:`match_sizes`); ``labels`` name them in errors."""
+    """The one way sources come in: two paths, files' bytes or arrays read as [0, 1] images (see
+    :func:`contrafuse.io.read_image`) and brought to one size (:func:`match_sizes`); ``labels`` name them in errors."""
     labels = labels or (str(ir) if isinstance(ir, (str, os.PathLike)) else "ir",
                         str(vis) if isinstance(vis, (str, os.PathLike)) else "vis")
-    first = as_unit_image(ir, label=labels[0], high_bit_rule=high_bit_rule)
-    second = as_unit_image(vis, label=labels[1], high_bit_rule=high_bit_rule)
+    first = read_image(ir, label=labels[0], high_bit_rule=high_bit_rule)
+    second = read_image(vis, label=labels[1], high_bit_rule=high_bit_rule)
     return match_sizes(first, second, resize=resize, labels=labels, hint=hint)
 
 
@@ -104,7 +85,10 @@ def fuse(ir, vis, method: str | FusionMethod | None = None, *, resize: str | Non
          high_bit_rule: str = "minmax", **options: Any) -> np.ndarray:
     """Fuse an infrared (or functional / first) image with a visible (or structural / second) one.
 
-    ``ir`` and ``vis`` are file paths or arrays (uint8, uint16, or float in [0, 1]). Returns a
+    ``ir`` and ``vis`` are file paths, files' bytes or arrays, read by one rule
+    (:func:`contrafuse.io.read_image`): uint8 is 8-bit, uint16 16-bit mapped by ``high_bit_rule``
+    as a 16-bit file is, float arrays must lie in [0, 1]; a path and the array it holds give the same
+    result. Returns a
     float32 array in [0, 1]: grey, or RGB when either input is colour. ``method`` is a registered
     name (see ``contrafuse methods``) or a :class:`FusionMethod`; extra keyword ``options`` go
     to the method's constructor.

@@ -56,10 +56,14 @@ def _add_fusion_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default=None, help=f"fusion method (default: {DEFAULT_METHOD}); see 'contrafuse methods'")
     parser.add_argument("--resize", choices=["ir", "vis"], help="resample this input to the other's size when sizes differ")
     parser.add_argument("--bits", type=int, choices=[8, 16], default=8, help="output depth (16-bit: grey PNG/TIFF)")
-    parser.add_argument("--high-bit-rule", choices=list(HIGH_BIT_RULES), default="minmax",
-                        help="how 16-bit/float inputs map to [0, 1]: " + "; ".join(f"{k}: {v}" for k, v in HIGH_BIT_RULES.items()))
+    _add_high_bit_rule(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     _add_method_options(parser)
+
+
+def _add_high_bit_rule(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--high-bit-rule", choices=list(HIGH_BIT_RULES), default="minmax",
+                        help="how 16-bit/float inputs map to [0, 1]: " + "; ".join(f"{k}: {v}" for k, v in HIGH_BIT_RULES.items()))
 
 
 def _add_method_options(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
@@ -447,7 +451,8 @@ def cmd_evaluate(args) -> int:
             continue
         try:
             _check_same_size(pair.first, pair.second, fused[pair.name])
-            values = evaluate(pair.first, pair.second, fused[pair.name], metrics=metrics, convention=args.convention)
+            values = evaluate(pair.first, pair.second, fused[pair.name], metrics=metrics, convention=args.convention,
+                              high_bit_rule=args.high_bit_rule)
         except ContrafuseError as exc:
             failed += 1
             tqdm.write(f"fail {pair.name}: {exc}", file=sys.stderr)
@@ -682,6 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", help="comma-separated short names (default: all); see docs/metrics.md")
     p.add_argument("--convention", default="standard", choices=_Conventions(), metavar="CONVENTION",
                    help="whose metric definitions: %(choices)s (default %(default)s; docs/metrics.md)")
+    _add_high_bit_rule(p)
     p.add_argument("-o", "--output", required=True, help="results file (.csv or .json)")
     p.add_argument("--format", choices=["csv", "json"], help="default: from the output suffix")
     p.add_argument("--overwrite", action="store_true")

@@ -1,10 +1,12 @@
 """Image reading and writing, colour handling and folder pairing.
 
 Images are handed around as ``float32`` NumPy arrays in [0, 1]: ``(H, W)`` for grey,
-``(H, W, 3)`` for RGB. Readers never modify their input and turn images upright by their EXIF
-orientation; writers are atomic (temporary file in the destination folder, then ``os.replace``),
-and a write that fails (disk full, file-size limit, read-only place) is a one-line error naming the
-output that leaves nothing behind.
+``(H, W, 3)`` for RGB. They come in through one function, :func:`read_image`, whatever they are (a
+path, a file's bytes, an array), so every entry point (command line, Python API, web app, metrics,
+benchmark, training data) reads an image the same way; it never modifies its input and turns files
+upright by their EXIF orientation. Writers are atomic (temporary file in the destination folder,
+then ``os.replace``), and a write that fails (disk full, file-size limit, read-only place) is a
+one-line error naming the output that leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -78,76 +80,155 @@ def _high_bit_to_unit(values: np.ndarray, rule: str, full_range: float) -> np.nd
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def read_image(path: str | os.PathLike, *, high_bit_rule: str = "minmax") -> np.ndarray:
-    """Read an image file as float32 in [0, 1]: ``(H, W)`` if grey, ``(H, W, 3)`` if colour.
+class UnitImage(np.ndarray):
+    """What :func:`read_image` returns: a float32 ``(H, W)`` or ``(H, W, 3)`` array in [0, 1] that
+    remembers where it came from. ``encoded``: the bytes of the file it was decoded from (``None`` for
+    an array), so that a protocol may decode that file its own way (:func:`jpeg_luma`);
+    ``stored_rgb``: grey stored as three equal channels (read as grey; MATLAB's ``imread`` keeps the
+    three). Arithmetic on it gives plain arrays; its views and copies keep the type but forget both."""
 
-    Images are turned upright by their EXIF orientation, as viewers show them. Palette images
-    are expanded; RGB files whose three channels are identical are returned as grey; an alpha
-    channel is dropped. 16-bit and float images are mapped to [0, 1] with ``high_bit_rule``
-    (see :data:`HIGH_BIT_RULES`).
+    encoded: bytes | None = None
+    stored_rgb: bool = False
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        def plain(values):
+            return tuple(v.view(np.ndarray) if isinstance(v, UnitImage) else v for v in values)
+        if "out" in kwargs:
+            kwargs["out"] = plain(kwargs["out"])
+        return getattr(ufunc, method)(*plain(inputs), **kwargs)
+
+
+def read_image(image, *, high_bit_rule: str = "minmax", label: str | None = None) -> UnitImage:
+    """The one way an image enters contrafuse: a file path, the bytes of an image file, or an array,
+    as a float32 :class:`UnitImage` in [0, 1], ``(H, W)`` if grey, ``(H, W, 3)`` if colour.
+
+    Files (paths and bytes alike) are decoded by Pillow and turned upright by their EXIF
+    orientation, as viewers show them; palette images are expanded and CMYK/YCbCr/LAB/HSV converted
+    to RGB. Then one rule, for decoded files and arrays alike, by pixel type: bool is 0/1; uint8 is
+    8-bit (/255); uint16 (and int16/int32/uint32, as Pillow gives deeper files) is mapped with
+    ``high_bit_rule`` (:data:`HIGH_BIT_RULES`), so a uint16 array reads as the 16-bit file holding it.
+    Float *files* hold raw values (radiometry) and are stretched by ``high_bit_rule`` (``full``
+    acts as ``minmax``); a float *array* is taken as a unit image already: it must lie in [0, 1].
+    An alpha channel is dropped (``(H, W, 2)``, ``(H, W, 4)``); three equal channels read as grey.
+    ``label`` names bytes or an array in errors (a path names itself); every problem is a one-line
+    :class:`ContrafuseError`.
     """
-    path = Path(path)
+    if high_bit_rule not in HIGH_BIT_RULES:
+        raise ContrafuseError(None, f"unknown high-bit rule {high_bit_rule!r}; choose from {', '.join(HIGH_BIT_RULES)}")
+    encoded = None
+    if isinstance(image, (str, os.PathLike)):
+        where = Path(image)
+        encoded = _file_bytes(where)
+    elif isinstance(image, (bytes, bytearray, memoryview)):
+        where, encoded = label or "image", bytes(image)
+    else:
+        where = label or "image"
+    if encoded is not None:
+        if not encoded:
+            raise ContrafuseError(where, "the file is empty")
+        pixels, from_file = _decode(encoded, where), True
+    else:
+        pixels, from_file = np.asarray(image), False
+    unit = _unit_pixels(pixels, where, high_bit_rule, from_file)
+    grey = np.ascontiguousarray(grey_if_neutral(unit), dtype=np.float32).view(UnitImage)
+    grey.encoded = encoded
+    grey.stored_rgb = grey.ndim < unit.ndim
+    if isinstance(image, UnitImage):  # read again: it stays what it was read from
+        grey.encoded, grey.stored_rgb = image.encoded, grey.stored_rgb or image.stored_rgb
+    return grey
+
+
+def _file_bytes(path: Path) -> bytes:
     if not path.exists():
         raise ContrafuseError(path, "file not found")
     if path.is_dir():
         raise ContrafuseError(path, "is a folder, expected an image file")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ContrafuseError(path, f"cannot read ({exc.strerror or exc})") from None
+
+
+def _decode(data: bytes, where) -> np.ndarray:
+    """The pixels of an encoded image as stored, upright, palette expanded, alpha still attached."""
     limit = max_pixels()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the pixels still decode or fail below
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = None  # we apply our own limit below, before decoding
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(data)) as img:
                 width, height = img.size
                 if width * height > limit:
                     raise ContrafuseError(
-                        path, f"image is {width}x{height} pixels, over the {limit}-pixel limit "
+                        where, f"image is {width}x{height} pixels, over the {limit}-pixel limit "
                         "(set CONTRAFUSE_MAX_PIXELS to allow it)")
                 if width == 0 or height == 0:
-                    raise ContrafuseError(path, "image has zero size")
+                    raise ContrafuseError(where, "image has zero size")
                 turn = orientation(img)
-                if turn in _QUARTER_TURNS and img.format == "TIFF":
-                    img.filename = ""  # Pillow memory-maps an uncompressed TIFF with the turned size: read it instead
                 img.load()
                 if orientation(img) == turn:  # Pillow turns a TIFF itself as it loads it, and drops the tag
                     img = upright(img, turn)
-                mode = img.mode
-                if mode == "P" or mode == "PA":
-                    img = img.convert("RGBA" if "transparency" in img.info or mode == "PA" else "RGB")
-                    mode = img.mode
-                if mode in ("RGBA", "LA"):
-                    img = img.convert(mode[:-1])
-                    mode = img.mode
-                if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                if img.mode in ("P", "PA"):
+                    img = img.convert("RGBA" if "transparency" in img.info or img.mode == "PA" else "RGB")
+                if img.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
                     img = img.convert("RGB")
-                    mode = img.mode
-                array = np.asarray(img)
+                return np.asarray(img)
     except ContrafuseError:
         raise
     except UnidentifiedImageError:
-        raise ContrafuseError(path, "not a readable image (unknown or corrupt format)") from None
-    except OSError as exc:
-        if exc.errno is not None:  # the file system's error (permission, I/O), not the decoder's
-            raise ContrafuseError(path, f"cannot read ({exc.strerror or exc})") from None
-        raise ContrafuseError(path, f"cannot decode image ({exc})") from None
-    except (SyntaxError, ValueError) as exc:
-        raise ContrafuseError(path, f"cannot decode image ({exc})") from None
+        raise ContrafuseError(where, "not a readable image (unknown or corrupt format)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ContrafuseError(where, f"cannot decode image ({exc})") from None
 
-    if mode == "1":
-        unit = array.astype(np.float32)
-    elif array.dtype == np.uint8:
-        unit = array.astype(np.float32) / 255.0
-    elif array.dtype in (np.uint16, np.int32, np.int16, np.uint32):
+
+def _unit_pixels(array: np.ndarray, where, high_bit_rule: str, from_file: bool) -> np.ndarray:
+    """Pixels (decoded or given) to [0, 1] by their type, alpha dropped; see :func:`read_image`."""
+    if array.ndim == 3 and array.shape[2] in (1, 2):  # grey, grey + alpha
+        array = array[..., 0]
+    elif array.ndim == 3 and array.shape[2] == 4:  # RGB + alpha
+        array = array[..., :3]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
+        raise ContrafuseError(where, f"expected an (H, W) grey or (H, W, 3) colour image, got shape {array.shape}")
+    if array.size == 0:
+        raise ContrafuseError(where, "image has zero size")
+    if array.dtype == bool:
+        return array.astype(np.float32)
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if array.dtype in (np.uint16, np.int32, np.int16, np.uint32):
         full = 65535.0 if array.max(initial=0) <= 65535 else float(np.iinfo(np.uint32).max)
-        unit = _high_bit_to_unit(array, high_bit_rule, full)
-    elif array.dtype.kind == "f":
+        return _high_bit_to_unit(array, high_bit_rule, full)
+    if array.dtype.kind == "f":
         if not np.isfinite(array).all():
-            raise ContrafuseError(path, "image holds NaN or infinite values")
-        unit = _high_bit_to_unit(array, "minmax" if high_bit_rule == "full" else high_bit_rule, 1.0)
-    else:
-        raise ContrafuseError(path, f"unsupported pixel type {array.dtype} (mode {mode})")
+            raise ContrafuseError(where, "image holds NaN or infinite values")
+        if from_file:
+            return _high_bit_to_unit(array, "minmax" if high_bit_rule == "full" else high_bit_rule, 1.0)
+        low, high = float(array.min()), float(array.max())
+        if low < 0.0 or high > 1.0:
+            raise ContrafuseError(where, f"a float array must lie in [0, 1], this one spans {low:.6g}..{high:.6g} "
+                                  "(give raw levels as uint8 or uint16)")
+        return array.astype(np.float32)
+    raise ContrafuseError(where, f"unsupported pixel type {array.dtype}"
+                          + ("" if from_file else " (give uint8, uint16, or float in [0, 1])"))
 
-    return np.ascontiguousarray(grey_if_neutral(unit), dtype=np.float32)
+
+def jpeg_luma(image: np.ndarray) -> np.ndarray | None:
+    """The luma plane of the colour JPEG file ``image`` was read from, as the JPEG decoder gives it when
+    asked for grey (libjpeg's Y component, without the round trip through RGB: what OpenCV's
+    ``imread(path, IMREAD_GRAYSCALE)`` returns), upright, as uint8; ``None`` when ``image`` is not a
+    colour image that :func:`read_image` decoded from a JPEG."""
+    encoded = getattr(image, "encoded", None)
+    if encoded is None or image.ndim != 3:
+        return None
+    with Image.open(io.BytesIO(encoded)) as img:
+        if img.format != "JPEG":
+            return None
+        turn = orientation(img)
+        img.draft("L", img.size)
+        if img.mode != "L":  # CMYK, or a layout Pillow decodes only in colour
+            return None
+        return np.asarray(upright(img, turn))
 
 
 def grey_if_neutral(image: np.ndarray) -> np.ndarray:

@@ -184,7 +184,8 @@ class LearnedMethod(FusionMethod):
     def fuse_luma(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Grey inputs as the official script makes them from colour files (``grey_8bit``: the 8-bit
         RGB weighted in float64 and rounded or truncated to a level, as PIL, OpenCV and NumPy
-        scripts do), under the protocol's colour variant where a source is colour."""
+        scripts do; ``grey_read``: a JPEG's own luma plane), under the protocol's colour variant
+        where a source is colour."""
         if self.fuses_rgb:
             return super().fuse_luma(first, second)
         protocol = self.protocol
@@ -292,9 +293,12 @@ LUMA = np.array([0.299, 0.587, 0.114])
 
 def grey_input(image: np.ndarray, protocol) -> np.ndarray:
     """A source as the network's input: on the protocol's 8-bit levels if it has them (a colour
-    source for a grey network weighted as 8-bit values in float64, then rounded or truncated; for a
-    network that fuses RGB, each channel on its levels), else its luma as it is."""
-    from ..io import luminance
+    source for a grey network weighted as 8-bit values in float64, then rounded or truncated, or, under
+    ``grey_read: jpeg_luma``, a colour JPEG's decoder luma; for a network that fuses RGB, each channel
+    on its levels), else its luma as it is."""
+    from ..io import jpeg_luma, luminance
+    if protocol.grey_read == "jpeg_luma" and protocol.channels == 1 and (luma := jpeg_luma(image)) is not None:
+        return (luma / 255.0).astype(np.float32)
     if protocol.grey_8bit == "none":
         return luminance(image) if protocol.channels == 1 else image
     to_level = np.round if protocol.grey_8bit == "round" else np.floor

@@ -30,7 +30,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from ..errors import ContrafuseError
 from ..io import luminance, read_image, to_uint
@@ -203,27 +202,18 @@ def create_metric(name: str, convention: str = "standard") -> BoundMetric:
     return BoundMetric(metric(name), convention, definition(name, convention)[1])
 
 
-def _as_read(image, label: str) -> np.ndarray:
-    """The image as an 8-bit array with its channels as stored (what MATLAB ``imread`` gives)."""
-    if isinstance(image, (str, os.PathLike)):
-        unit = read_image(image)  # validates the file; grey-as-RGB is collapsed here ...
-        try:
-            with Image.open(image) as img:
-                if img.mode in ("L", "RGB"):
-                    return np.asarray(img)  # ... but for 8-bit files keep the channels as stored
-        except OSError:
-            pass
-        return to_uint(unit)
-    array = np.asarray(image)
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype.kind == "f":
-        if array.size and (array.min() < 0 or array.max() > 1):
-            raise ContrafuseError(label, "float images must lie in [0, 1]")
-        return to_uint(array)
-    if array.dtype == np.uint16:
-        return to_uint(array / 65535.0)
-    raise ContrafuseError(label, f"unsupported image type {array.dtype}")
+#: How each convention's reference code sees an image, made from the unit image the one reader gives
+#: (:func:`contrafuse.io.read_image`): the levels it computes on. All three read 8-bit images (MATLAB's
+#: ``imread``, the textbook implementations on uint8), so each quantises as ``im2uint8`` does
+#: (:func:`contrafuse.io.to_uint`); an 8-bit file's levels come back exactly.
+QUANTISERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"standard": to_uint, "legacy": to_uint, "vifb": to_uint}
+
+
+def _as_read(unit: np.ndarray, quantise) -> np.ndarray:
+    """A unit image as the reference code reads it: on its convention's levels, with the three channels
+    of grey stored as RGB restored (MATLAB's ``imread`` keeps them; VIFB's per-channel code sees them)."""
+    levels = quantise(unit)
+    return np.repeat(levels[..., None], 3, axis=2) if getattr(unit, "stored_rgb", False) else levels
 
 
 def _grey_255(raw: np.ndarray, convention: str) -> np.ndarray:
@@ -240,17 +230,22 @@ def _grey_255(raw: np.ndarray, convention: str) -> np.ndarray:
     return luminance(rgb.astype(np.float32) / 255.0).astype(np.float64) * 255.0
 
 
-def evaluate(ir, vis, fused, metrics=None, convention: str = "standard") -> dict[str, float]:
+def evaluate(ir, vis, fused, metrics=None, convention: str = "standard", *,
+             high_bit_rule: str = "minmax") -> dict[str, float]:
     """Compute ``metrics`` (default: all of :data:`METRICS`) for one triple under ``convention``.
 
-    Inputs are file paths or arrays (uint8; uint16; or float in [0, 1]), infrared first. Colour
-    images are reduced to luminance except under ``vifb``, which applies VIFB's own per-channel
-    rule. :func:`conventions_used` tells which definition produced each value.
+    Inputs, infrared first, are file paths, files' bytes or arrays, read as fusion reads them
+    (:func:`contrafuse.io.read_image`: uint8 is 8-bit, uint16 16-bit mapped by ``high_bit_rule``,
+    float arrays in [0, 1]), so a path and the array it holds score the same; each convention then
+    quantises them to the levels its reference code computes on (:data:`QUANTISERS`). Colour images
+    are reduced to luminance except under ``vifb``, which applies VIFB's own per-channel rule.
+    :func:`conventions_used` tells which definition produced each value.
     """
-    return evaluate_conventions(ir, vis, fused, metrics, (convention,))[convention]
+    return evaluate_conventions(ir, vis, fused, metrics, (convention,), high_bit_rule=high_bit_rule)[convention]
 
 
-def evaluate_conventions(ir, vis, fused, metrics=None, conventions=tuple(CONVENTIONS)) -> dict[str, dict[str, float]]:
+def evaluate_conventions(ir, vis, fused, metrics=None, conventions=tuple(CONVENTIONS), *,
+                         high_bit_rule: str = "minmax") -> dict[str, dict[str, float]]:
     """:func:`evaluate` under several conventions at once: convention -> metric -> value.
 
     Intermediate results (gradients, SSIM moments, histograms, pyramids, FMI features, phase
@@ -261,11 +256,20 @@ def evaluate_conventions(ir, vis, fused, metrics=None, conventions=tuple(CONVENT
     for convention in conventions:
         for name in names:
             definition(name, convention)  # one-line errors for unknown names before any work
-    raw = [_as_read(x, label) for x, label in ((ir, "ir"), (vis, "vis"), (fused, "fused"))]
-    shapes = {r.shape[:2] for r in raw}
+    units = [read_image(x, label=label, high_bit_rule=high_bit_rule)
+             for x, label in ((ir, "ir"), (vis, "vis"), (fused, "fused"))]
+    shapes = {u.shape[:2] for u in units}
     if len(shapes) != 1:
-        raise ContrafuseError(None, f"images differ in size: {[r.shape[:2] for r in raw]}")
+        raise ContrafuseError(None, f"images differ in size: {[u.shape[:2] for u in units]}")
     (height, width), = shapes
+    as_read: dict = {}  # the triple as read, once per quantiser
+
+    def read_for(convention: str) -> list[np.ndarray]:
+        quantise = QUANTISERS[convention]
+        if quantise not in as_read:
+            as_read[quantise] = [_as_read(u, quantise) for u in units]
+        return as_read[quantise]
+
     greys: dict[str, tuple] = {}
     jobs: dict[tuple, tuple] = {}  # one computation per (definition, input arrays)
     wanted: list[tuple[str, str, tuple]] = []
@@ -274,10 +278,11 @@ def evaluate_conventions(ir, vis, fused, metrics=None, conventions=tuple(CONVENT
             func, used = definition(name, convention)
             check_size(name, height, width, METRICS[name].min_size)
             if used == "vifb":
-                args, key = raw, (func, "as read")
+                args = read_for(used)
+                key = (func, id(args[0]))
             else:
                 if used not in greys:
-                    new = [_grey_255(r, used) for r in raw]
+                    new = [_grey_255(r, used) for r in read_for(used)]
                     for other in greys.values():  # same pixels under another convention: same arrays
                         if all(np.array_equal(a, b) for a, b in zip(new, other)):
                             new = list(other)

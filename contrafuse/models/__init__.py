@@ -62,6 +62,7 @@ PROTOCOL_KEYS = {
     "channels": Key(int, choices=(1, 3)),
     "order": Key(list),
     "grey_8bit": Key(str, choices=("none", "round", "floor")),
+    "grey_read": Key(str, choices=("rgb", "jpeg_luma")),
     "input_stretch": Key(bool),
     "input_range": Key(list),
     "mean": Key(list),
@@ -95,6 +96,10 @@ class Protocol:
     #: the grey inputs as 8-bit levels, as scripts that read uint8 luma see them: ``round`` (PIL ``L``,
     #: OpenCV), ``floor`` (a float luma cast to uint8), or ``none``
     grey_8bit: str = "none"
+    #: where a grey network's input comes from for a colour source: ``rgb``, its decoded RGB (as
+    #: ``grey_8bit`` says); ``jpeg_luma``, for a colour JPEG file, the luma plane its decoder gives when
+    #: asked for grey (libjpeg, as OpenCV's ``imread(path, IMREAD_GRAYSCALE)``; other sources: ``rgb``)
+    grey_read: str = "rgb"
     #: per-image min-max stretch of each input to [0, 1] before anything else (e.g. LRRNet's script)
     input_stretch: bool = False
     #: [0, 1] mapped linearly onto this range, then ``(x - mean) / std`` per channel

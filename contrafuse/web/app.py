@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import errno
 import io
-import re
 import socket
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -66,33 +64,19 @@ class BadRequest(Exception):
         self.status = status
 
 
-def _safe_name(name: str | None, fallback: str) -> str:
-    stem = re.sub(r"[^\w.\- ]", "_", Path(name or fallback).name)[:80].strip(". ")
-    return stem or fallback
-
-
 async def _read_upload(upload: UploadFile | None, field: str) -> np.ndarray:
-    """An uploaded image as [0, 1] float32, or a :class:`BadRequest` naming the field and file."""
+    """An uploaded image as [0, 1] float32, read from its bytes as a file of that content is
+    (:func:`contrafuse.io.read_image`), or a :class:`BadRequest` naming the field and file."""
     if upload is None or not upload.filename:
         raise BadRequest(f"{field}: no file uploaded")
     limit = _max_upload()
     data = await upload.read(limit + 1)
     if len(data) > limit:
         raise BadRequest(f"{field} ({upload.filename}): file is over the {limit // 1_000_000} MB upload limit", 413)
-    if not data:
-        raise BadRequest(f"{field} ({upload.filename}): the file is empty")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / _safe_name(upload.filename, field + ".png")
-        try:
-            path.write_bytes(data)
-        except OSError as exc:  # the server's temporary folder is full: not the user's fault
-            raise BadRequest(f"{field} ({upload.filename}): the server cannot store the upload "
-                             f"({exc.strerror or exc})", 507) from None
-        try:
-            return read_image(path)
-        except ContrafuseError as exc:
-            raise BadRequest(f"{field} ({upload.filename}): {exc.problem}",
-                             413 if "pixel limit" in exc.problem else 400) from None
+    try:
+        return read_image(data, label=f"{field} ({upload.filename})")
+    except ContrafuseError as exc:
+        raise BadRequest(str(exc), 413 if "pixel limit" in exc.problem else 400) from None
 
 
 def _png(image: np.ndarray) -> bytes:
