@@ -44,8 +44,8 @@ VARIANTS = {"coconet --inference standard": ("coconet", {"inference": "standard"
 def load(name: str, frames: int) -> list[tuple[Frame, Frame]]:
     """The first ``frames`` pairs of sequence ``name``, read into memory (they are small)."""
     files = sorted((DATA / "ir").glob(f"{name}_*.bmp"), key=lambda p: natural_key(p.name))[:frames]
-    return [tuple(Frame(i, i / 25, read_image(DATA / kind / f.name), str(DATA / kind / f.name)) for kind in ("ir", "vis"))
-            for i, f in enumerate(files)]
+    return [tuple(Frame(i, i / 25, read_image(DATA / kind / f.name), str(DATA / kind / f.name))
+                  for kind in ("ir", "vis")) for i, f in enumerate(files)]
 
 
 def timed(frames):

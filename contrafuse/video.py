@@ -20,9 +20,10 @@ from __future__ import annotations
 import io
 import math
 import re
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -102,7 +103,7 @@ class Frame:
     label: str
 
 
-class Sequence:
+class Sequence(ABC):
     """Frames read one at a time from a video file or a frame folder (:func:`open_sequence`).
     ``count``: the number of frames where the source declares it, else ``None``; ``size``:
     ``(width, height)``; ``first``: the first frame, read when the sequence is opened."""
@@ -115,13 +116,15 @@ class Sequence:
     def size(self) -> tuple[int, int]:
         return self.first.image.shape[1], self.first.image.shape[0]
 
+    @abstractmethod
     def frames(self) -> Iterator[Frame]:
-        raise NotImplementedError
+        """The frames in order, each read when it is asked for."""
 
     def _checked(self, frame: Frame) -> Frame:
         if frame.image.shape[:2] != self.first.image.shape[:2]:
             (h, w), (h0, w0) = frame.image.shape[:2], self.first.image.shape[:2]
-            raise ContrafuseError(frame.label, f"frame size {w}x{h} differs from the sequence's first frame ({w0}x{h0})")
+            raise ContrafuseError(frame.label, f"frame size {w}x{h} differs from the sequence's first frame "
+                                  f"({w0}x{h0})")
         return frame
 
 
@@ -167,7 +170,8 @@ class VideoFile(Sequence):
         try:
             container = av.open(str(self.path))
         except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-            raise ContrafuseError(self.path, f"not a readable video ({getattr(exc, 'strerror', None) or exc})") from None
+            reason = getattr(exc, "strerror", None) or exc
+            raise ContrafuseError(self.path, f"not a readable video ({reason})") from None
         if not container.streams.video:
             container.close()
             raise ContrafuseError(self.path, "holds no video stream")
@@ -230,36 +234,40 @@ class Pairing:
     def __iter__(self) -> Iterator[tuple[Frame, Frame]]:
         return self._by_index() if self.align == "index" else self._by_time()
 
-    def _left_out(self, ended: Sequence, paired: int, rest: Sequence) -> str:
-        extra = f" ({rest.count - paired} frames)" if rest.count is not None else ""
-        return f"{ended.path} ended after {paired} frames: the rest of {rest.path}{extra} is left out"
+    @staticmethod
+    def _rest(sequence: Sequence, used: int) -> str:
+        left = None if sequence.count is None else sequence.count - used
+        return "" if left is None else f" ({left} frame{'' if left == 1 else 's'})"
 
     def _by_index(self):
-        seconds = self.second.frames()
-        paired = 0
-        for a in self.first.frames():
-            b = next(seconds, None)
-            if b is None:
-                self.note = self._left_out(self.second, paired, self.first)
-                return
-            paired += 1
-            yield a, b
-        if next(seconds, None) is not None:
-            self.note = self._left_out(self.first, paired, self.second)
+        with closing(self.first.frames()) as firsts, closing(self.second.frames()) as seconds:
+            paired = 0
+            for a in firsts:
+                b = next(seconds, None)
+                if b is None:
+                    self.note = (f"{self.second.path} ended after {paired} frames: the rest of {self.first.path}"
+                                 f"{self._rest(self.first, paired)} is left out")
+                    return
+                paired += 1
+                yield a, b
+            if next(seconds, None) is not None:
+                self.note = (f"{self.first.path} ended after {paired} frames: the rest of {self.second.path}"
+                             f"{self._rest(self.second, paired)} is left out")
 
     def _by_time(self):
-        seconds = self.second.frames()
-        current, following = next(seconds), next(seconds, None)
-        half = 0.5 / self.second.fps
-        paired = 0
-        for a in self.first.frames():
-            while following is not None and following.time - a.time < a.time - current.time:
-                current, following = following, next(seconds, None)
-            if following is None and a.time > current.time + half:
-                self.note = self._left_out(self.second, paired, self.first)
-                return
-            paired += 1
-            yield a, current
+        with closing(self.first.frames()) as firsts, closing(self.second.frames()) as seconds:
+            current, following = next(seconds), next(seconds, None)
+            half = 0.5 / self.second.fps
+            paired = 0
+            for a in firsts:
+                while following is not None and following.time - a.time < a.time - current.time:
+                    current, following = following, next(seconds, None)
+                if following is None and a.time > current.time + half:
+                    self.note = (f"{self.second.path} ended at {current.time:.3f} s: the frames of {self.first.path} "
+                                 f"after it{self._rest(self.first, paired)} are left out")
+                    return
+                paired += 1
+                yield a, current
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,14 +345,16 @@ def video_writer(path: Path, *, fps: float, codec: Codec, quality: int | None, s
     av = _av()
     with atomic_file(path) as handle:
         try:
-            write, finish, container = _encoder(handle, CONTAINERS[path.suffix.lower()], codec, quality, fps, size, path)
+            write, finish, container = _encoder(handle, CONTAINERS[path.suffix.lower()], codec, quality, fps, size,
+                                                path)
             try:
                 yield write
                 finish()
             except BaseException:
-                container.close()
+                with suppress(Exception):  # the file is discarded; the error that stopped it is the one to report
+                    container.close()
                 raise
-        except av.FFmpegError as exc:
+        except (av.FFmpegError, ValueError) as exc:
             raise ContrafuseError(path, f"cannot encode the video ({exc})") from None
 
 
@@ -356,7 +366,7 @@ def check_video_output(path: Path, *, fps: float, codec: Codec, quality: int | N
         write, finish, _ = _encoder(io.BytesIO(), CONTAINERS[path.suffix.lower()], codec, quality, fps, size, path)
         write(np.zeros(size[::-1], np.float32))
         finish()
-    except av.FFmpegError as exc:
+    except (av.FFmpegError, ValueError) as exc:  # PyAV refuses a codec the container cannot hold with ValueError
         raise ContrafuseError(path, f"cannot write {codec.name} video of {size[0]}x{size[1]} at {fps:g} fps "
                               f"in {path.suffix} ({exc})") from None
 
@@ -559,7 +569,8 @@ class VideoJob:
     @contextmanager
     def _writer(self):
         if self.kind == "video":
-            with video_writer(self.output, fps=self.fps, codec=self.codec, quality=self.quality, size=self.size) as write:
+            with video_writer(self.output, fps=self.fps, codec=self.codec, quality=self.quality,
+                              size=self.size) as write:
                 yield write
             return
         counter = iter(range(10**9))

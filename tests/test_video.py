@@ -106,7 +106,7 @@ def test_timestamp_alignment_takes_the_nearest_frame(capsys, tmp_path):
     chosen = [int(round((v - 40) / 50)) for v in levels]
     # 0.9 s lies past the last visible frame (0.75 s) by more than half its period: left out
     assert chosen == [0, 0, 1, 1, 2, 2, 2, 3, 3]
-    assert "note:" in out and "is left out" in out
+    assert "vis.mp4 ended at 0.750 s: the frames of" in out and "after it (1 frame) are left out" in out
 
 
 def test_index_alignment_stops_at_the_shorter(capsys, tmp_path):
@@ -131,7 +131,8 @@ def videos(tmp_path):
     ("input", "one of the inputs"), ("quality", "quality for libx264"), ("suffix", "unsupported output type"),
     ("size", "differs from"), ("stabilise", "stabilising smooths per-frame BatchNorm"),
     ("lossless", "ffv1 is lossless"), ("fps", "frame rate must be a positive number"),
-    ("codec-only", "missing --ir-video"), ("bits", "videos are written with 8 bits")])
+    ("codec-only", "missing --ir-video"), ("bits", "videos are written with 8 bits"),
+    ("container", "cannot write ffv1 video of 64x48 at 10 fps in .mov")])
 def test_bad_input_is_one_line_before_any_work(capsys, tmp_path, videos, case, fragment):
     ir, vis = videos
     out = tmp_path / "out.mp4"
@@ -146,7 +147,8 @@ def test_bad_input_is_one_line_before_any_work(capsys, tmp_path, videos, case, f
             "lossless": ["--ir-video", ir, "--vis-video", vis, "-o", out, "--codec", "ffv1", "--quality", "3"],
             "fps": ["--ir-video", ir, "--vis-video", vis, "-o", out, "--fps", "0"],
             "codec-only": ["--codec", "mpeg4"],
-            "bits": ["--ir-video", ir, "--vis-video", vis, "-o", out, "--bits", "16"]}[case]
+            "bits": ["--ir-video", ir, "--vis-video", vis, "-o", out, "--bits", "16"],
+            "container": ["--ir-video", ir, "--vis-video", vis, "-o", tmp_path / "out.mov", "--codec", "ffv1"]}[case]
     (tmp_path / "text.mp4").write_text("not a video")
     (tmp_path / "taken.mp4").write_bytes(b"keep")
     save(tmp_path / "small" / "0.png", flat(0, 24, 32))
