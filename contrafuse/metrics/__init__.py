@@ -83,7 +83,7 @@ CONVENTIONS: dict[str, str] = {
 
 
 def _legacy_nabf(ir, vis, fused):
-    return toolbox.nabf_kumar(ir, vis, fused, divisor=255.0)
+    return gradient.nabf_kumar(ir, vis, fused, divisor=255.0)
 
 
 def _fmi(feature: str) -> Fn:

@@ -6,8 +6,9 @@ import contextlib
 import contextvars
 import threading
 
+import numba
 import numpy as np
-from scipy import ndimage, signal
+from scipy import ndimage
 
 from ..errors import ContrafuseError
 
@@ -42,24 +43,53 @@ def matlab_round(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.floor(np.abs(x) + 0.5)
 
 
-def filter2(kernel: np.ndarray, image: np.ndarray, mode: str = "same") -> np.ndarray:
-    """MATLAB ``filter2`` (2-D correlation, zero padding), via FFT for large kernels."""
-    flipped = kernel[::-1, ::-1]
-    if kernel.size > 49:
-        return signal.fftconvolve(image, flipped, mode=mode)
-    return signal.convolve2d(image, flipped, mode=mode)
-
-
 def separable_filter2(kernel_1d: np.ndarray, image: np.ndarray, mode: str = "same") -> np.ndarray:
-    """``filter2(outer(k, k), image, mode)`` for a symmetric separable kernel, in two 1-D passes
-    (zero padding); complex images are filtered part by part."""
+    """``filter2(outer(k, k), image, mode)`` for a symmetric separable kernel in two 1-D passes:
+    ``mode`` "same" (zero padding), "valid", or "replicate" (``imfilter``'s replicated borders,
+    full size). Complex images are filtered part by part. Each output is summed as
+    ``scipy.ndimage.correlate1d`` sums it (centre first, then the outermost pair of taps inwards),
+    so the results equal its bit for bit, at about twice its speed."""
     if np.iscomplexobj(image):
         return separable_filter2(kernel_1d, image.real, mode) + 1j * separable_filter2(kernel_1d, image.imag, mode)
-    out = ndimage.correlate1d(image, kernel_1d, axis=0, mode="constant")
-    out = ndimage.correlate1d(out, kernel_1d, axis=1, mode="constant")
-    if mode == "valid":
-        half = len(kernel_1d) // 2
-        return out[half:out.shape[0] - half, half:out.shape[1] - half]
+    kernel_1d = np.asarray(kernel_1d, dtype=np.float64)
+    half = len(kernel_1d) // 2
+    if len(kernel_1d) % 2 == 0 or not np.array_equal(kernel_1d, kernel_1d[::-1]):
+        raise ValueError("separable_filter2 needs a symmetric kernel of odd length")
+    image = np.asarray(image, dtype=np.float64)
+    if mode == "same":
+        image = np.pad(image, half)
+    elif mode == "replicate":
+        image = np.pad(image, half, mode="edge")
+    elif mode != "valid":
+        raise ValueError(f"mode must be 'same', 'valid' or 'replicate', not {mode!r}")
+    if min(image.shape) <= 2 * half:
+        return np.zeros((max(image.shape[0] - 2 * half, 0), max(image.shape[1] - 2 * half, 0)))
+    return _symmetric_filter_valid(image, kernel_1d)
+
+
+@numba.njit(cache=True, nogil=True)
+def _symmetric_filter_valid(x, w):
+    """The 'valid' part of the separable correlation with the symmetric ``w``: down the columns,
+    then along the rows, one output row at a time."""
+    h = len(w) // 2
+    rows, cols = x.shape[0] - 2 * h, x.shape[1] - 2 * h
+    line = np.empty(x.shape[1])
+    out = np.empty((rows, cols))
+    centre = w[h]
+    for i in range(rows):
+        c = i + h
+        for j in range(x.shape[1]):
+            line[j] = x[c, j] * centre
+        for k in range(h, 0, -1):
+            wk = w[h - k]
+            for j in range(x.shape[1]):
+                line[j] += (x[c - k, j] + x[c + k, j]) * wk
+        for j in range(cols):
+            out[i, j] = line[j + h] * centre
+        for k in range(h, 0, -1):
+            wk = w[h - k]
+            for j in range(cols):
+                out[i, j] += (line[j + h - k] + line[j + h + k]) * wk
     return out
 
 

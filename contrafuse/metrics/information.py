@@ -141,7 +141,7 @@ def _windows(x: np.ndarray, w: int) -> np.ndarray:
     return np.ascontiguousarray(view.reshape(-1, w * w))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _minmax(x, out):
     """``out`` = x min-max normalised to [0, 1] (all ones for a flat window)."""
     lo, hi = x.min(), x.max()
@@ -149,12 +149,13 @@ def _minmax(x, out):
         out[k] = (x[k] - lo) / (hi - lo) if hi > lo else 1.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _window_stats(x, pdf, cdf, logs, log_table):
     """Fill ``pdf`` (the min-max normalised window over its sum), its ``cdf`` and ``logs`` (log2 of
-    the pdf, 0 where it is 0); return the population std of the bin index and the entropy in bits.
-    With a ``log_table`` (log2 of 0, 1, 2, ...; integer-valued windows) the logarithms are looked
-    up: pdf_k = (x_k - min) / sum(x - min)."""
+    the pdf, 0 where it is 0); return the population std of the bin index, the entropy in bits, the
+    sum of the cdf and the pdf's squared deviation from uniform, sum (pdf_k - 1/l)^2. With a
+    ``log_table`` (log2 of 0, 1, 2, ...; integer-valued windows) the logarithms are looked up:
+    pdf_k = (x_k - min) / sum(x - min)."""
     l = x.size
     lo, hi = x[0], x[0]
     for k in range(1, l):
@@ -184,24 +185,26 @@ def _window_stats(x, pdf, cdf, logs, log_table):
         for k in range(l):
             pdf[k] *= inv
             logs[k] = math.log2(pdf[k]) if pdf[k] > 0 else 0.0
-    total = m1 = m2 = h = 0.0
+    total = m1 = m2 = h = cdf_sum = spread = 0.0
     for k in range(l):
         total += pdf[k]
         cdf[k] = total
+        cdf_sum += total
         m1 += (k + 1) * pdf[k]
         m2 += (k + 1) ** 2 * pdf[k]
         h -= pdf[k] * logs[k]
-    return math.sqrt(max(m2 - m1 * m1, 0.0)), h
+        spread += (pdf[k] - 1.0 / l) ** 2  # both pdfs have mean 1/l; exactly 1/l keeps flat windows' c 0
+    return math.sqrt(max(m2 - m1 * m1, 0.0)), h, cdf_sum, spread
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _plog2(p):
     """p log2 |p| (0 at p = 0); MATLAB takes ``real(log)`` of negative joint-pmf cells."""
     return p * math.log2(abs(p)) if p != 0 else 0.0
 
 
-@numba.njit(cache=True)
-def _pair_fmi(src, f_cmp, f_pdf, f_cdf, f_log, f_sd, h_f, a_pdf, a_cdf, a_log, b_edge, lengths, rows, cols,
+@numba.njit(cache=True, nogil=True, inline="always")
+def _pair_fmi(src, f_cmp, f_pdf, f_cdf, f_log, f_stats, a_pdf, a_cdf, a_log, b_edge, lengths, rows, cols,
               log_table):
     """Normalised feature MI of one source window with the fused window (Haghighat et al. 2011).
 
@@ -214,7 +217,7 @@ def _pair_fmi(src, f_cmp, f_pdf, f_cdf, f_log, f_sd, h_f, a_pdf, a_cdf, a_log, b
     gives P, the bound's sum over all cells, and the joint entropy as the product part's closed
     form (its logarithms are the marginals') plus a correction on the pieces' cells: the l*l
     cell-by-cell sums up to rounding. ``f_cmp`` is what the reference code compares the source
-    window with (equal: FMI = 1)."""
+    window with (equal: FMI = 1); ``f_stats`` the fused window's :func:`_window_stats`."""
     l = src.size
     equal = True
     for k in range(l):
@@ -223,39 +226,33 @@ def _pair_fmi(src, f_cmp, f_pdf, f_cdf, f_log, f_sd, h_f, a_pdf, a_cdf, a_log, b
             break
     if equal:
         return 1.0
-    a_sd, h_a = _window_stats(src, a_pdf, a_cdf, a_log, log_table)
-    cov = var_a = var_f = 0.0
-    for k in range(l):  # both pdfs have mean 1/l; exactly 1/l keeps flat windows' c exactly 0
+    f_sd, h_f, f_cdf_sum, var_f = f_stats
+    a_sd, h_a, a_cdf_sum, var_a = _window_stats(src, a_pdf, a_cdf, a_log, log_table)
+    cov = 0.0
+    for k in range(l):
         cov += (a_pdf[k] - 1.0 / l) * (f_pdf[k] - 1.0 / l)
-        var_a += (a_pdf[k] - 1.0 / l) ** 2
-        var_f += (f_pdf[k] - 1.0 / l) ** 2
     denom = math.sqrt(var_a * var_f)
     c = 0.0 if cov == 0 else cov / (denom if denom > 0 else 1.0)
     # the second variable's bin edges on U, in increasing order (reversed for the lower bound)
+    upper = c >= 0
     for m in range(l):
-        if c >= 0:
+        if upper:
             b_edge[m] = a_cdf[m]
         else:
             b_edge[m] = 1.0 - a_cdf[l - 2 - m] if m < l - 1 else 1.0
     i = m = pieces = 0
     left = bound_sum = 0.0
     while i < l and m < l:
-        right = min(f_cdf[i], b_edge[m])
-        j = m if c >= 0 else l - 1 - m
+        f_edge, edge = f_cdf[i], b_edge[m]
+        right = min(f_edge, edge)
+        j = m if upper else l - 1 - m
         lengths[pieces], rows[pieces], cols[pieces] = right - left, i, j
         bound_sum += (right - left) * (l - i) * (l - j)  # a piece counts in every cell (>= i, >= j)
         pieces += 1
         left = right
-        if f_cdf[i] <= right:
-            i += 1
-        if b_edge[m] <= right:
-            m += 1
-    f_sum = a_sum = a_cdf_sum = f_cdf_sum = 0.0
-    for k in range(l):
-        f_sum += f_pdf[k]
-        a_sum += a_pdf[k]
-        f_cdf_sum += f_cdf[k]
-        a_cdf_sum += a_cdf[k]
+        i += f_edge <= right
+        m += edge <= right
+    f_sum, a_sum = f_cdf[l - 1], a_cdf[l - 1]  # the pdfs' sums, in index order
     sd_prod = f_sd * a_sd
     corr = (bound_sum - f_cdf_sum * a_cdf_sum) / (sd_prod if sd_prod > 0 else 1.0)
     w = c / (corr if corr != 0 else 1.0) if (sd_prod > 0 and c != 0) else 0.0
@@ -295,8 +292,8 @@ def _fmi_rows(fa, fb, ff, w, log_table):
                     wb[k] = fb[r + dr, c + dc]
                     wf[k] = ff[r + dr, c + dc]
                     k += 1
-            f_sd, h_f = _window_stats(wf, f_pdf, f_cdf, f_log, log_table)
-            fmi_a = _pair_fmi(wa, wf, f_pdf, f_cdf, f_log, f_sd, h_f, a_pdf, a_cdf, a_log, b_edge, lengths,
+            f_stats = _window_stats(wf, f_pdf, f_cdf, f_log, log_table)
+            fmi_a = _pair_fmi(wa, wf, f_pdf, f_cdf, f_log, f_stats, a_pdf, a_cdf, a_log, b_edge, lengths,
                               rows, cols, log_table)
             # the reference code normalises fSub in place inside the first branch, so unless the
             # first source matched exactly, its second equality test sees the normalised window
@@ -305,14 +302,14 @@ def _fmi_rows(fa, fb, ff, w, log_table):
             else:
                 _minmax(wf, f_norm)
                 f_cmp = f_norm
-            fmi_b = _pair_fmi(wb, f_cmp, f_pdf, f_cdf, f_log, f_sd, h_f, a_pdf, a_cdf, a_log, b_edge, lengths,
+            fmi_b = _pair_fmi(wb, f_cmp, f_pdf, f_cdf, f_log, f_stats, a_pdf, a_cdf, a_log, b_edge, lengths,
                               rows, cols, log_table)
             total += (fmi_a + fmi_b) / 2
         sums[r] = total
     return sums
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _same(x, y):
     for k in range(x.size):
         if x[k] != y[k]:

@@ -13,9 +13,8 @@ import math
 import numba
 import numpy as np
 from scipy import fft as sfft
-from scipy import ndimage
 
-from .common import entropy_of, gaussian_1d, matlab_round, sobel_filter2
+from .common import entropy_of, gaussian_1d, matlab_round, separable_filter2, sobel_filter2
 from .similarity import gaussian_moments
 
 # ------------------------------------------------------------------------------------------------
@@ -330,12 +329,6 @@ def phase_congruency(image: np.ndarray, k: float = 2.0, cut_off: float = 0.5, g:
     return pc_total, (covy2 + covx2 + denom) / 2, (covy2 + covx2 - denom) / 2
 
 
-def _filter_same(image: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """``filter2(outer(g, g), image, 'same')``, zero padding."""
-    out = ndimage.correlate1d(image, g, axis=0, mode="constant")
-    return ndimage.correlate1d(out, g, axis=1, mode="constant")
-
-
 def _zhao_correlation(m1, m2, m_max, mf, mask1, mask2, mask3) -> float:
     """``correlation_coeffcient`` of ``metricZhao``: local (Gaussian 11, sigma 1.5) correlation of
     the fused feature map with each masked source map and with their maximum, the largest of the
@@ -343,13 +336,13 @@ def _zhao_correlation(m1, m2, m_max, mf, mask1, mask2, mask3) -> float:
     g = gaussian_1d(11, 1.5)
     c = 0.0001
     maps = [mask1 * m1, mask2 * m2, mask3 * m_max]
-    mu_f = _filter_same(mf, g)
-    var_f = _filter_same(mf * mf, g) - mu_f * mu_f
+    mu_f = separable_filter2(g, mf)
+    var_f = separable_filter2(g, mf * mf) - mu_f * mu_f
     best = None
     for x, mask in zip(maps, (mask1, mask2, mask3)):
-        mu = _filter_same(x, g)
-        var = _filter_same(x * x, g) - mu * mu
-        cov = _filter_same(x * mf, g) - mu * mu_f
+        mu = separable_filter2(g, x)
+        var = separable_filter2(g, x * x) - mu * mu
+        cov = separable_filter2(g, x * mf) - mu * mu_f
         res = np.where(mask, (cov + c) / (np.sqrt(np.abs(var * var_f)) + c), 0.0)
         best = res if best is None else np.maximum(best, res)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -383,12 +376,6 @@ def _ssim_maps(x, y, size, sigma, c1, c2):
     mu_x, mu_y, var_x, var_y, cov = gaussian_moments(x, y, size, sigma)
     ssim = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
     return ssim, var_x, var_y, cov
-
-
-def _filter_valid(image, g):
-    half = len(g) // 2
-    out = _filter_same(image, g)
-    return out[half:out.shape[0] - half, half:out.shape[1] - half]
 
 
 def q_s(ir, vis, fused) -> float:

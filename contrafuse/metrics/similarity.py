@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from .common import box_sums, check_images, gaussian_1d, separable_filter2, shared
 
@@ -16,14 +15,11 @@ def gaussian_moments(a: np.ndarray, b: np.ndarray, size: int = 11, sigma: float 
     ``"replicate"`` a full-size map with replicated borders. Shared within one evaluation (SSIM,
     MS-SSIM's first scale, Q_S, Q_C, Q_Y use the same moments)."""
     g = gaussian_1d(size, sigma)
-    if border == "valid":
-        def blur(x):
-            return separable_filter2(g, x, "valid")
-    elif border == "replicate":
-        def blur(x):
-            return ndimage.correlate1d(ndimage.correlate1d(x, g, axis=0, mode="nearest"), g, axis=1, mode="nearest")
-    else:
+    if border not in ("valid", "replicate"):
         raise ValueError(f"border must be 'valid' or 'replicate', not {border!r}")
+
+    def blur(x):
+        return separable_filter2(g, x, border)
 
     def first(x):
         return shared("gauss_mean", x, compute=lambda: blur(x), params=(size, sigma, border))

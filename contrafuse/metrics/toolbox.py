@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage
 
-from .common import box_sums, entropy_of, gaussian_1d, shared
+from .common import box_sums, entropy_of, gaussian_1d, separable_filter2, shared
+from .gradient import SOBEL_SX, SOBEL_SY, qabf_from_sobel
 from .similarity import gaussian_moments
 from .visual import vif_guarded, vif_moments
 
@@ -70,14 +70,6 @@ def mutual_information(ir, vis, fused) -> float:
 # ------------------------------------------------------------------------------------------------
 # VIF: vifp_mscale(ir, F) + vifp_mscale(vis, F) on the uint8 arrays
 
-def _filter_valid(image: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """``filter2(outer(g, g), image, 'valid')``."""
-    half = len(g) // 2
-    out = ndimage.correlate1d(image, g, axis=0, mode="constant")
-    out = ndimage.correlate1d(out, g, axis=1, mode="constant")
-    return out[half:out.shape[0] - half, half:out.shape[1] - half]
-
-
 def vifp_uint8(ref: np.ndarray, dist: np.ndarray, noise_var: float = 2.0) -> float:
     """Sheikh & Bovik's multi-scale pixel VIF (``vifp_mscale``, IEEE TIP 2006) called, as the
     toolbox calls it, on uint8 arrays: at the first scale MATLAB's integer products ``ref.*ref``,
@@ -85,12 +77,13 @@ def vifp_uint8(ref: np.ndarray, dist: np.ndarray, noise_var: float = 2.0) -> flo
     reference image has no variance at any scale (0/0, as the MATLAB code gives)."""
     num = den = 0.0
     g = gaussian_1d(17, 17 / 5)
-    mu1, mu2 = _filter_valid(ref, g), _filter_valid(dist, g)
-    first = (np.maximum(_filter_valid(np.minimum(ref * ref, 255), g) - mu1 * mu1, 0),
-             np.maximum(_filter_valid(np.minimum(dist * dist, 255), g) - mu2 * mu2, 0),
-             _filter_valid(np.minimum(ref * dist, 255), g) - mu1 * mu2)
+    moments = vif_moments(ref, dist)
+    mu1, mu2 = moments[0][:2]  # the local means are those of the unsaturated VIF-P
+    first = (np.maximum(separable_filter2(g, np.minimum(ref * ref, 255), "valid") - mu1 * mu1, 0),
+             np.maximum(separable_filter2(g, np.minimum(dist * dist, 255), "valid") - mu2 * mu2, 0),
+             separable_filter2(g, np.minimum(ref * dist, 255), "valid") - mu1 * mu2)
     # coarser scales are double after filter2: the same moments as the unsaturated VIF-P's
-    coarse = [(s1, s2, s12) for _, _, s1, s2, s12 in vif_moments(ref, dist)[1:]]
+    coarse = [(s1, s2, s12) for _, _, s1, s2, s12 in moments[1:]]
     for s1, s2, s12 in [first, *coarse]:
         s1, gain, sv = vif_guarded(s1, s2, s12)
         num += np.log10(1 + gain**2 * s1 / (sv + noise_var)).sum()
@@ -107,8 +100,6 @@ def vif(ir, vis, fused) -> float:
 # ------------------------------------------------------------------------------------------------
 # Qabf (analysis_Qabf.m, Xydeas & Petrovic 2000) on im2double images
 
-_H1 = np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
-_H3 = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 
 
 def conv2_same_matlab_order(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -132,79 +123,15 @@ def conv2_same_matlab_order(image: np.ndarray, kernel: np.ndarray) -> np.ndarray
 
 
 def qabf(ir, vis, fused) -> float:
-    """``analysis_Qabf`` on ``im2double`` images: Sobel by ``conv2`` (zero padding), orientation
-    ``atan(Sy/Sx)`` (pi/2 where Sx == 0), relative strength ``gF`` itself where ``gA == gF``
-    (the code's quirk), sigmoids Tg=0.9994, kg=-15, Dg=0.5, Ta=0.9879, ka=-22, Da=0.8."""
-    tg, kg, dg, ta, ka, da = 0.9994, -15.0, 0.5, 0.9879, -22.0, 0.8
+    """``analysis_Qabf`` on ``im2double`` images: Sobel by ``conv2`` (zero padding) summed in MATLAB's
+    order (:func:`conv2_same_matlab_order`), then :func:`~contrafuse.metrics.gradient.qabf_from_sobel`
+    (orientation ``atan(Sy/Sx)``, pi/2 where Sx == 0; relative strength ``gF`` itself where
+    ``gA == gF``, the code's quirk)."""
+    def sobel(image):
+        unit = image / 255.0
+        return conv2_same_matlab_order(unit, SOBEL_SX), conv2_same_matlab_order(unit, SOBEL_SY)
 
-    def strength_angle(image):
-        sx = conv2_same_matlab_order(image / 255.0, _H3)
-        sy = conv2_same_matlab_order(image / 255.0, _H1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            angle = np.where(sx == 0, np.pi / 2, np.arctan(sy / np.where(sx == 0, 1.0, sx)))
-        return np.sqrt(sx * sx + sy * sy), angle
-
-    g_f, a_f = strength_angle(fused)
-    num = den = 0.0
-    for source in (ir, vis):
-        g_s, a_s = strength_angle(source)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.where(g_s > g_f, g_f / np.where(g_s == 0, 1.0, g_s),
-                           np.where(g_s == g_f, g_f, g_s / np.where(g_f == 0, 1.0, g_f)))
-        orient = 1 - np.abs(a_s - a_f) / (np.pi / 2)
-        q = tg / (1 + np.exp(kg * (rel - dg))) * (ta / (1 + np.exp(ka * (orient - da))))
-        num += (q * g_s).sum()
-        den += g_s.sum()
-    return float(num / den) if den > 0 else math.nan
-
-
-
-# ------------------------------------------------------------------------------------------------
-# Nabf: B. K. Shreyamsha Kumar's modified fusion-artefact measure (SIViP 2013), his
-# objective_fusion_perform_fn as the toolbox ships it (analysis_nabf.m, sobel_fn.m)
-
-def kumar_sobel(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Kumar's ``sobel_fn``: vertical and horizontal Sobel responses (kernels / 8) on the image
-    extended by one mirrored pixel (``per_extn_im_fn``, edge not repeated), each 3 x 3 window
-    summed as MATLAB's ``sum(sum(window .* kernel))`` does (column sums first), so that exact
-    zeros come out where MATLAB's do."""
-    x = np.pad(image, 1, mode="reflect")
-    n = image.shape[1]
-    up, mid, down = x[:-2], x[1:-1], x[2:]
-    left = ((-0.125 * up[:, :n]) + (-0.25 * mid[:, :n])) + (-0.125 * down[:, :n])
-    right = ((0.125 * up[:, 2:]) + (0.25 * mid[:, 2:])) + (0.125 * down[:, 2:])
-    gv = left + right  # the middle column sums to exactly 0
-    gh = (((-0.125 * up[:, :n]) + (0.125 * down[:, :n])) + ((-0.25 * up[:, 1:n + 1]) + (0.25 * down[:, 1:n + 1]))) \
-        + ((-0.125 * up[:, 2:]) + (0.125 * down[:, 2:]))
-    return gv, gh
-
-
-def nabf_kumar(ir, vis, fused, divisor: float = 1.0) -> float:
-    """N^{AB/F} in Kumar's modified form: where the fused gradient exceeds both sources',
-    ``sum(na ((1 - Q^{AF}) w_A + (1 - Q^{BF}) w_B)) / sum(w_A + w_B)`` with Q = sqrt(Q_g Q_a)
-    (Nrg=0.9999, kg=19, sg=0.5, Nra=0.9995, ka=22, sa=0.5), w = |grad|^1.5 where |grad| >= Td = 2,
-    else 0.001. The images are divided by ``divisor`` first: the toolbox passes ``im2double`` images
-    (divisor 255, the division as ``im2double`` rounds it), on which no gradient reaches Td and
-    every weight is 0.001."""
-    td, wt_min, lg = 2.0, 0.001, 1.5
-    nrg, kg, sg, nra, ka, sa = 0.9999, 19.0, 0.5, 0.9995, 22.0, 0.5
-    grads = [kumar_sobel(x / divisor if divisor != 1 else x) for x in (ir, vis, fused)]
-    strengths = [np.sqrt(gh * gh + gv * gv) for gv, gh in grads]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        angles = [np.where((gv == 0) & (gh == 0), 0.0, np.arctan(gv / gh)) for gv, gh in grads]
-    g_f, a_f = strengths[2], angles[2]
-    terms, weights = [], []
-    for g_s, a_s in zip(strengths[:2], angles[:2]):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.where((g_s == 0) | (g_f == 0), 0.0,
-                           np.where(g_s > g_f, g_f / g_s, g_s / g_f))
-        orient = np.abs(np.abs(a_s - a_f) - np.pi / 2) * 2 / np.pi
-        q = np.sqrt(nrg / (1 + np.exp(-kg * (rel - sg))) * (nra / (1 + np.exp(-ka * (orient - sa)))))
-        w = np.where(g_s >= td, g_s**lg, wt_min)
-        terms.append((1 - q) * w)
-        weights.append(w)
-    artefact = (g_f > strengths[0]) & (g_f > strengths[1])
-    return float((artefact * (terms[0] + terms[1])).sum() / (weights[0] + weights[1]).sum())
+    return qabf_from_sobel(sobel(ir), sobel(vis), sobel(fused))
 
 
 # ------------------------------------------------------------------------------------------------

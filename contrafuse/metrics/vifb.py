@@ -13,10 +13,15 @@ the two sources; Qcb and Qcv rescale images to 0..255 integers first.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import fft as sfft
+from scipy.signal import convolve2d
 
-from .common import entropy_of, filter2, freqspace_meshgrid, gaussian_1d, histogram256, matlab_round, separable_filter2
+from .common import (entropy_of, freqspace_meshgrid, gaussian_1d, histogram256, matlab_round, separable_filter2,
+                     sobel_filter2)
+from .gradient import SOBEL_SX, SOBEL_SY, conv2_sobel, qabf_from_sobel
 
 
 def _channels(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray):
@@ -102,39 +107,17 @@ def _variance(v, i, f):
     return float(np.sqrt(((f - f.mean()) ** 2).sum() / f.size))
 
 
-def qabf_map_inputs(image):
-    """Sobel strength and orientation as in the Qabf code (``conv2`` 'same', zero padding)."""
-    h1 = np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
-    h3 = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-    from scipy.signal import convolve2d
-    sx, sy = convolve2d(image, h3, mode="same"), convolve2d(image, h1, mode="same")
-    strength = np.sqrt(sx**2 + sy**2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        angle = np.where(sx == 0, np.pi / 2, np.arctan(sy / np.where(sx == 0, 1, sx)))
-    return strength, angle
-
-
-def qabf(a, b, f) -> float:
-    """Xydeas-Petrovic Q^{AB/F} exactly as the (VIFB) MATLAB code computes it."""
-    tg, kg, dg, ta, ka, da = 0.9994, -15.0, 0.5, 0.9879, -22.0, 0.8
-    g_f, a_f = qabf_map_inputs(f)
-
-    def preservation(src):
-        g_s, a_s = qabf_map_inputs(src)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            g = np.where(g_s > g_f, g_f / np.where(g_s == 0, 1, g_s),
-                         np.where(g_s == g_f, g_f, g_s / np.where(g_f == 0, 1, g_f)))
-        orient = 1 - np.abs(a_s - a_f) / (np.pi / 2)
-        q = tg / (1 + np.exp(kg * (g - dg))) * ta / (1 + np.exp(ka * (orient - da)))
-        return q, g_s
-
-    q_a, g_a = preservation(a)
-    q_b, g_b = preservation(b)
-    return float((q_a * g_a + q_b * g_b).sum() / (g_a + g_b).sum())
+def _qabf_sobel(image):
+    """The Qabf code's ``conv2`` Sobel responses of ``image`` scaled by 255 (its ``im2double`` of
+    doubles): exact integer sums for integer images, else summed in scipy's ``convolve2d`` order."""
+    image = image * 255
+    if np.array_equal(image, np.round(image)):
+        return conv2_sobel(image)
+    return convolve2d(image, SOBEL_SX, mode="same"), convolve2d(image, SOBEL_SY, mode="same")
 
 
 def _qabf(v, i, f):
-    return qabf(v * 255, i * 255, f * 255)  # the code scales by 255 twice (im2double of doubles)
+    return qabf_from_sobel(_qabf_sobel(v), _qabf_sobel(i), _qabf_sobel(f))
 
 
 def normalize1(data):
@@ -145,27 +128,33 @@ def normalize1(data):
         return matlab_round((data - lo) / (hi - lo) * 255)
 
 
-def qcb(im1, im2, fused) -> float:
-    """Chen-Blum metric (Image Vis. Comput. 27, 2009) as in Z. Liu's / VIFB's code."""
-    im1, im2, fused = normalize1(im1), normalize1(im2), normalize1(fused)
+@functools.lru_cache(maxsize=2)
+def _qcb_filters(rows: int, cols: int):
+    """Qcb's contrast sensitivity filter (DC at [0, 0]), the padded FFT size and the spectra of its
+    two 31 x 31 Gaussians there, per image size (read-only)."""
     f0, f1, a = 15.3870, 1.3456, 0.7622
-    p, q, z = 3.0, 2.0, 0.0001
-    rows, cols = im1.shape
     u, v = freqspace_meshgrid(rows, cols)
     u, v = (cols / 30) * u, (rows / 30) * v
     r = np.sqrt(u**2 + v**2)
     sd = np.exp(-(r / f0) ** 2) - a * np.exp(-(r / f1) ** 2)
-
-    def csf(image):
-        return np.fft.ifft2(np.fft.ifftshift(np.fft.fftshift(np.fft.fft2(image)) * sd))
-
     # 31x31 unnormalised Gaussians exp(-(x^2+y^2)/(2 s^2))/(2 pi s^2), applied separably
     taps = np.arange(-15, 16)
     g1, g2 = (np.exp(-taps**2 / (2 * s * s)) / np.sqrt(2 * np.pi * s * s) for s in (2.0, 4.0))
-
     # filter2(G, x, 'same') with zero padding, for both Gaussians at once, by FFT (31 x 31 kernels)
     shape = (sfft.next_fast_len(rows + 30), sfft.next_fast_len(cols + 30))
     kernels = [sfft.fft2(np.outer(g, g), shape) for g in (g1, g2)]  # symmetric: correlation = convolution
+    return np.fft.ifftshift(sd), shape, kernels
+
+
+def qcb(im1, im2, fused) -> float:
+    """Chen-Blum metric (Image Vis. Comput. 27, 2009) as in Z. Liu's / VIFB's code."""
+    im1, im2, fused = normalize1(im1), normalize1(im2), normalize1(fused)
+    p, q, z = 3.0, 2.0, 0.0001
+    rows, cols = im1.shape
+    sd, shape, kernels = _qcb_filters(rows, cols)
+
+    def csf(image):  # the code's ifftshift(fftshift(F) .* sd), with sd shifted once instead
+        return np.fft.ifft2(np.fft.fft2(image) * sd)
 
     def contrast_power(image):
         spectrum = sfft.fft2(image, shape)
@@ -192,27 +181,30 @@ def _blocks(image: np.ndarray, size: int = 16) -> np.ndarray:
     return padded.reshape(r // size, size, c // size, size).transpose(0, 2, 1, 3).reshape(-1, size * size)
 
 
+@functools.lru_cache(maxsize=2)
+def _qcv_filter(rows: int, cols: int) -> np.ndarray:
+    """Qcv's contrast sensitivity filter (DC at [0, 0]) per image size (read-only)."""
+    u, v = freqspace_meshgrid(rows, cols)
+    u, v = (cols / 8) * u, (rows / 8) * v
+    r = np.sqrt(u**2 + v**2)
+    return np.fft.ifftshift(2.6 * (0.0192 + 0.144 * r) * np.exp(-((0.144 * r) ** 1.1)))
+
+
 def qcv(im1, im2, fused) -> float:
     """Chen-Varshney metric (Inf. Fusion 8, 2007) as in Z. Liu's / VIFB's code (lower is better)."""
     im1, im2, fused = normalize1(im1), normalize1(im2), normalize1(fused)
     alpha, window = 5, 16
-    flt1 = np.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
-    flt2 = flt1.T
 
-    def strength(image):
-        gx, gy = filter2(flt1, image), filter2(flt2, image)
+    def strength(image):  # filter2 with the Sobel kernels: exact on normalize1's integers
+        gx, gy = sobel_filter2(image)
         return np.sqrt(gx * gx + gy * gy)
 
     ramda1 = (_blocks(strength(im1), window) ** alpha).sum(1)
     ramda2 = (_blocks(strength(im2), window) ** alpha).sum(1)
-    rows, cols = im1.shape
-    u, v = freqspace_meshgrid(rows, cols)
-    u, v = (cols / 8) * u, (rows / 8) * v
-    r = np.sqrt(u**2 + v**2)
-    theta_m = 2.6 * (0.0192 + 0.144 * r) * np.exp(-((0.144 * r) ** 1.1))
+    theta_m = _qcv_filter(*im1.shape)
 
-    def csf_error(diff):
-        return np.fft.ifft2(np.fft.ifftshift(np.fft.fftshift(np.fft.fft2(diff)) * theta_m))
+    def csf_error(diff):  # the code's ifftshift(fftshift(F) .* theta_m), the filter shifted once instead
+        return np.fft.ifft2(np.fft.fft2(diff) * theta_m)
 
     d1 = (_blocks(csf_error(im1 - fused), window) ** 2).mean(1)
     d2 = (_blocks(csf_error(im2 - fused), window) ** 2).mean(1)
