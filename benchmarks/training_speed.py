@@ -22,7 +22,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from contrafuse.data.datasets import datasets_root
+from contrafuse.train.sweep import load_point
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -42,7 +45,7 @@ except ImportError:  # code from before mixed precision existed
     import contextlib
     autocast, resolve_precision = (lambda device, precision: contextlib.nullcontext()), (lambda p, d: "fp32")
 torch.manual_seed(0)
-cfg = load_config({config!r}{point}); stage = cfg["stages"][{stage}]
+cfg = load_config({config!r}); stage = cfg["stages"][{stage}]
 precision = resolve_precision({precision!r} or str(cfg.get("precision", "auto")), "cpu")
 recipe = RECIPES.get(cfg["method"])()
 layout = torch.channels_last if getattr(recipe, "channels_last", False) else torch.contiguous_format
@@ -81,10 +84,9 @@ AFTER_ONLY = {"coconet stage 2, 10 anchors of 30 (coconet_tno_converged.yaml)":
 SCHEDULE = {"coconet stage 1 (self-adaptive)": 4 * 47, "coconet stage 2 (+contrastive)": 5 * 47}
 
 
-def measure(code: Path, config: str, stage: int, steps: int, precision: str = "", point: str | None = None) -> dict:
-    """Time ``steps`` steps of ``code`` (a checkout) on its own copy of ``config`` (a sweep's ``point``)."""
-    script = STEP.format(code=str(code), config=config, stage=stage, steps=steps, precision=precision,
-                         point=f", point={point!r}" if point else "")
+def measure(code: Path, config: str, stage: int, steps: int, precision: str = "") -> dict:
+    """Time ``steps`` steps of ``code`` (a checkout) on its own copy of ``config``."""
+    script = STEP.format(code=str(code), config=config, stage=stage, steps=steps, precision=precision)
     env = {**os.environ, "CONTRAFUSE_DATASETS": str(datasets_root())}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=code, env=env, check=False)
     if proc.returncode != 0:
@@ -113,8 +115,10 @@ def main() -> None:
                 row["speed-up fp32"] = row["before"]["seconds_per_step"] / row["after-fp32"]["seconds_per_step"]
                 rows[name] = row
                 print(name, json.dumps(row))
-            for name, (config, stage, point) in AFTER_ONLY.items():
-                rows[name] = {"after": measure(REPO, config, stage, args.steps, point=point)}
+            for name, (sweep, stage, point) in AFTER_ONLY.items():  # a sweep's point, written out as a config
+                config = Path(tmp) / f"{point}.yaml"
+                config.write_text(yaml.safe_dump({k: v for k, v in load_point(REPO / sweep, point).items() if k != "_path"}))
+                rows[name] = {"after": measure(REPO, str(config), stage, args.steps)}
                 print(name, json.dumps(rows[name]))
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=REPO, check=False)

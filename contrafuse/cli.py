@@ -331,7 +331,11 @@ def cmd_train(args) -> int:
     from .train.loop import train
     from .train.recipes import RECIPES
 
-    cfg = load_config(args.config, args.overrides, point=args.point)
+    if args.point:
+        from .train.sweep import load_point
+        cfg = load_point(args.config, args.point, args.overrides)
+    else:
+        cfg = load_config(args.config, args.overrides)
     if args.max_steps is not None and args.max_steps < 1:
         raise ContrafuseError("--max-steps", f"must be at least 1, not {args.max_steps}")
     if args.precision:

@@ -17,7 +17,7 @@ from PIL import Image
 from contrafuse.cli import main
 from contrafuse.errors import ContrafuseError
 from contrafuse.train.config import load_config
-from contrafuse.train.sweep import collect, load_sweep, run
+from contrafuse.train.sweep import collect, load_point, load_sweep, run
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = {"method": "clfnet", "split": "tno", "lr": 1e-3, "batch_size": 2, "patch_size": 16, "stride": 16,
@@ -51,7 +51,7 @@ def test_points_are_axis_combinations_times_variants_in_order(tmp_path):
     assert got == {k: v for k, v in expected.items() if k != "split"} and b.config["split"].endswith("tno.yaml")
     assert "negatives" not in points[4].config and points[0].label == "full"
     # one point through the training command's loader: the same config
-    assert load_config(path, point="clf_b_seed1_lambda_nce0.5") == b.config
+    assert load_point(path, "clf_b_seed1_lambda_nce0.5") == b.config
 
 
 @pytest.mark.parametrize("keys, fragments", [
@@ -77,8 +77,8 @@ def test_a_sweep_file_is_not_a_training_config_and_points_are_looked_up_by_name(
     with pytest.raises(ContrafuseError, match="is a sweep: train one of its points with --point NAME"):
         load_config(path)
     with pytest.raises(ContrafuseError, match=r"no point named 'seed3' \(did you mean 'seed1'\?\); its points: seed0, seed1"):
-        load_config(path, point="seed3")
-    assert load_config(path, ["seed=5"], point="seed1")["seed"] == 5  # an override still comes last
+        load_point(path, "seed3")
+    assert load_point(path, "seed1", ["seed=5"])["seed"] == 5  # an override still comes last
 
 
 def test_points_that_sweeps_share_run_once_and_must_agree(tmp_path):

@@ -129,20 +129,14 @@ def apply_overrides(cfg: dict, overrides: Iterable[str]) -> list[str]:
     return keys
 
 
-def load_config(path: str | os.PathLike, overrides: Iterable[str] = (), *, point: str | None = None) -> dict:
-    """Read, resolve and validate a training config (see the module docstring), or with ``point``
-    one point of a sweep file; ``overrides`` (``key=value``) are applied last."""
-    from .sweep import is_sweep, load_sweep
+def is_sweep(mapping: dict) -> bool:
+    """A config file with ``axes`` or ``variants`` is a sweep (:mod:`contrafuse.train.sweep`)."""
+    return "axes" in mapping or "variants" in mapping
 
-    path, overrides = Path(path), list(overrides)
-    if point is not None:
-        found = load_sweep(path).point(point)
-        cfg, where = {k: v for k, v in found.config.items() if k != "_path"}, found.config["_path"]
-    elif is_sweep(read_yaml_mapping(path)):
-        raise ContrafuseError(path, "is a sweep: train one of its points with --point NAME, or all of them with "
-                                    "'contrafuse sweep run'")
-    else:
-        cfg, where = load_layers(path, resolve_paths), path
+
+def with_overrides(cfg: dict, where, overrides: Iterable[str]) -> dict:
+    """``cfg`` (resolved, from ``where``) with command-line ``overrides`` applied, validated."""
+    overrides = list(overrides)
     changed = apply_overrides(cfg, overrides)
     try:
         return validate(cfg, where, changed)
@@ -150,3 +144,13 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = (), *, point
         if changed:  # the overrides may be what is wrong: say so
             raise ContrafuseError(exc.where, f"{exc.problem} (with overrides {' '.join(overrides)})") from None
         raise
+
+
+def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict:
+    """Read, resolve and validate a training config (see the module docstring); ``overrides``
+    (``key=value``) are applied last. A point of a sweep: :func:`contrafuse.train.sweep.load_point`."""
+    path = Path(path)
+    if is_sweep(read_yaml_mapping(path)):
+        raise ContrafuseError(path, "is a sweep: train one of its points with --point NAME, or all of them with "
+                                    "'contrafuse sweep run'")
+    return with_overrides(load_layers(path, resolve_paths), path, overrides)

@@ -42,7 +42,7 @@ from ..errors import ContrafuseError
 from ..inherit import apply, load_layers
 from ..io import read_yaml_mapping
 from ..schema import Key, check_keys
-from .config import resolve_paths, stage_key, validate
+from .config import is_sweep, resolve_paths, stage_key, validate, with_overrides
 
 KEYS = {
     "base": Key(str, required=True),
@@ -53,11 +53,6 @@ KEYS = {
     "variants": Key(list, items={"name": Key(str, required=True), "label": Key(str), "set": Key(dict)}),
 }
 STATES = ("done", "started", "waiting")
-
-
-def is_sweep(mapping: dict) -> bool:
-    """A config file with ``axes`` or ``variants`` is a sweep."""
-    return "axes" in mapping or "variants" in mapping
 
 
 @dataclass
@@ -150,6 +145,12 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
             validate(cfg, f"{path} [{name}]", changed)
             points.append(Point(name, entry.get("name"), entry.get("label", entry.get("name", "")), values, cfg, path))
     return Sweep(path, points)
+
+
+def load_point(path: str | os.PathLike, name: str, overrides: Iterable[str] = ()) -> dict:
+    """The training config of one point of a sweep, command-line ``overrides`` applied last."""
+    point = load_sweep(path).point(name)
+    return with_overrides({k: v for k, v in point.config.items() if k != "_path"}, point.config["_path"], overrides)
 
 
 def collect(paths: Iterable[str | os.PathLike], only: list[str] | None = None) -> list[Point]:
