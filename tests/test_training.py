@@ -116,6 +116,19 @@ def test_convergence_rule_by_hand():
     assert not converged([4.0, 4.1, 4.2], None)              # no rule: run every epoch
 
 
+def test_optimizer_from_config():
+    """Adam with the config's rate unless ``optimizer`` names another torch.optim class and its options."""
+    from contrafuse.train.loop import build_optimizer
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    model[0].requires_grad_(False)  # frozen layers (CoCoNet's VGG-19) are not optimised
+    adam = build_optimizer({"lr": 0.01}, model)
+    assert type(adam) is torch.optim.Adam and adam.param_groups[0]["lr"] == 0.01
+    assert len(adam.param_groups[0]["params"]) == 2
+    sgd = build_optimizer({"lr": 0.1, "optimizer": {"type": "SGD", "momentum": 0.9}}, model)
+    assert type(sgd) is torch.optim.SGD and sgd.param_groups[0]["momentum"] == 0.9
+
+
 def test_clfnet_reuses_the_fusion_pass_features_exactly():
     """The recipe feeds the fusion pass's source features to the PatchNCE loss instead of
     encoding the sources again: same loss, same gradients."""
@@ -222,6 +235,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
     ({"stages": [{"epochs": 2, "converge": {"patience": 0}}]}, "stages[0].converge.patience must be at least 1"),
     ({"precision": "fp8"}, "precision must be one of"),
     ({"method": "unet"}, "method must be one of"),
+    ({"optimizer": {"type": "Adagrad"}}, "optimizer.type must be one of"),
+    ({"optimizer": {"momentun": 0.9}}, "unknown key"),
 ])
 def test_config_errors_name_the_key_and_file(tmp_path, change, fragment):
     import yaml

@@ -29,6 +29,9 @@ from ..precision import PRECISIONS
 from ..schema import NUMBER, Key, check_dotted, check_keys
 from .recipes import RECIPES
 
+#: the torch.optim classes a config's ``optimizer.type`` may name
+OPTIMIZERS = ("Adam", "AdamW", "SGD")
+
 KEYS = {
     "method": Key(str, required=True),  # a registered recipe (RECIPES)
     "split": Key(str, required=True, path=True),
@@ -42,6 +45,10 @@ KEYS = {
     "precision": Key(str, choices=PRECISIONS),
     "init_weights": Key(str, path=True),
     "start_epoch": Key(int, minimum=0),
+    # the optimiser (Adam by default, as both papers train): a torch.optim class and its keyword arguments
+    "optimizer": Key(dict, table={"type": Key(str, choices=OPTIMIZERS), "betas": Key(list),
+                                  "eps": Key(NUMBER, minimum=0), "weight_decay": Key(NUMBER, minimum=0),
+                                  "momentum": Key(NUMBER, minimum=0)}),
 }
 STAGE_KEYS = {
     "name": Key(str),

@@ -33,9 +33,6 @@ from ..io import check_folder_writable
 from ..precision import autocast, resolve_precision, torch_device
 from .run_folder import RunFolder
 
-#: ``optimizer: {type: NAME, ...}`` in a config: the torch.optim classes a config may name
-OPTIMIZERS = ("Adam", "AdamW", "SGD")
-
 
 def converged(epoch_means: list[float], rule: dict | None) -> bool:
     """A stage's stopping rule ``converge: {tolerance: 0.01, patience: 2}``: the epoch-mean total
@@ -63,7 +60,8 @@ def _reopen_last_stage(progress: dict, stages: list[dict]) -> dict:
 
 def build_optimizer(cfg: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
     """The trainable parameters' optimiser: ``optimizer: {type: Adam, ...}`` (keyword arguments of
-    the torch.optim class; ``lr`` is the config's), Adam by default as both papers train."""
+    the torch.optim class, one of :data:`~contrafuse.train.config.OPTIMIZERS`; ``lr`` is the
+    config's), Adam by default as both papers train."""
     options = dict(cfg.get("optimizer") or {})
     kind = getattr(torch.optim, options.pop("type", "Adam"))
     return kind([p for p in model.parameters() if p.requires_grad], lr=float(cfg["lr"]), **options)
