@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import ContrafuseError
 from ..io import luminance, read_image, to_uint
 from . import gradient, information, liu2012, similarity, toolbox, vifb, visual
-from .common import check_size, in_this_context, sharing
+from .common import check_size, float_image, in_this_context, sharing
 
 Fn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
 
@@ -220,7 +220,7 @@ def _grey_255(raw: np.ndarray, convention: str) -> np.ndarray:
     """Luminance on 0..255: float Y (standard) or MATLAB rgb2gray rounded to uint8 (legacy); grey
     stored as RGB (three equal channels) is that grey in both."""
     if raw.ndim == 2:
-        return raw.astype(np.float64)
+        return float_image(raw)  # the array VIFB's per-channel code gets too
     rgb = raw[..., :3]
     if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
         return rgb[..., 0].astype(np.float64)
@@ -270,29 +270,30 @@ def evaluate_conventions(ir, vis, fused, metrics=None, conventions=tuple(CONVENT
             as_read[quantise] = [_as_read(u, quantise) for u in units]
         return as_read[quantise]
 
-    greys: dict[str, tuple] = {}
-    jobs: dict[tuple, tuple] = {}  # one computation per (definition, input arrays)
-    wanted: list[tuple[str, str, tuple]] = []
-    for convention in conventions:
-        for name in names:
-            func, used = definition(name, convention)
-            check_size(name, height, width, METRICS[name].min_size)
-            if used == "vifb":
-                args = read_for(used)
-                key = (func, id(args[0]))
-            else:
-                if used not in greys:
-                    new = [_grey_255(r, used) for r in read_for(used)]
-                    for other in greys.values():  # same pixels under another convention: same arrays
-                        if all(np.array_equal(a, b) for a, b in zip(new, other)):
-                            new = list(other)
-                            break
-                    greys[used] = tuple(new)
-                args = greys[used]
-                key = (func, id(args[0]))
-            jobs.setdefault(key, (func, args, name))
-            wanted.append((convention, name, key))
-    with sharing():
+    for name in names:
+        check_size(name, height, width, METRICS[name].min_size)
+    with sharing():  # intermediates, the float images included, computed once for all conventions
+        greys: dict[str, tuple] = {}
+        jobs: dict[tuple, tuple] = {}  # one computation per (definition, input arrays)
+        wanted: list[tuple[str, str, tuple]] = []
+        for convention in conventions:
+            for name in names:
+                func, used = definition(name, convention)
+                if used == "vifb":
+                    args = read_for(used)
+                    key = (func, id(args[0]))
+                else:
+                    if used not in greys:
+                        new = [_grey_255(r, used) for r in read_for(used)]
+                        for other in greys.values():  # same pixels under another convention: same arrays
+                            if all(np.array_equal(a, b) for a, b in zip(new, other)):
+                                new = list(other)
+                                break
+                        greys[used] = tuple(new)
+                    args = greys[used]
+                    key = (func, id(args[0]))
+                jobs.setdefault(key, (func, args, name))
+                wanted.append((convention, name, key))
         values = _run_jobs(jobs)
     results: dict[str, dict[str, float]] = {c: {} for c in conventions}
     for convention, name, key in wanted:

@@ -38,6 +38,14 @@ def check_images(*images: np.ndarray, min_size: int = 1, name: str = "metric") -
     return out
 
 
+def float_image(image: np.ndarray) -> np.ndarray:
+    """``image`` as float64, one array per input array within an evaluation (so that metrics given
+    the same pixels share their intermediates, which :func:`shared` keys by array identity)."""
+    if isinstance(image, np.ndarray) and image.dtype == np.float64:
+        return image
+    return shared("float64", image, compute=lambda: np.asarray(image, dtype=np.float64))
+
+
 def matlab_round(x: np.ndarray) -> np.ndarray:
     """MATLAB's round: halves away from zero (NumPy rounds halves to even)."""
     return np.sign(x) * np.floor(np.abs(x) + 0.5)
@@ -94,11 +102,32 @@ def _symmetric_filter_valid(x, w):
 
 
 def box_sums(u: np.ndarray, size: int) -> np.ndarray:
-    """Sums over every ``size`` x ``size`` window inside the image, from a summed-area table
-    (exact for integer-valued images of ordinary size)."""
-    table = np.zeros((u.shape[0] + 1, u.shape[1] + 1))
-    np.cumsum(np.cumsum(u, axis=0), axis=1, out=table[1:, 1:])
-    return table[size:, size:] - table[:-size, size:] - table[size:, :-size] + table[:-size, :-size]
+    """Sums over every ``size`` x ``size`` window inside an integer-valued image (exact while the
+    sums stay below 2^53): running sums down the columns, then along the rows."""
+    return _box_sums(np.ascontiguousarray(u, dtype=np.float64), size)
+
+
+@numba.njit(cache=True, nogil=True)
+def _box_sums(u, size):
+    rows, cols = u.shape[0] - size + 1, u.shape[1] - size + 1
+    column = np.zeros(u.shape[1])
+    out = np.empty((max(rows, 0), max(cols, 0)))
+    for i in range(size - 1):
+        for j in range(u.shape[1]):
+            column[j] += u[i, j]
+    for i in range(rows):
+        for j in range(u.shape[1]):
+            column[j] += u[i + size - 1, j]
+        total = 0.0
+        for j in range(size - 1):
+            total += column[j]
+        for j in range(cols):
+            total += column[j + size - 1]
+            out[i, j] = total
+            total -= column[j]
+        for j in range(u.shape[1]):
+            column[j] -= u[i, j]
+    return out
 
 
 def gaussian_1d(size: int, sigma: float) -> np.ndarray:
@@ -131,6 +160,16 @@ def sobel_filter2(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         row = x[:, :n] + 2 * x[:, 1:n + 1] + x[:, 2:]
         return col[:, 2:] - col[:, :n], row[2:] - row[:-2]
     return shared("sobel_filter2", image, compute=compute)
+
+
+def normalize1(data: np.ndarray) -> np.ndarray:
+    """Z. Liu's ``normalize1`` (also in VIFB's Qcb/Qcv): min-max to 0..255, rounded (halves away
+    from zero); an all-zero image is kept; any other constant image becomes NaN (0/0), as in MATLAB."""
+    lo, hi = data.min(), data.max()
+    if lo == 0 and hi == 0:
+        return data
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return matlab_round((data - lo) / (hi - lo) * 255)
 
 
 def histogram256(values: np.ndarray) -> np.ndarray:

@@ -14,21 +14,11 @@ import numba
 import numpy as np
 from scipy import fft as sfft
 
-from .common import entropy_of, gaussian_1d, matlab_round, separable_filter2, sobel_filter2
+from .common import entropy_of, gaussian_1d, matlab_round, normalize1, separable_filter2, sobel_filter2
 from .similarity import gaussian_moments
 
 # ------------------------------------------------------------------------------------------------
 # shared pieces
-
-
-def normalize1(data: np.ndarray) -> np.ndarray:
-    """Liu's ``normalize1``: min-max to 0..255, rounded (halves away from zero); an all-zero image
-    is kept; any other constant image becomes NaN (0/0), as in MATLAB."""
-    lo, hi = data.min(), data.max()
-    if lo == 0 and hi == 0:
-        return data
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return matlab_round((data - lo) / (hi - lo) * 255)
 
 
 def joint_histogram(a: np.ndarray, b: np.ndarray) -> np.ndarray:

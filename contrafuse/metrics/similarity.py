@@ -61,12 +61,15 @@ def ssim(ir, vis, fused, reduce: str = "mean", border: str = "valid") -> float:
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
-def _halve(x: np.ndarray) -> np.ndarray:
+def halve(x: np.ndarray) -> np.ndarray:
     """``imfilter(x, ones(2)/4, 'symmetric', 'same')`` sampled at odd rows and columns: 2 x 2 block
-    means, the last row/column repeated when the size is odd (Wang's ``msssim.m``)."""
-    x = np.pad(x, ((0, x.shape[0] % 2), (0, x.shape[1] % 2)), mode="edge")
-    h, w = x.shape
-    return x.reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3)) * 0.25
+    means, the last row/column repeated when the size is odd (Wang's ``msssim.m``, Ma's MEF-SSIM);
+    shared within an evaluation, so the multi-scale metrics share their pyramids and moments."""
+    def compute():
+        padded = np.pad(x, ((0, x.shape[0] % 2), (0, x.shape[1] % 2)), mode="edge")
+        h, w = padded.shape
+        return padded.reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3)) * 0.25
+    return shared("halve", x, compute=compute)
 
 
 def ms_ssim_pair(a, b) -> float:
@@ -77,7 +80,7 @@ def ms_ssim_pair(a, b) -> float:
     for level in range(len(MS_SSIM_WEIGHTS)):
         lum, cs = ssim_components(a, b)
         terms.append((lum * cs).mean() if level == len(MS_SSIM_WEIGHTS) - 1 else cs.mean())
-        a, b = _halve(a), _halve(b)
+        a, b = halve(a), halve(b)
     terms = np.array(terms)
     if (terms < 0).any():
         return float("nan")

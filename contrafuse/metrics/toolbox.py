@@ -15,7 +15,7 @@ import numpy as np
 
 from .common import box_sums, entropy_of, gaussian_1d, separable_filter2, shared
 from .gradient import SOBEL_SX, SOBEL_SY, qabf_from_sobel
-from .similarity import gaussian_moments
+from .similarity import gaussian_moments, halve
 from .visual import vif_guarded, vif_moments
 
 # ------------------------------------------------------------------------------------------------
@@ -192,14 +192,6 @@ def mef_ssim_map_mean(sources: list[np.ndarray], fused: np.ndarray, unit: float,
     return float(np.mean((2 * s12 + c) / (s1 + s2 + c)))
 
 
-def _mef_downsample(image: np.ndarray) -> np.ndarray:
-    """``imfilter(I, ones(2)/4, 'symmetric', 'same')`` then every second pixel from the first:
-    2 x 2 block means, the last row/column repeated for an odd size."""
-    padded = np.pad(image, ((0, image.shape[0] % 2), (0, image.shape[1] % 2)), mode="edge")
-    h, w = padded.shape
-    return padded.reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3)) * 0.25
-
-
 MEF_MS_WEIGHTS = np.array([0.0448, 0.2856, 0.3001]) / (0.0448 + 0.2856 + 0.3001)
 
 
@@ -212,8 +204,8 @@ def mef_ssim_scales(ir, vis, fused, levels: int = 3) -> list[float]:
         else:
             out.append(mef_ssim_map_mean(sources, fused, unit))
         if level < levels - 1:
-            sources = [_mef_downsample(s) for s in sources]
-            fused = _mef_downsample(fused)
+            sources = [halve(s) for s in sources]
+            fused = halve(fused)
             unit *= 4
     return out
 

@@ -19,14 +19,15 @@ import numpy as np
 from scipy import fft as sfft
 from scipy.signal import convolve2d
 
-from .common import (entropy_of, freqspace_meshgrid, gaussian_1d, histogram256, matlab_round, separable_filter2,
+from .common import (entropy_of, float_image, freqspace_meshgrid, histogram256, matlab_round, normalize1, shared,
                      sobel_filter2)
 from .gradient import SOBEL_SX, SOBEL_SY, conv2_sobel, qabf_from_sobel
+from .similarity import ssim_pair
 
 
 def _channels(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray):
     """VIFB's per-channel loop: yields (vis_k, ir_k, fused_k) as float64 2-D arrays."""
-    vis, ir, fused = (np.asarray(a, dtype=np.float64) for a in (vis, ir, fused))
+    vis, ir, fused = (float_image(a) for a in (vis, ir, fused))
     if fused.ndim == 2:
         yield _grey(vis), _grey(ir), fused
         return
@@ -88,19 +89,8 @@ def _rmse(v, i, f):
     return (_root_sum_sq(v, f) + _root_sum_sq(i, f)) / 2
 
 
-def _ssim_valid(a, b):
-    g = gaussian_1d(11, 1.5)  # fspecial('gaussian', 11, 1.5) is the outer product of g with itself
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mu_a, mu_b = separable_filter2(g, a, "valid"), separable_filter2(g, b, "valid")
-    var_a = separable_filter2(g, a * a, "valid") - mu_a**2
-    var_b = separable_filter2(g, b * b, "valid") - mu_b**2
-    cov = separable_filter2(g, a * b, "valid") - mu_a * mu_b
-    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return float(ssim_map.mean())
-
-
 def _ssim(v, i, f):
-    return _ssim_valid(v, f) + _ssim_valid(i, f)
+    return ssim_pair(v, f) + ssim_pair(i, f)
 
 
 def _variance(v, i, f):
@@ -118,14 +108,6 @@ def _qabf_sobel(image):
 
 def _qabf(v, i, f):
     return qabf_from_sobel(_qabf_sobel(v), _qabf_sobel(i), _qabf_sobel(f))
-
-
-def normalize1(data):
-    lo, hi = data.min(), data.max()
-    if hi == 0 and lo == 0:
-        return data
-    with np.errstate(invalid="ignore", divide="ignore"):  # a constant image: 0/0 = NaN, as in MATLAB
-        return matlab_round((data - lo) / (hi - lo) * 255)
 
 
 @functools.lru_cache(maxsize=2)
@@ -146,24 +128,27 @@ def _qcb_filters(rows: int, cols: int):
     return np.fft.ifftshift(sd), shape, kernels
 
 
-def qcb(im1, im2, fused) -> float:
-    """Chen-Blum metric (Image Vis. Comput. 27, 2009) as in Z. Liu's / VIFB's code."""
-    im1, im2, fused = normalize1(im1), normalize1(im2), normalize1(fused)
-    p, q, z = 3.0, 2.0, 0.0001
-    rows, cols = im1.shape
-    sd, shape, kernels = _qcb_filters(rows, cols)
-
-    def csf(image):  # the code's ifftshift(fftshift(F) .* sd), with sd shifted once instead
-        return np.fft.ifft2(np.fft.fft2(image) * sd)
-
-    def contrast_power(image):
-        spectrum = sfft.fft2(image, shape)
+def _qcb_contrast(image: np.ndarray) -> np.ndarray:
+    """Qcb's masked contrast map of one image: ``normalize1``, the contrast sensitivity filter,
+    then ``C^p / (C^q + Z)`` of the local contrast C (two Gaussians' ratio); shared within an
+    evaluation (the standard and VIFB definitions see the same images)."""
+    def compute():
+        p, q, z = 3.0, 2.0, 0.0001
+        rows, cols = image.shape
+        sd, shape, kernels = _qcb_filters(rows, cols)
+        # the code's ifftshift(fftshift(F) .* sd), with sd shifted once instead
+        filtered = np.fft.ifft2(np.fft.fft2(normalize1(image)) * sd)
+        spectrum = sfft.fft2(filtered, shape)
         f1, f2 = (sfft.ifft2(spectrum * k)[15:15 + rows, 15:15 + cols] for k in kernels)
         with np.errstate(invalid="ignore", divide="ignore"):
             c = np.abs(f1 / f2 - 1)
         return c**p / (c**q + z)
+    return shared("qcb_contrast", image, compute=compute)
 
-    c1p, c2p, cfp = (contrast_power(csf(x)) for x in (im1, im2, fused))
+
+def qcb(im1, im2, fused) -> float:
+    """Chen-Blum metric (Image Vis. Comput. 27, 2009) as in Z. Liu's / VIFB's code."""
+    c1p, c2p, cfp = (_qcb_contrast(x) for x in (im1, im2, fused))
     with np.errstate(divide="ignore", invalid="ignore"):
         q1f = np.where(c1p < cfp, c1p / cfp, cfp / c1p)
         q2f = np.where(c2p < cfp, c2p / cfp, cfp / c2p)
@@ -191,33 +176,28 @@ def _qcv_filter(rows: int, cols: int) -> np.ndarray:
 
 
 def qcv(im1, im2, fused) -> float:
-    """Chen-Varshney metric (Inf. Fusion 8, 2007) as in Z. Liu's / VIFB's code (lower is better)."""
-    im1, im2, fused = normalize1(im1), normalize1(im2), normalize1(fused)
+    """Chen-Varshney metric (Inf. Fusion 8, 2007) as in Z. Liu's / VIFB's code (lower is better);
+    each source's saliency and its CSF-filtered difference to the fused image shared within an
+    evaluation."""
     alpha, window = 5, 16
 
-    def strength(image):  # filter2 with the Sobel kernels: exact on normalize1's integers
-        gx, gy = sobel_filter2(image)
-        return np.sqrt(gx * gx + gy * gy)
+    def saliency(source):  # filter2 with the Sobel kernels: exact on normalize1's integers
+        def compute():
+            gx, gy = sobel_filter2(normalize1(source))
+            return (_blocks(np.sqrt(gx * gx + gy * gy), window) ** alpha).sum(1)
+        return shared("qcv_saliency", source, compute=compute)
 
-    ramda1 = (_blocks(strength(im1), window) ** alpha).sum(1)
-    ramda2 = (_blocks(strength(im2), window) ** alpha).sum(1)
-    theta_m = _qcv_filter(*im1.shape)
+    def distortion(source):  # the code's ifftshift(fftshift(F) .* theta_m), the filter shifted once instead
+        def compute():
+            diff = normalize1(source) - normalize1(fused)
+            error = np.fft.ifft2(np.fft.fft2(diff) * _qcv_filter(*diff.shape))
+            return (_blocks(error, window) ** 2).mean(1)
+        return shared("qcv_distortion", source, fused, compute=compute)
 
-    def csf_error(diff):  # the code's ifftshift(fftshift(F) .* theta_m), the filter shifted once instead
-        return np.fft.ifft2(np.fft.fft2(diff) * theta_m)
-
-    d1 = (_blocks(csf_error(im1 - fused), window) ** 2).mean(1)
-    d2 = (_blocks(csf_error(im2 - fused), window) ** 2).mean(1)
+    ramda1, ramda2 = saliency(im1), saliency(im2)
+    d1, d2 = distortion(im1), distortion(im2)
     with np.errstate(invalid="ignore", divide="ignore"):
         return float(np.real((ramda1 * d1 + ramda2 * d2).sum() / (ramda1 + ramda2).sum()))
-
-
-def _qcb(v, i, f):
-    return qcb(v, i, f)
-
-
-def _qcv(v, i, f):
-    return qcv(v, i, f)
 
 
 # --- whole-image definitions --------------------------------------------------------------------
@@ -265,8 +245,8 @@ entropy = _each_channel(_entropy)
 mutual_information = _each_channel(_mutinf)
 psnr = _each_channel(_psnr)
 qabf_per_channel = _each_channel(_qabf)
-qcb_per_channel = _each_channel(_qcb)
-qcv_per_channel = _each_channel(_qcv)
+qcb_per_channel = _each_channel(qcb)
+qcv_per_channel = _each_channel(qcv)
 rmse = _each_channel(_rmse)
 ssim_sum = _each_channel(_ssim)
 variance = _each_channel(_variance)
