@@ -138,9 +138,10 @@ def scd(ir, vis, fused) -> float:
 
 def _window_statistics(x: np.ndarray, y: np.ndarray, window: int, rows: int = 64):
     """Means, variances and covariance of every ``window`` x ``window`` sliding window of x and y
-    (population moments; the valid windows only). Integer images: from summed-area tables, with
-    the moments' numerators exact integers (``n^2 var = n sum x^2 - (sum x)^2``), so a constant
-    window has a variance of exactly 0; other images: two-pass, in blocks of rows."""
+    (population moments; the valid windows only). Integer images: from exact window sums
+    (:func:`~contrafuse.metrics.common.box_sums`), the moments' numerators exact integers
+    (``n^2 var = n sum x^2 - (sum x)^2``), so a constant window has a variance of exactly 0; other
+    images: two-pass, in blocks of rows."""
     if np.array_equal(x, np.round(x)) and np.array_equal(y, np.round(y)):
         n = float(window * window)
         sx, sy = box_sums(x, window), box_sums(y, window)
