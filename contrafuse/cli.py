@@ -21,8 +21,9 @@ from pathlib import Path
 from . import __version__, progress
 from .api import RESIZE_HINT_CLI, fuse_images, read_sources
 from .errors import ContrafuseError
-from .io import (HIGH_BIT_RULES, OutputError, check_folder_writable, check_output_image, check_writable, image_size,
-                 pair_folders, unmatched_names, write_image)
+from .io import (HIGH_BIT_RULES, OutputError, check_folder_writable, check_output_free, check_output_image,
+                 check_writable, image_size, pair_folders, unmatched_names, write_image)
+from .jobs import FuseJob
 from .io import list_images as list_images_by_name
 from .methods import DEFAULT_METHOD, METHODS, create_method
 from .precision import PRECISIONS
@@ -107,9 +108,9 @@ def _add_video_options(parser: argparse.ArgumentParser) -> None:
                         f"each image's own ({', '.join(per_image)}); strength in [0, 1), default {DEFAULT_STABILISE}")
 
 
-def _make_method(args):
-    """The method named by ``--method`` with the options given on the command line; an option the
-    method does not take is a one-line error."""
+def _method_request(args) -> tuple[str, dict]:
+    """The method named by ``--method`` and the options given for it on the command line; an
+    option the method does not take is a one-line error."""
     name = args.method or DEFAULT_METHOD
     accepted = {option.keyword for option in METHODS.get(name).cli_options()}
     options = {}
@@ -120,29 +121,28 @@ def _make_method(args):
         if keyword not in accepted:
             raise ContrafuseError(None, f"--{keyword.replace('_', '-')} does not apply to method {name!r}")
         options[keyword] = value
-    return args.method_cache.get(name, **options) if args.method_cache is not None else create_method(name, **options)
+    return name, options
 
 
-def _refuse_input_as_output(out: Path, inputs) -> None:
-    """Inputs are never overwritten, whatever --overwrite says."""
-    if out.exists() and any(_same_file(out, source) for source in inputs):
-        raise ContrafuseError(out, "output path is one of the inputs; refusing to overwrite an input")
+def _make_method(args):
+    name, options = _method_request(args)
+    return create_method(name, **options)
 
 
 def _read_pair(ir: Path, vis: Path, out: Path, args) -> tuple:
     """Refuse an output that is an input (or exists, without --overwrite), then read the pair and
     refuse an output that cannot hold its result (16 bits for a colour result), all before fusing."""
-    _refuse_input_as_output(out, (ir, vis))
-    if out.exists() and not args.overwrite:
-        raise ContrafuseError(out, "output exists (use --overwrite to replace it)")
+    check_output_free(out, (ir, vis), overwrite=args.overwrite)
     pair = read_sources(ir, vis, resize=args.resize, high_bit_rule=args.high_bit_rule, hint=RESIZE_HINT_CLI)
     check_output_image(out, args.bits, colour=any(image.ndim == 3 for image in pair))
     return pair
 
 
-def _fuse_one(ir: Path, vis: Path, out: Path, method, args) -> None:
-    first, second = _read_pair(ir, vis, out, args)
-    write_image(out, fuse_images(first, second, method, (str(ir), str(vis))), bits=args.bits, overwrite=args.overwrite)
+def run_fuse_job(job: FuseJob, methods=None) -> int:
+    """Run a single-pair job (here, or in the worker with its ``methods`` cache) and say so."""
+    job.run(methods)
+    print(f"wrote {job.output}")
+    return 0
 
 
 def _fuse_video(args) -> int:
@@ -182,29 +182,20 @@ def cmd_fuse(args) -> int:
         missing = [flag for flag, val in (("--ir", args.ir), ("--vis", args.vis), ("-o", args.output)) if not val]
         if missing:
             raise ContrafuseError(None, f"missing {', '.join(missing)}")
-        ir, vis, out = Path(args.ir), Path(args.vis), Path(args.output)
-        for source in (ir, vis):
-            if not source.exists():
-                raise ContrafuseError(source, "file not found")
-        # the output is checked before a learned model spends seconds loading and fusing
-        check_output_image(out, args.bits)
-        _refuse_input_as_output(out, (ir, vis))
-        if out.exists() and not args.overwrite:
-            raise ContrafuseError(out, "output exists (use --overwrite to replace it)")
-        check_writable(out)
+        job = FuseJob(args.ir, args.vis, args.output, *_method_request(args), resize=args.resize, bits=args.bits,
+                      high_bit_rule=args.high_bit_rule, overwrite=args.overwrite)
+        job.check()  # before a learned model spends seconds loading and fusing
         from . import distributed
 
         if distributed.launched() and distributed.rank() > 0:  # under torchrun one pair is fused once, by process 0
             return 0
-        if (args.method_cache is None and getattr(METHODS.get(args.method or DEFAULT_METHOD), "uses_torch", False)
-                and getattr(args, "option_device", None) in (None, "cpu")):  # a GPU is not held by an idle worker
+        if METHODS.get(job.method).uses_torch and job.options.get("device") in (None, "cpu"):  # an idle worker holds no GPU
             from . import worker
 
-            if worker.enabled() and worker.worth_serving(ir, vis) and (rc := worker.delegate(args.argv)) is not None:
+            if (not args.debug and worker.enabled() and worker.worth_serving(job.ir, job.vis)
+                    and (rc := worker.delegate(job)) is not None):
                 return rc
-        _fuse_one(ir, vis, out, _make_method(args), args)
-        print(f"wrote {out}")
-        return 0
+        return run_fuse_job(job)
     missing = [flag for flag, val in (("--ir-dir", args.ir_dir), ("--vis-dir", args.vis_dir), ("--out-dir", args.out_dir)) if not val]
     if missing:
         raise ContrafuseError(None, "give --ir, --vis and -o, or --ir-dir, --vis-dir and --out-dir" if len(missing) == 3 else f"missing {', '.join(missing)}")
@@ -286,7 +277,7 @@ def _run_folder(jobs: list[FolderJob], label: str, done: str, out_dir: Path, ove
             if following is not None:
                 reads.append((following, reader.submit(following.read, following.out)))
             try:
-                _refuse_input_as_output(job.out, job.inputs)
+                check_output_free(job.out, job.inputs, overwrite=True)  # an input is never replaced
                 result = job.compute(pending.result())
             except ContrafuseError as exc:
                 report(job, exc)
@@ -373,8 +364,7 @@ def cmd_sweep(args) -> int:
         out = Path(args.output)
         if out.suffix.lower() not in (".csv", ".md"):
             raise ContrafuseError(out, "the table goes to a .csv or .md file")
-        if out.exists() and not args.overwrite:
-            raise ContrafuseError(out, "output exists (use --overwrite to replace it)")
+        check_output_free(out, overwrite=args.overwrite)
         check_writable(out)
     points = sweep.collect(args.sweeps, args.only)  # every point resolved and validated before any work
     if args.action == "run":
@@ -434,8 +424,7 @@ def cmd_evaluate(args) -> int:
     out = Path(args.output)  # the output first: checked in a moment, before the metric code loads
     if args.format is None and out.suffix.lower() not in (".csv", ".json"):
         raise ContrafuseError(out, "results go to a .csv or .json file (or give --format csv|json)")
-    if out.exists() and not args.overwrite:
-        raise ContrafuseError(out, "output exists (use --overwrite to replace it)")
+    check_output_free(out, overwrite=args.overwrite)
     check_writable(out)
 
     from .metrics import METRICS, conventions_used, evaluate, summarise
@@ -445,7 +434,7 @@ def cmd_evaluate(args) -> int:
     used = conventions_used(metrics, args.convention)  # validates names before any work
     pairs = pair_folders(args.ir_dir, args.vis_dir)
     fused = list_images_by_name(args.fused_dir)
-    _refuse_input_as_output(out, [*fused.values(), *(p for pair in pairs for p in (pair.first, pair.second))])
+    check_output_free(out, [*fused.values(), *(p for pair in pairs for p in (pair.first, pair.second))], overwrite=True)
     failed = _report_unmatched(args.ir_dir, args.vis_dir)
     rows = []
     for pair in progress.bar(pairs, desc=f"evaluating ({args.convention})", unit="image"):
@@ -519,11 +508,10 @@ def cmd_export(args) -> int:
     out = Path(args.output)
     if out.suffix.lower() != ".onnx":
         raise ContrafuseError(out, "the output must be a .onnx file")
-    if out.exists() and not args.overwrite:
-        raise ContrafuseError(out, "output exists (use --overwrite to replace it)")
+    check_output_free(out, overwrite=args.overwrite)
     args.method = args.method or DEFAULT_METHOD
     method = _make_method(args)
-    if not getattr(method, "uses_torch", False):
+    if not method.uses_torch:
         raise ContrafuseError(None, f"only the learned methods export to ONNX, not {method.name!r}")
     check_writable(out)
     print(f"wrote {export_onnx(method, out)}")
@@ -538,8 +526,7 @@ def cmd_task_eval(args) -> int:
     if not methods:
         raise ContrafuseError(None, "--methods lists no method")
     out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise ContrafuseError(out, "output exists (use --overwrite to replace it)")
+    check_output_free(out, overwrite=args.overwrite)
     check_writable(out)
     if args.task == "detection":
         from .tasks.detection import HogPeopleDetector, OnnxDetector
@@ -750,9 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, *, method_cache=None) -> int:
-    """Run ``contrafuse <argv>``; ``method_cache``: a :class:`~contrafuse.methods.MethodCache` to build
-    methods from (the worker's, which also means this run is the worker's and is not handed on)."""
+def main(argv: list[str] | None = None) -> int:
+    """Run ``contrafuse <argv>``."""
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)  # train's KEY=VALUE overrides may follow its options
@@ -760,21 +746,26 @@ def main(argv: list[str] | None = None, *, method_cache=None) -> int:
         if not hasattr(args, "overrides") or any(e.startswith("-") for e in extra):
             parser.parse_args(argv)  # argparse's own error for what no command takes
         args.overrides += extra
-    args.argv, args.method_cache = argv, method_cache
     progress.quiet = args.quiet
+    return reporting_errors(lambda: COMMANDS[args.command](args), debug=args.debug)
+
+
+def reporting_errors(run: Callable[[], int], *, debug: bool = False) -> int:
+    """``run()``'s exit status, with the user's problems printed as one line and exit status 2
+    (``debug``: raised with their traceback); the command line's and the worker's runs alike."""
     try:
         with warnings.catch_warnings():
-            if not args.debug:  # third-party libraries' warnings (e.g. PyWavelets on tiny images) are noise here
+            if not debug:  # third-party libraries' warnings (e.g. PyWavelets on tiny images) are noise here
                 for library in ("PIL", "pywt", "scipy", "numpy"):
                     warnings.filterwarnings("ignore", module=library)
-            return COMMANDS[args.command](args)
+            return run()
     except ContrafuseError as exc:
-        if args.debug:
+        if debug:
             raise
         print(f"contrafuse: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except MemoryError:
-        if args.debug:
+        if debug:
             raise
         print("contrafuse: error: not enough memory for this input (a very large image? learned methods "
               "tile above CONTRAFUSE_TILE_MEMORY; CONTRAFUSE_MAX_PIXELS caps image size)", file=sys.stderr)
@@ -783,7 +774,7 @@ def main(argv: list[str] | None = None, *, method_cache=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except OSError as exc:  # the system refused something the checks before could not foresee
-        if args.debug or exc.errno is None:
+        if debug or exc.errno is None:
             raise
         where = exc.filename if exc.filename is not None else None
         print(f"contrafuse: error: {ContrafuseError(where, exc.strerror or str(exc))}", file=sys.stderr)

@@ -393,6 +393,18 @@ def check_writable(path: str | os.PathLike) -> None:
     _probe_folder(path.parent, path)
 
 
+def check_output_free(path: str | os.PathLike, inputs=(), *, overwrite: bool = False) -> None:
+    """An output never replaces one of its ``inputs`` (whatever ``overwrite`` says), nor, without
+    ``overwrite``, any existing file: one-line errors naming it."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if any(path.resolve() == Path(source).resolve() for source in inputs):
+        raise ContrafuseError(path, "output path is one of the inputs; refusing to overwrite an input")
+    if not overwrite:
+        raise ContrafuseError(path, "output exists (use --overwrite to replace it)")
+
+
 def check_folder_writable(folder: str | os.PathLike) -> None:
     """Fail before any work if files cannot be created in ``folder``; creates nothing."""
     _probe_folder(Path(folder), Path(folder))
@@ -438,8 +450,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, bits: int = 8,
     path = Path(path)
     if path.is_dir():
         raise ContrafuseError(path, "is a folder; give an output file name such as fused.png")
-    if path.exists() and not overwrite:
-        raise ContrafuseError(path, "output exists (use --overwrite to replace it)")
+    check_output_free(path, overwrite=overwrite)
     suffix = path.suffix.lower()
     check_output_image(path, bits, colour=np.ndim(image) == 3)
     pil = Image.fromarray(to_uint(image, bits))  # 16 bits: mode I;16

@@ -33,8 +33,8 @@ import numpy as np
 from . import progress
 from .api import RESIZE_HINT_PYTHON, as_unit_image, fuse_images, match_sizes
 from .errors import ContrafuseError
-from .io import (atomic_file, check_folder_writable, check_output_image, check_writable, grey_if_neutral, list_images,
-                 luminance, read_image, to_uint, write_image)
+from .io import (atomic_file, check_folder_writable, check_output_free, check_output_image, check_writable,
+                 grey_if_neutral, list_images, luminance, read_image, to_uint, write_image)
 
 #: frame rate of a frame folder (which has no timestamps) and of outputs, unless given
 DEFAULT_FPS = 25.0
@@ -536,8 +536,6 @@ class VideoJob:
     def __init__(self, ir, vis, output, *, align: str = "index", fps: float | None = None, codec: str | None = None,
                  quality: int | None = None, fmt: str = "png", bits: int = 8, resize: str | None = None,
                  high_bit_rule: str = "minmax", overwrite: bool = False, hint: str = RESIZE_HINT_PYTHON):
-        from .cli import _refuse_input_as_output
-
         check_align(align)
         if fps is not None and not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
             raise ContrafuseError(None, f"frame rate must be a positive number, not {fps!r}")
@@ -549,15 +547,14 @@ class VideoJob:
             raise ContrafuseError(self.output, "videos are written with 8 bits; 16 bits go to a folder of frames")
         self.first = open_sequence(ir, fps=fps, high_bit_rule=high_bit_rule)
         self.second = open_sequence(vis, fps=fps, high_bit_rule=high_bit_rule)
-        _refuse_input_as_output(self.output, (self.first.path, self.second.path))
+        check_output_free(self.output, (self.first.path, self.second.path), overwrite=True)
         first, second = match_sizes(self.first.first.image, self.second.first.image, resize=resize,
                                     labels=(self.first.first.label, self.second.first.label), hint=hint)
         self.size = first.shape[1], first.shape[0]
         self.align, self.resize, self.hint, self.quality, self.bits, self.fmt = align, resize, hint, quality, bits, fmt
         self.fps = fps or self.first.fps
         if self.kind == "video":
-            if self.output.exists() and not overwrite:
-                raise ContrafuseError(self.output, "output exists (use --overwrite to replace it)")
+            check_output_free(self.output, overwrite=overwrite)
             check_writable(self.output)
             check_video_output(self.output, fps=self.fps, codec=self.codec, quality=quality, size=self.size)
         else:

@@ -8,12 +8,12 @@ worker printed. The first such run starts the worker and waits for it, costing w
 a worker costs; later runs cost the fusion plus a few tens of milliseconds.
 
 * Private to the user: a Unix socket in ``$CONTRAFUSE_HOME/run`` (a folder only the user can
-  enter; the worker also checks the caller's user id). Requests are JSON: a command line, a
-  working directory, the file creation mask and the ``CONTRAFUSE_*`` variables. Only single-pair
-  ``fuse`` command lines are run.
-* The worker runs the very same command-line code (:func:`contrafuse.cli.main`), so results,
-  messages and exit statuses are those of a run without it. A caller that hangs up (Ctrl-C)
-  interrupts its run as Ctrl-C would.
+  enter; the worker also checks the caller's user id). Requests are JSON: a fusion job
+  (:class:`contrafuse.jobs.FuseJob`, built and checked by the command line), a working
+  directory, the file creation mask and the ``CONTRAFUSE_*`` variables.
+* The worker runs the job with the same code as the command line
+  (:func:`contrafuse.cli.run_fuse_job`), so results, messages and exit statuses are those of a run
+  without it. A caller that hangs up (Ctrl-C) interrupts its run as Ctrl-C would.
 * One worker per host, user, installed code, Python and thread settings: after an edit of the
   package the next run starts a fresh worker and stops the outdated one.
 * Inputs above :data:`LARGEST_SERVED_PIXELS` are fused in the calling process.
@@ -173,16 +173,16 @@ def worth_serving(*images: Path) -> bool:
     return all(pixels(path) <= LARGEST_SERVED_PIXELS for path in images)
 
 
-def delegate(argv: list[str]) -> int | None:
-    """Run ``contrafuse <argv>`` in a worker (starting one if none serves this code) and relay what
-    it printed; ``None`` when no worker could be used, so the caller runs the command itself."""
+def delegate(job) -> int | None:
+    """Run a :class:`~contrafuse.jobs.FuseJob` in a worker (starting one if none serves this code)
+    and relay what it printed; ``None`` when no worker could be used, so the caller runs it itself."""
     try:
         path = socket_path()
         if len(os.fsencode(path)) > _SOCKET_PATH_LIMIT:
             return None
         umask = os.umask(0o22)
         os.umask(umask)
-        message = {"argv": argv, "cwd": os.getcwd(), "umask": umask,
+        message = {"job": job.to_message(), "cwd": os.getcwd(), "umask": umask,
                    "env": {k: v for k, v in os.environ.items() if k.startswith("CONTRAFUSE_")}}
         started = _connect_or_start(path)
         if started is None:

@@ -1,6 +1,7 @@
 """The worker process itself (:mod:`contrafuse.worker` starts it and talks to it): it answers
-requests one at a time on a listening Unix socket, running each single-pair ``fuse`` command line
-with :func:`contrafuse.cli.main` and a :class:`~contrafuse.methods.MethodCache` kept between runs.
+requests one at a time on a listening Unix socket, running each fusion job
+(:class:`~contrafuse.jobs.FuseJob`) with :func:`contrafuse.cli.run_fuse_job` and a
+:class:`~contrafuse.methods.MethodCache` kept between runs.
 
     python -m contrafuse.worker_process SOCKET IDENTITY
 """
@@ -22,19 +23,10 @@ import time
 import traceback
 from pathlib import Path
 
-from .cli import build_parser, main
+from .cli import reporting_errors, run_fuse_job
+from .jobs import FuseJob
 from .methods import MethodCache
 from .worker import identity, idle_seconds
-
-
-def servable(argv: list[str]) -> bool:
-    """Only single-pair ``fuse`` runs go to a worker (a request for anything else is refused)."""
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):
-            args = build_parser().parse_args(argv)
-    except SystemExit:
-        return True  # a usage error: the worker prints it as the command line would
-    return args.command == "fuse" and not (args.ir_dir or args.vis_dir or args.out_dir)
 
 
 class _HangUpWatch:
@@ -140,25 +132,23 @@ class Worker:
             reply = {"stopped": os.getpid()}
         else:
             try:
-                argv, cwd, env, umask = (list(map(str, request["argv"])), str(request["cwd"]),
-                                         {str(k): str(v) for k, v in request.get("env", {}).items()},
-                                         int(request.get("umask", 0o22)))
+                cwd, env, umask = (str(request["cwd"]), {str(k): str(v) for k, v in request.get("env", {}).items()},
+                                   int(request.get("umask", 0o22)))
+                job = FuseJob.from_message(request.get("job"))
             except (KeyError, TypeError, ValueError, AttributeError):
-                return True
-            if not servable(argv):
-                reply = {"rc": 2, "stdout": "", "stderr": "contrafuse: error: the worker only runs single-pair fuse\n"}
+                reply = {"rc": 2, "stdout": "", "stderr": "contrafuse: error: the worker only runs fusion jobs\n"}
             else:
                 with _HangUpWatch(conn):
-                    reply = self.run(argv, cwd, env, umask)
+                    reply = self.run(job, cwd, env, umask)
                 self.served += 1
         with contextlib.suppress(OSError):  # the caller may have gone
             conn.settimeout(None)
             conn.sendall(json.dumps(reply).encode())
         return command != "stop"
 
-    def run(self, argv: list[str], cwd: str, env: dict, umask: int = 0o22) -> dict:
-        """``contrafuse <argv>`` in ``cwd`` with the caller's ``CONTRAFUSE_*`` variables and file
-        creation mask, output captured."""
+    def run(self, job: FuseJob, cwd: str, env: dict, umask: int = 0o22) -> dict:
+        """``job`` in ``cwd`` with the caller's ``CONTRAFUSE_*`` variables and file creation mask,
+        output captured."""
         stdout, stderr = io.StringIO(), io.StringIO()
         try:
             os.umask(umask)
@@ -168,9 +158,7 @@ class Worker:
             os.chdir(cwd)
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
                 try:
-                    rc = main(argv, method_cache=self.methods)
-                except SystemExit as exc:  # argparse
-                    rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+                    rc = reporting_errors(lambda: run_fuse_job(job, self.methods))
                 except Exception:  # noqa: BLE001  (printed as Python would, without ending the worker)
                     traceback.print_exc()
                     rc = 1

@@ -220,12 +220,12 @@ def test_real_colour_pair(capsys, tmp_path):
 def test_running_out_of_memory_is_a_one_line_error(capsys, grey_pair, tmp_path, monkeypatch):
     """Hypothesis found a 1x1 PNG beside one declaring 1x99,999,359 pixels: resampling to that
     size raised MemoryError. Whatever runs out of memory, the CLI says so in one line."""
-    from contrafuse import cli
+    from contrafuse import jobs
 
     def exhausted(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(cli, "fuse_images", exhausted)
+    monkeypatch.setattr(jobs, "fuse_images", exhausted)
     ir, vis = grey_pair
     code, _, err = run(capsys, "fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "f.png"), "--method", "dwt")
     assert_one_line_error(code, err, "not enough memory")

@@ -24,7 +24,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contrafuse import cli
+from contrafuse import cli, jobs
 from contrafuse.cli import main
 from contrafuse.errors import ContrafuseError, positive_setting
 from contrafuse.io import list_images, read_image
@@ -273,18 +273,22 @@ def test_training_data_is_read_upright(tmp_path, monkeypatch):
 def no_work(monkeypatch):
     """Counts fusions and method constructions."""
     calls = {"fuse": 0, "method": 0}
-    real_fuse, real_make = cli.fuse_images, cli._make_method
+    real_fuse, real_make, real_create = cli.fuse_images, cli._make_method, jobs.create_method
 
     def fuse_images(*a, **k):
         calls["fuse"] += 1
         return real_fuse(*a, **k)
 
-    def make(*a, **k):
-        calls["method"] += 1
-        return real_make(*a, **k)
+    def counted(real):
+        def make(*a, **k):
+            calls["method"] += 1
+            return real(*a, **k)
+        return make
 
-    monkeypatch.setattr(cli, "fuse_images", fuse_images)
-    monkeypatch.setattr(cli, "_make_method", make)
+    for module in (cli, jobs):  # folder runs fuse in the CLI, single pairs through their job
+        monkeypatch.setattr(module, "fuse_images", fuse_images)
+    monkeypatch.setattr(cli, "_make_method", counted(real_make))
+    monkeypatch.setattr(jobs, "create_method", counted(real_create))
     return calls
 
 
@@ -297,8 +301,9 @@ def test_output_options_are_refused_before_any_work(suffix, bits, colour, folder
         tmp = Path(tmp)
         calls = {"fuse": 0}
         real_fuse = cli.fuse_images
-        monkeypatch.setattr(cli, "fuse_images", lambda *a, **k: calls.__setitem__("fuse", calls["fuse"] + 1)
-                            or real_fuse(*a, **k))
+        for module in (cli, jobs):
+            monkeypatch.setattr(module, "fuse_images", lambda *a, **k: calls.__setitem__("fuse", calls["fuse"] + 1)
+                                or real_fuse(*a, **k))
         vis_array = np.dstack([grey(seed=1), grey(seed=2), grey(seed=3)]) if colour else grey(seed=1)
         ir, vis = save(tmp / "ir" / "a.png", grey()), save(tmp / "vis" / "a.png", vis_array)
         if folder:

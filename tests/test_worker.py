@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ from PIL import Image
 
 from contrafuse import worker, worker_process
 from contrafuse.cli import main
+from contrafuse.jobs import FuseJob
 from contrafuse.methods import MethodCache
 
 
@@ -95,11 +97,20 @@ def test_idle_worker_exits_and_a_stale_socket_is_replaced(worker_home, pair, tmp
     assert capsys.readouterr().out == "no worker running\n"
 
 
-def test_worker_refuses_anything_but_a_single_pair_fuse(worker_home, pair, tmp_path):
+def test_worker_runs_fusion_jobs_only(worker_home, pair, tmp_path):
+    """The worker receives a job the command line built, never a command line to parse."""
     assert fuse(*pair, str(tmp_path / "a.png")) == 0
-    reply = worker._request(worker.socket_path(), {"argv": ["worker", "stop"], "cwd": str(tmp_path)})
-    assert reply == {"rc": 2, "stdout": "", "stderr": "contrafuse: error: the worker only runs single-pair fuse\n"}
+    refused = {"rc": 2, "stdout": "", "stderr": "contrafuse: error: the worker only runs fusion jobs\n"}
+    for request in ({"argv": ["worker", "stop"], "cwd": str(tmp_path)},
+                    {"job": {"ir": pair[0], "vis": pair[1], "output": "b.png"}, "cwd": str(tmp_path)},  # no method
+                    {"job": {**FuseJob(*pair, "b.png", "clfnet").to_message(), "shell": "rm"}, "cwd": str(tmp_path)}):
+        assert worker._request(worker.socket_path(), request) == refused
     assert worker.workers()[0]["served"] == 1
+    job = FuseJob(pair[0], pair[1], "c.png", "clfnet", resize="ir", high_bit_rule="full", overwrite=True)
+    assert FuseJob.from_message(json.loads(json.dumps(job.to_message()))) == job
+    reply = worker._request(worker.socket_path(), {"job": job.to_message(), "cwd": str(tmp_path)})
+    assert reply["rc"] == 0, reply
+    assert reply["stdout"] == "wrote c.png\n" and (tmp_path / "c.png").is_file()
 
 
 @pytest.mark.parametrize("sigint", [signal.default_int_handler, signal.SIG_IGN],

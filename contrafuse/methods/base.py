@@ -44,6 +44,8 @@ class FusionMethod(ABC):
     description: str = ""
     #: the method fuses RGB itself (:meth:`fuse_rgb`); otherwise colour is fused on Y outside it
     fuses_rgb: bool = False
+    #: a PyTorch network: worth keeping loaded (worker, web app) and exportable to ONNX
+    uses_torch: bool = False
 
     @classmethod
     def cli_options(cls) -> list[MethodOption]:

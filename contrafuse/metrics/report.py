@@ -8,8 +8,7 @@ import io
 import json
 from pathlib import Path
 
-from ..errors import ContrafuseError
-from ..io import write_text_atomic
+from ..io import check_output_free, write_text_atomic
 
 
 def write_results(path, rows, mean, std, metrics, convention, used, *, fmt=None, overwrite=False) -> Path:
@@ -17,8 +16,7 @@ def write_results(path, rows, mean, std, metrics, convention, used, *, fmt=None,
     ``convention``, names the convention and any metric computed under another one."""
     path = Path(path)
     fmt = fmt or ("json" if path.suffix.lower() == ".json" else "csv")
-    if path.exists() and not overwrite:
-        raise ContrafuseError(path, "output exists (use --overwrite to replace it)")
+    check_output_free(path, overwrite=overwrite)
     fallback = sorted(m for m, c in used.items() if c != convention)
     note = convention + (f"; {', '.join(fallback)} as standard" if fallback else "")
     if fmt == "json":

@@ -107,10 +107,9 @@ def segmentation_table(ir_dir, vis_dir, labels_dir, methods: list[str], segmente
 
 def write_table(rows: list[dict], path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write rows as CSV atomically."""
-    from ..io import write_csv_atomic
+    from ..io import check_output_free, write_csv_atomic
 
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise ContrafuseError(path, "output exists (use --overwrite to replace it)")
+    check_output_free(path, overwrite=overwrite)
     write_csv_atomic(path, rows)
     return path

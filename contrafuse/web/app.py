@@ -144,7 +144,7 @@ def create_app():
     @app.get("/api/methods")
     def list_methods():
         return [{"name": n, "description": METHODS.get(n).description, "default": n == DEFAULT_METHOD,
-                 "learned": bool(getattr(METHODS.get(n), "uses_torch", False))} for n in METHODS.names()]
+                 "learned": METHODS.get(n).uses_torch} for n in METHODS.names()]
 
     @app.get("/api/metrics")
     def list_metrics():
