@@ -28,7 +28,6 @@ never use a worker.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -39,6 +38,7 @@ from pathlib import Path
 
 from . import distributed
 from .errors import ContrafuseError, positive_setting
+from .fingerprint import fingerprint
 from .weights import home
 
 DEFAULT_IDLE_SECONDS = 600
@@ -82,16 +82,13 @@ def identity() -> str:
     """Twelve hex digits naming this host, user, code, Python and process settings: a worker
     serves only calls that would run exactly as it does."""
     package = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    digest.update(f"{socket.gethostname()}\0{os.geteuid()}\0{os.getegid()}\0{sorted(os.getgroups())}\0".encode())
-    digest.update(f"{os.path.realpath(sys.executable)}\0{package}\0{sorted(os.sched_getaffinity(0))}\0".encode())
-    for name in PROCESS_VARIABLES:
-        digest.update(f"{name}={os.environ.get(name, '')}\0".encode())
-    for path in sorted(package.rglob("*")):
+    parts = [socket.gethostname(), os.geteuid(), os.getegid(), sorted(os.getgroups()), os.path.realpath(sys.executable),
+             package, sorted(os.sched_getaffinity(0)), *(f"{name}={os.environ.get(name, '')}" for name in PROCESS_VARIABLES)]
+    for path in sorted(package.rglob("*")):  # the code by size and modification time: cheap at every start
         if path.is_file() and "__pycache__" not in path.parts:
             stat = path.stat()
-            digest.update(f"{path.relative_to(package)}:{stat.st_size}:{stat.st_mtime_ns}\0".encode())
-    return digest.hexdigest()[:12]
+            parts.append(f"{path.relative_to(package)}:{stat.st_size}:{stat.st_mtime_ns}")
+    return fingerprint(map(str, parts), length=12)
 
 
 def socket_path() -> Path:

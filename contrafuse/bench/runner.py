@@ -25,7 +25,6 @@ Outputs go to ``-o OUTDIR`` (default ``runs/benchmark/<config name>``).
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import shutil
@@ -40,6 +39,7 @@ from ..errors import ContrafuseError
 from ..io import list_images, write_csv_atomic, write_image, write_text_atomic
 from ..methods import METHODS, create_method
 from ..metrics import DEFAULT_METRICS, METRICS, conventions_used, evaluate_conventions, summarise
+from ..fingerprint import fingerprint
 from .config import load_benchmark_config
 from .suites import suite_pairs
 from .timing import git_state, machine_info, write_result
@@ -58,22 +58,20 @@ class MethodSpec:
         parts = [self.name, json.dumps(self.options, sort_keys=True)]
         if self.external is None:
             cls = METHODS.get(self.name)
-            parts += [hashlib.sha256(path.read_bytes()).hexdigest() for path in method_code(cls)]
+            parts += method_code(cls)
             spec = getattr(cls, "spec", None)
             if spec is not None:
                 from ..precision import resolve_precision  # the arithmetic "auto" resolves to here
                 parts.append(f"inference={self.options.get('inference', spec.default_protocol)}")
                 parts.append(f"precision={resolve_precision(self.options.get('precision', 'auto'), 'cpu')}")
                 if "weights" in self.options:
-                    path = Path(self.options["weights"])
-                    parts.append(hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing")
+                    parts.append(Path(self.options["weights"]))
                 elif spec.weights.packaged:
                     from ..weights import PACKAGE_WEIGHTS
-                    path = PACKAGE_WEIGHTS / spec.weights.file
-                    parts.append(hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing")
+                    parts.append(PACKAGE_WEIGHTS / spec.weights.file)
                 else:  # official weights are verified against this hash before use
                     parts.append(spec.weights.sha256)
-        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+        return fingerprint(parts)
 
 
 def method_code(cls) -> list[Path]:

@@ -14,7 +14,6 @@ by the weights, the protocol and the network's source code) and reuses the file 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -83,12 +82,11 @@ def recipe_of(method) -> dict:
 
 def cache_path(method_name: str, inference: str | None, weights: Path, sources: list[Path]) -> Path:
     """Where the exported file for these weights, protocol and network code is cached."""
+    from ..fingerprint import fingerprint
     from ..weights import home
 
-    digest = hashlib.sha256()
-    for part in [method_name, str(inference), *[p.read_bytes() for p in [weights, *sources]]]:
-        digest.update(part if isinstance(part, bytes) else part.encode())
-    return home() / "onnx" / f"{method_name}-{inference or 'default'}-{digest.hexdigest()[:16]}.onnx"
+    key = fingerprint([method_name, str(inference), Path(weights), *map(Path, sources)])
+    return home() / "onnx" / f"{method_name}-{inference or 'default'}-{key}.onnx"
 
 
 def ort_session(path: str | os.PathLike, threads: int | None = None):
