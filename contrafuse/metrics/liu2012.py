@@ -14,7 +14,7 @@ import numba
 import numpy as np
 from scipy import fft as sfft
 
-from .common import entropy_of, gaussian_1d, matlab_round, normalize1, separable_filter2, sobel_filter2
+from .common import entropy_of, gaussian_1d, normalize1, separable_filter2, sobel_filter2
 from .similarity import gaussian_moments
 
 # ------------------------------------------------------------------------------------------------
