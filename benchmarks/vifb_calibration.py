@@ -34,7 +34,7 @@ def main() -> None:
         ir = np.asarray(Image.open(ROOT / "ir" / f"{image}.jpg"))
         fused = np.asarray(Image.open(ROOT / "fused" / f"{image}_{method}.jpg"))
         for name, (_, func) in VIFB_COLUMNS.items():
-            got, expected = func(vis, ir, fused), reference[(image, method, name)]
+            got, expected = func(ir, vis, fused), reference[(image, method, name)]
             error = abs(got - expected) / max(abs(expected), 1e-12)
             by_method[method] = max(by_method.get(method, 0.0), error)
             if error >= worst[name]["relative_error"]:

@@ -53,7 +53,7 @@ def test_vifb_calibration(method):
         fused = np.asarray(Image.open(root / "fused" / f"{image}_{method}.jpg"))
         for name, (_, func) in VIFB_COLUMNS.items():
             expected = reference[(image, method, name)]
-            got = func(vis, ir, fused)
+            got = func(ir, vis, fused)
             assert abs(got - expected) <= 1e-3 * abs(expected), (image, method, name, got, expected)
 
 

@@ -1,8 +1,9 @@
 """The 13 metrics of the VIFB benchmark, reproducing its MATLAB code (xingchenzhang/VIFB,
 ``metrics/metrics*.m``) including its quirks, so that numbers compare with VIFB's tables.
 
-Inputs are the images *as read* (uint8 arrays, ``(H, W)`` or ``(H, W, 3)``): visible, infrared,
-fused. Colour handling is VIFB's: when the fused image has three channels, each metric is
+Inputs are the images *as read* (uint8 arrays, ``(H, W)`` or ``(H, W, 3)``) in the order every
+metric of contrafuse takes them: infrared, visible, fused (VIFB's own functions take the visible
+image first; the per-channel loop below keeps its order inside). Colour handling is VIFB's: when the fused image has three channels, each metric is
 computed per channel (visible channel k, infrared channel k or the grey infrared, fused channel
 k) and averaged; Spatial_frequency instead runs on the three channels laid side by side (MATLAB's
 ``size`` collapses them), Edge_intensity averages the Sobel magnitude over all channels.
@@ -202,7 +203,7 @@ def qcv(im1, im2, fused) -> float:
 
 # --- whole-image definitions --------------------------------------------------------------------
 
-def avg_gradient(vis, ir, fused) -> float:
+def avg_gradient(ir, vis, fused) -> float:
     fused = np.asarray(fused, dtype=np.float64)
     bands = fused[..., None] if fused.ndim == 2 else fused
     rows, cols = bands.shape[:2]
@@ -213,7 +214,7 @@ def avg_gradient(vis, ir, fused) -> float:
     return float(np.mean(values))
 
 
-def edge_intensity(vis, ir, fused) -> float:
+def edge_intensity(ir, vis, fused) -> float:
     from scipy import ndimage
     fused = np.asarray(fused, dtype=np.float64)
     bands = fused[..., None] if fused.ndim == 2 else fused
@@ -223,7 +224,7 @@ def edge_intensity(vis, ir, fused) -> float:
     return float(np.mean(mags))
 
 
-def spatial_frequency(vis, ir, fused) -> float:
+def spatial_frequency(ir, vis, fused) -> float:
     fused = np.asarray(fused, dtype=np.float64)
     if fused.ndim == 3:  # MATLAB [m, n] = size(A) on an m x n x 3 array gives n = 3 * columns
         fused = np.concatenate([fused[..., k] for k in range(fused.shape[2])], axis=1)
@@ -233,11 +234,11 @@ def spatial_frequency(vis, ir, fused) -> float:
     return float(np.sqrt(rf + cf))
 
 
-# --- VIFB's metrics as functions of (vis, ir, fused) as read, colour handled VIFB's way ---------
+# --- VIFB's metrics as functions of (ir, vis, fused) as read, colour handled VIFB's way ---------
 # (contrafuse.metrics.METRICS names each by its VIFB column)
 
 def _each_channel(func):
-    return lambda vis, ir, fused: _per_channel(func, vis, ir, fused)
+    return lambda ir, vis, fused: _per_channel(func, vis, ir, fused)
 
 
 cross_entropy = _each_channel(_cross_entropy)
