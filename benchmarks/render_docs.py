@@ -36,7 +36,8 @@ import yaml
 from contrafuse.io import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = [REPO / "README.md", REPO / "docs" / "REPRODUCTION.md", *sorted((REPO / "contrafuse" / "weights").glob("*.md"))]
+DOCS = [REPO / "README.md", REPO / "docs" / "REPRODUCTION.md", REPO / "docs" / "cameras.md",
+        *sorted((REPO / "contrafuse" / "weights").glob("*.md"))]
 #: the reproduction report: ``contrafuse benchmark benchmarks/report.yaml -o docs/benchmark``
 REPORT_CONFIG, REPORT = "benchmarks/report.yaml", "docs/benchmark"
 #: our model -> how the papers' tables name it (their row labels start with it)
@@ -305,6 +306,67 @@ def speed_block() -> str:
     return "\n".join(lines) + "\n"
 
 
+def commit_text(result: dict) -> str:
+    """The git state a results file records, in words."""
+    git = result["git"]
+    return f"commit {str(git['commit'])[:8]}" + (" with uncommitted changes" if git.get("dirty") else "")
+
+
+def video_stability_block() -> str:
+    """benchmarks/results/video.json: temporal stability per method and sequence, plain and stabilised."""
+    result = load("benchmarks/results/video.json")
+    names = list(result["sources"])
+
+    def cells(rows: dict) -> list[str]:
+        return [f"{rows[n]['ratio']:.2f} / {rows[n]['level_ratio']:.2f}" for n in names]
+
+    lines = [f"The first {result['frames_per_sequence']} frames of each sequence ({result['size']}), every method "
+             "at its defaults (`precision auto`); each cell: `ratio` / `level_ratio` (1: the fused frames change "
+             f"as much as the sources; above 1: more); {commit_text(result)}.", ""]
+    lines += table(["sources: change per frame (grey levels), infrared / visible"] + names,
+                   [["mean absolute change"] + [f"{result['sources'][n]['ir']:.2f} / {result['sources'][n]['vis']:.2f}"
+                                                for n in names],
+                    ["change of the mean"] + [f"{result['sources'][n]['ir_level']:.2f} / "
+                                              f"{result['sources'][n]['vis_level']:.2f}" for n in names]])
+    lines += [""] + table(["method"] + names, [[f"`{m}`"] + cells(row["stability"])
+                                               for m, row in result["methods"].items()])
+    stabilised = [(m, strength, rows) for m, row in result["methods"].items()
+                  for strength, rows in row.get("stabilised", {}).items()]
+    if stabilised:
+        lines += ["", "Stabilised (`--stabilise STRENGTH`), the same cells, then the mean absolute difference from "
+                  "the plain frames (grey levels) per sequence:", ""]
+        lines += table(["method", "strength"] + names + ["difference from plain"],
+                       [[f"`{m}`", strength] + cells(rows) + [" / ".join(f"{rows[n]['difference_from_plain']:.2f}"
+                                                                         for n in names)]
+                        for m, strength, rows in stabilised])
+    return "\n".join(lines) + "\n"
+
+
+def video_speed_block() -> str:
+    """benchmarks/results/video.json: frames per second per method and precision."""
+    result = load("benchmarks/results/video.json")
+    machine = result["machine"]
+    columns = ["numpy", "bf16", "fp32", "onnxruntime"]
+
+    def cell(entry) -> str:
+        if entry is None:
+            return "–"
+        if "error" in entry:
+            return "n/a"
+        fps = entry["fps"]
+        return (f"{fps:,.0f}" if fps >= 100 else f"{fps:.3g}") + f" ({entry['cpu_seconds_per_frame']:.3g})"
+
+    lines = [f"Frames per second, wall (CPU seconds per frame in parentheses), {result['size']} frames on "
+             f"{machine['cpu']} ({machine['cores']} cores, {machine['torch_threads']} threads), {commit_text(result)}, "
+             f"under a load average of {result['load_average_start'][1]}"
+             f"-{result['load_average_end'][1]} from other work (wall times are that shared machine's); "
+             f"`numpy`: the classical methods; `auto` is the precision `--precision auto` chose.", ""]
+    lines += table(["method", "auto"] + columns,
+                   [[f"`{m}`", row["precision"] or "–"] + [cell(row["speed"].get(c)) for c in columns]
+                    for m, row in result["methods"].items()])
+    return "\n".join(lines) + "\n"
+
+
 def methods_block() -> str:
     """contrafuse/models/*.yaml (every pretrained model's spec)."""
     from contrafuse.models import MODEL_SPECS
@@ -351,7 +413,7 @@ BLOCKS = {"methods": methods_block, "peers": peers_block, "peer-agreement": agre
           "peer-speed": speed_block, "provenance": provenance_block, "paper-table": paper_table,
           "ranking": ranking_block, "rows": rows_block, "complexity": complexity_block,
           "training-speed": training_speed_block, "card-weights": card_weights_block,
-          "card-tests": card_tests_block}
+          "card-tests": card_tests_block, "video-stability": video_stability_block, "video-speed": video_speed_block}
 BLOCK = re.compile(r"(?P<open><!-- generated:(?P<name>[\w-]+)(?P<args>[^>\n]*?) -->\n).*?"
                    r"(?P<close><!-- /generated:(?P=name) -->)", re.S)
 
