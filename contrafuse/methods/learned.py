@@ -231,7 +231,7 @@ class LearnedMethod(FusionMethod):
             if core:
                 from .tiling import run_tiled
                 return run_tiled(self.model, canvases, self._to_tensor, core=core, halo=self.halo,
-                                 multiple=self.multiple)
+                                 multiple=self.multiple, fixed_core=self.tile is not None)
             with torch.inference_mode():
                 network = self.model if self.compiled is None else self.compiled
                 return network(*map(self._to_tensor, canvases))[0].float().cpu().numpy()

@@ -15,6 +15,12 @@ accumulates, over the tile cores only, the sites whose dependencies are all know
 forward as soon as they are done); a last pass, with everything frozen, produces the output.
 Sums are accumulated in float64, so the tiled result matches the untiled one to float rounding
 (tested in ``tests/test_tiling.py``).
+
+Those passes repeat the network, with its whole reach as halo, once per level of statistics (15 for
+CoCoNet's ``authors`` protocol). A network that :mod:`torch.fx` can trace into known layers runs
+instead level by level (:mod:`contrafuse.methods.staged`): each layer once, its values kept in
+temporary files between the levels, at about the cost of one whole-image forward; the passes here
+remain for networks it cannot cut.
 """
 
 from __future__ import annotations
@@ -38,6 +44,47 @@ class _PassDone(Exception):
 def is_batch_statistics_norm(module) -> bool:
     from torch import nn
     return isinstance(module, nn.BatchNorm2d) and (module.training or module.running_mean is None)
+
+
+def is_site(module) -> bool:
+    """Whether ``module`` holds a statistic of the whole image (see the module docstring)."""
+    from ..nn.coconet import SpatialGram
+    return is_batch_statistics_norm(module) or isinstance(module, SpatialGram)
+
+
+class Moments:
+    """Per-channel count, mean and sum of squared deviations of ``(N, C, H, W)`` values added tile
+    by tile, merged by Chan's formula in float64: the whole-image mean and (biased) variance with
+    which BatchNorm normalises a batch."""
+
+    def __init__(self):
+        self.count, self.mean, self.squares = 0, None, None
+
+    def add(self, x) -> None:
+        import torch
+        n = x.numel() // x.shape[1]
+        # the tile's own moments by BatchNorm's per-channel reduction (eps 0: its invstd is 1/std)
+        _, mean, invstd = torch.native_batch_norm(x, None, None, None, None, True, 0.0, 0.0)
+        mean, squares = mean.double(), invstd.double().reciprocal().square() * n
+        if self.mean is None:
+            self.count, self.mean, self.squares = n, mean, squares
+            return
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.squares = self.squares + squares + delta.square() * (self.count * n / total)
+        self.count = total
+
+    def mean_var(self):
+        return self.mean, self.squares / self.count
+
+
+def normalise(module, x, mean, var):
+    """BatchNorm ``module`` applied to ``x`` with the whole-image ``mean`` and ``var`` (float64): in
+    ``x``'s type, computed in float32 as BatchNorm computes a bfloat16 batch."""
+    import torch
+    return torch.nn.functional.batch_norm(x, mean.float(), var.float(), module.weight, module.bias,
+                                          training=False, eps=module.eps)
 
 
 @dataclass
@@ -70,10 +117,7 @@ class WholeImageStatistics:
     """Hooks on a model's whole-image sites; see the module docstring."""
 
     def __init__(self, model):
-        from ..nn.coconet import SpatialGram
-
-        self.sites = {name: m for name, m in model.named_modules()
-                      if is_batch_statistics_norm(m) or isinstance(m, SpatialGram)}
+        self.sites = {name: m for name, m in model.named_modules() if is_site(m)}
         self.frozen: dict[tuple[str, int], object] = {}
         self.collecting: set[tuple[str, int]] = set()
         self.sums: dict[tuple[str, int], list] = {}
@@ -114,34 +158,21 @@ class WholeImageStatistics:
     def _collect(self, module, key, inputs) -> None:
         import torch
         if isinstance(module, torch.nn.BatchNorm2d):
-            x = self._core_of(inputs[0]).double()
-            parts = [x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)), x.numel() // x.shape[1]]
-        else:
-            p, q = (self._core_of(t).double() for t in inputs)
-            parts = [torch.bmm(p.flatten(2), q.flatten(2).transpose(1, 2))]
-        if key in self.sums:
-            self.sums[key] = [a + b for a, b in zip(self.sums[key], parts)]
-        else:
-            self.sums[key] = parts
+            self.sums.setdefault(key, Moments()).add(self._core_of(inputs[0]))
+        else:  # a sum over pixels: the module's value on the core is the tile's share
+            share = module.forward(*(self._core_of(t) for t in inputs)).double()  # not re-entering this hook
+            self.sums[key] = self.sums[key] + share if key in self.sums else share
 
     def finish_pass(self) -> None:
         for key in self.collecting:
-            parts = self.sums.pop(key)
-            if len(parts) == 3:
-                total, squares, count = parts
-                mean = total / count
-                self.frozen[key] = (mean, (squares / count - mean * mean).clamp_min(0))
-            else:
-                self.frozen[key] = parts[0]
+            total = self.sums.pop(key)
+            self.frozen[key] = total.mean_var() if isinstance(total, Moments) else total
         self.collecting = set()
 
     def _apply(self, module, key, inputs, output):
         import torch
         if isinstance(module, torch.nn.BatchNorm2d):
-            mean, var = self.frozen[key]
-            x = inputs[0]  # normalised in float32, as autocast runs BatchNorm, and returned in its own type
-            return torch.nn.functional.batch_norm(x.float(), mean.float(), var.float(), module.weight, module.bias,
-                                                  training=False, eps=module.eps).to(output.dtype)
+            return normalise(module, inputs[0], *self.frozen[key]).to(output.dtype)
         return self.frozen[key].to(output.dtype)
 
     # -- dependency probe --------------------------------------------------------------------------
@@ -194,20 +225,43 @@ def auto_core_size(bytes_per_pixel: float, halo: int, multiple: int, budget: int
     return max(multiple, side // multiple * multiple, 4 * multiple)
 
 
-def run_tiled(model, canvases: list[np.ndarray], to_tensor, *, core: int, halo: int, multiple: int) -> np.ndarray:
+def run_tiled(model, canvases: list[np.ndarray], to_tensor, *, core: int, halo: int, multiple: int,
+              fixed_core: bool = True) -> np.ndarray:
     """Run ``model(*tensors)`` over ``canvases`` (equal-size ``(H, W)`` or ``(H, W, C)`` arrays, each
     side a multiple of ``multiple``) tile by tile; returns the whole output, ``(channels, H, W)``
     float32 in the network's range. ``model`` is a torch module (whole-image statistics handled) or
     any callable on what ``to_tensor`` makes, returning ``(1, channels, h, w)`` (e.g. an ONNX Runtime
-    session: no statistics)."""
+    session: no statistics). A model with whole-image statistics that tracing can cut runs by levels
+    (:mod:`contrafuse.methods.staged`, each level with its own halo; with ``fixed_core=False`` each
+    with the largest core its memory allows), any other with cores of side ``core`` and ``halo``."""
     from .. import progress
 
     height, width = canvases[0].shape[:2]
     if halo % multiple or core % multiple:
         raise ValueError("halo and core must be multiples of the network's size multiple")
+    plan = _level_plan(model, canvases, to_tensor, multiple)
+    if plan is not None:
+        with progress.bar(total=0, desc=f"{plan.count} levels", unit="tile", leave=False) as bar:
+            return plan.run(canvases, to_tensor, core if fixed_core else None, bar)
     tiles = plan_tiles(height, width, core, halo, multiple)
     with progress.bar(total=len(tiles), desc=f"{len(tiles)} tiles", unit="tile", leave=False) as bar:
         return _run_tiles(model, canvases, to_tensor, tiles, multiple, bar)
+
+
+def _level_plan(model, canvases, to_tensor, multiple: int):
+    """The levels of a torch model with sites (:mod:`contrafuse.methods.staged`), or ``None``: no
+    sites, or a network that tracing cannot cut (run in passes instead)."""
+    if not hasattr(model, "named_modules") or not any(is_site(m) for m in model.modules()):
+        return None
+    from .staged import LevelPlan, NotStaged
+
+    def probe(height, width):
+        return [to_tensor(np.zeros((height, width, *c.shape[2:]), np.float32)) for c in canvases]
+
+    try:
+        return LevelPlan(model, multiple, probe)
+    except NotStaged:
+        return None
 
 
 def _run_tiles(model, canvases, to_tensor, tiles: list[Tile], multiple: int, bar) -> np.ndarray:

@@ -30,6 +30,24 @@ def to_unit(signed):
     return (signed + 1) / 2
 
 
+def pad_to_multiple(x, multiple: int):
+    """A ``(..., H, W)`` tensor reflect-padded at the bottom and right to multiples of ``multiple``
+    (replicated where a side is too short to reflect); ``x`` itself when it already is one."""
+    from torch.nn import functional as F
+
+    height, width = x.shape[-2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if not (pad_h or pad_w):
+        return x
+    mode = "reflect" if min(height, width) > max(pad_h, pad_w) else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def crop_to(x, like):
+    """``x`` cropped (bottom, right) to the height and width of ``like``."""
+    return x[..., :like.shape[-2], :like.shape[-1]]
+
+
 #: the modules that define networks (each registers its own); imported on first use, so that
 #: importing this package needs no torch
 NETWORK_MODULES = ("clfnet", "coconet", "datfuse", "densefuse", "gifnet", "ifcnn", "lrrnet", "lutfuse", "mmdrfuse", "sage", "seafusion", "tardal")

@@ -16,8 +16,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import NETWORKS
+from . import NETWORKS, crop_to, pad_to_multiple
 from .vgg import BACKBONE_PLAN, BACKBONE_TAPS, VGG19
+
+# shape-dependent steps stay single calls in a torch.fx trace (tiled inference traces this network)
+torch.fx.wrap("pad_to_multiple")
+torch.fx.wrap("crop_to")
 
 
 def conv_lrelu_bn(c_in: int, c_out: int, bn: bool = True) -> nn.Sequential:
@@ -60,13 +64,12 @@ class ChannelAttention(nn.Module):
         self.gram = SpatialGram()
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = f.shape
         hf = self.h(f)
         affinity = self.gram(self.p(f), self.q(f))
         affinity = affinity.amax(dim=-1, keepdim=True) - affinity
         attention = torch.softmax(affinity, dim=-1)
-        attended = torch.bmm(attention, hf.view(b, c, -1)).view(b, c, h, w)
-        return self.scale * attended + hf
+        # the attention mixes each pixel's channels (a batched matrix product, written per pixel)
+        return self.scale * torch.einsum("bij,bjhw->bihw", attention, hf) + hf
 
 
 class MultiLevelAttention(nn.Module):
@@ -162,12 +165,8 @@ class CoCoNet(nn.Module):
                 if not k.startswith("vgg.") or k.startswith("vgg.convs.conv1_1.") or k == "vgg.output_scale"}
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        height, width = ir.shape[-2:]
-        pad_h, pad_w = (-height) % self.MULTIPLE, (-width) % self.MULTIPLE
-        if pad_h or pad_w:  # reflect-pad to a multiple of 8, crop back at the end
-            mode = "reflect" if min(height, width) > max(pad_h, pad_w) else "replicate"
-            ir = F.pad(ir, (0, pad_w, 0, pad_h), mode=mode)
-            vis = F.pad(vis, (0, pad_w, 0, pad_h), mode=mode)
+        source = ir
+        ir, vis = pad_to_multiple(ir, self.MULTIPLE), pad_to_multiple(vis, self.MULTIPLE)  # cropped back at the end
         e1 = self.enc1(torch.cat([ir, vis], 1))              # 32, 1/1
         e2 = self.enc2(F.max_pool2d(e1, 2))                  # 64, 1/2
         e3 = self.enc3(F.max_pool2d(e2, 2))                  # 128, 1/4
@@ -185,4 +184,4 @@ class CoCoNet(nn.Module):
         x = self.dec2(torch.cat([x, self.mam["64"](e2, ir_feats[0], vis_feats[0])], 1))
         x = self.reduce1(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
         x = self.dec1(torch.cat([x, e1], 1))
-        return torch.tanh(self.out(x))[..., :height, :width]
+        return crop_to(torch.tanh(self.out(x)), source)
