@@ -33,10 +33,20 @@ RESIZE_HINT_PYTHON = "pass resize='ir' or resize='vis' to resample one"
 
 
 def match_sizes(first: np.ndarray, second: np.ndarray, *, resize: str | None,
-                labels: tuple[str, str] = ("ir", "vis"), hint: str = RESIZE_HINT_PYTHON) -> tuple[np.ndarray, np.ndarray]:
+                labels: tuple[str, str] = ("ir", "vis"), hint: str = RESIZE_HINT_PYTHON,
+                register: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Equal sizes pass; ``resize="ir"`` resamples the first to the second, ``"vis"`` the
     second to the first; otherwise a size mismatch raises, naming both inputs and ending with
-    ``hint`` (the command line's, the web API's or the Python API's way to resample)."""
+    ``hint`` (the command line's, the web API's or the Python API's way to resample).
+    ``register`` (``"affine"`` or ``"homography"``) instead warps the first onto the second's grid,
+    whatever the sizes, by the transform :func:`contrafuse.registration.register` estimates."""
+    if register is not None:
+        if resize is not None:
+            raise ContrafuseError(None, "register and resize exclude each other (registration resamples the "
+                                  "infrared image onto the visible one's grid)")
+        from .registration import register as register_onto
+
+        return register_onto(first, second, register, labels=labels).image, second
     if first.shape[:2] == second.shape[:2]:
         return first, second
     if resize == "ir":
@@ -50,14 +60,16 @@ def match_sizes(first: np.ndarray, second: np.ndarray, *, resize: str | None,
 
 
 def read_sources(ir, vis, *, resize: str | None = None, high_bit_rule: str = "minmax",
-                 labels: tuple[str, str] | None = None, hint: str = RESIZE_HINT_PYTHON) -> tuple[np.ndarray, np.ndarray]:
+                 labels: tuple[str, str] | None = None, hint: str = RESIZE_HINT_PYTHON,
+                 register: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The one way sources come in: two paths, files' bytes or arrays read as [0, 1] images (see
-    :func:`contrafuse.io.read_image`) and brought to one size (:func:`match_sizes`); ``labels`` name them in errors."""
+    :func:`contrafuse.io.read_image`) and brought to one size, or registered (:func:`match_sizes`);
+    ``labels`` name them in errors."""
     labels = labels or (str(ir) if isinstance(ir, (str, os.PathLike)) else "ir",
                         str(vis) if isinstance(vis, (str, os.PathLike)) else "vis")
     first = read_image(ir, label=labels[0], high_bit_rule=high_bit_rule)
     second = read_image(vis, label=labels[1], high_bit_rule=high_bit_rule)
-    return match_sizes(first, second, resize=resize, labels=labels, hint=hint)
+    return match_sizes(first, second, resize=resize, labels=labels, hint=hint, register=register)
 
 
 def load_pair(pair, *, resize: str | None = "ir", high_bit_rule: str = "minmax") -> tuple[np.ndarray, np.ndarray]:
@@ -82,7 +94,7 @@ def fuse_images(first: np.ndarray, second: np.ndarray, method: FusionMethod,
 
 
 def fuse(ir, vis, method: str | FusionMethod | None = None, *, resize: str | None = None,
-         high_bit_rule: str = "minmax", **options: Any) -> np.ndarray:
+         high_bit_rule: str = "minmax", register: str | None = None, **options: Any) -> np.ndarray:
     """Fuse an infrared (or functional / first) image with a visible (or structural / second) one.
 
     ``ir`` and ``vis`` are file paths, files' bytes or arrays, read by one rule
@@ -91,11 +103,17 @@ def fuse(ir, vis, method: str | FusionMethod | None = None, *, resize: str | Non
     result. Returns a
     float32 array in [0, 1]: grey, or RGB when either input is colour. ``method`` is a registered
     name (see ``contrafuse methods``) or a :class:`FusionMethod`; extra keyword ``options`` go
-    to the method's constructor.
+    to the method's constructor. ``register="affine"`` or ``"homography"`` first registers ``ir``
+    onto ``vis`` (:mod:`contrafuse.registration`; sizes may differ), refusing a pair it cannot register.
     """
+    if register is not None:
+        from .registration import check_motion
+
+        check_motion(register)
     labels = (str(ir) if isinstance(ir, (str, os.PathLike)) else "ir",
               str(vis) if isinstance(vis, (str, os.PathLike)) else "vis")
-    first, second = read_sources(ir, vis, resize=resize, high_bit_rule=high_bit_rule, labels=labels)
+    first, second = read_sources(ir, vis, resize=resize, high_bit_rule=high_bit_rule, labels=labels,
+                                 register=register)
     if not isinstance(method, FusionMethod):
         method = create_method(method or DEFAULT_METHOD, **options)
     return fuse_images(first, second, method, labels)

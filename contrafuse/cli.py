@@ -56,6 +56,11 @@ def _method_options() -> dict[str, list]:
 def _add_fusion_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default=None, help=f"fusion method (default: {DEFAULT_METHOD}); see 'contrafuse methods'")
     parser.add_argument("--resize", choices=["ir", "vis"], help="resample this input to the other's size when sizes differ")
+    from .registration import MOTIONS
+
+    parser.add_argument("--register", choices=list(MOTIONS),
+                        help="first register the infrared image onto the visible one (any sizes; a pair that cannot be "
+                        "registered is refused); see docs/cameras.md")
     parser.add_argument("--bits", type=int, choices=[8, 16], default=8, help="output depth (16-bit: grey PNG/TIFF)")
     _add_high_bit_rule(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -133,7 +138,8 @@ def _read_pair(ir: Path, vis: Path, out: Path, args) -> tuple:
     """Refuse an output that is an input (or exists, without --overwrite), then read the pair and
     refuse an output that cannot hold its result (16 bits for a colour result), all before fusing."""
     check_output_free(out, (ir, vis), overwrite=args.overwrite)
-    pair = read_sources(ir, vis, resize=args.resize, high_bit_rule=args.high_bit_rule, hint=RESIZE_HINT_CLI)
+    pair = read_sources(ir, vis, resize=args.resize, high_bit_rule=args.high_bit_rule, hint=RESIZE_HINT_CLI,
+                        register=args.register)
     check_output_image(out, args.bits, colour=any(image.ndim == 3 for image in pair))
     return pair
 
@@ -173,7 +179,11 @@ def _fuse_video(args) -> int:
 def cmd_fuse(args) -> int:
     if any(v is not None for v in (args.ir_video, args.vis_video, args.codec, args.quality, args.fps, args.align,
                                    args.stabilise)):
+        if args.register:
+            raise ContrafuseError("--register", "registers image pairs, not video")
         return _fuse_video(args)
+    if args.register and args.resize:
+        raise ContrafuseError("--register", "registration resamples the infrared image onto the visible grid; drop --resize")
     single = args.ir or args.vis or args.output
     folder = args.ir_dir or args.vis_dir or args.out_dir
     if single and folder:
@@ -183,7 +193,7 @@ def cmd_fuse(args) -> int:
         if missing:
             raise ContrafuseError(None, f"missing {', '.join(missing)}")
         job = FuseJob(args.ir, args.vis, args.output, *_method_request(args), resize=args.resize, bits=args.bits,
-                      high_bit_rule=args.high_bit_rule, overwrite=args.overwrite)
+                      high_bit_rule=args.high_bit_rule, overwrite=args.overwrite, register=args.register)
         job.check()  # before a learned model spends seconds loading and fusing
         from . import distributed
 

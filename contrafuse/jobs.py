@@ -27,6 +27,7 @@ class FuseJob:
     bits: int = 8
     high_bit_rule: str = "minmax"
     overwrite: bool = False
+    register: str | None = None
 
     def check(self) -> None:
         """Everything that can be known before reading the images: the inputs exist, the output
@@ -43,7 +44,7 @@ class FuseJob:
         """Read, fuse and write (atomically); ``methods``: a MethodCache to take the method from."""
         check_output_free(self.output, (self.ir, self.vis), overwrite=self.overwrite)
         first, second = read_sources(self.ir, self.vis, resize=self.resize, high_bit_rule=self.high_bit_rule,
-                                     hint=RESIZE_HINT_CLI)
+                                     hint=RESIZE_HINT_CLI, register=self.register)
         check_output_image(self.output, self.bits, colour=first.ndim == 3 or second.ndim == 3)
         method = methods.get(self.method, **self.options) if methods is not None else create_method(
             self.method, **self.options)

@@ -4,7 +4,7 @@
   metrics, see the sources and each result side by side with a slider comparison and a zoom,
   the metrics under each result, and a download link.
 * ``POST /api/fuse`` — multipart ``ir``, ``vis``, ``method`` (optional ``resize``,
-  ``inference``) -> the fused PNG.
+  ``inference``, ``register`` = ``affine`` or ``homography``) -> the fused PNG.
 * ``POST /api/evaluate`` — multipart ``ir``, ``vis`` and ``fused`` (or ``method`` to fuse first),
   optional ``metrics`` (comma separated) and ``convention`` -> JSON metrics.
 * ``GET /api/methods``, ``GET /api/examples``, ``GET /api/examples/{name}/{kind}``.
@@ -100,13 +100,14 @@ def create_app():
         except ContrafuseError as exc:
             raise BadRequest(f"method {name}: {exc}") from None
 
-    def fuse_arrays(first, second, name, resize, inference, labels):
-        """The sources brought to one size, and their fusion."""
+    def fuse_arrays(first, second, name, resize, inference, labels, register=None):
+        """The sources brought to one size (or registered), and their fusion."""
         if resize not in (None, "", "ir", "vis"):
             raise BadRequest(f"resize: must be 'ir' or 'vis', not {resize!r}")
         method = method_for(name, inference or None)
         try:
-            first, second = match_sizes(first, second, resize=resize or None, labels=labels, hint=RESIZE_HINT)
+            first, second = match_sizes(first, second, resize=resize or None, labels=labels, hint=RESIZE_HINT,
+                                        register=register or None)
             with workers:
                 return first, second, fuse_images(first, second, method, labels)
         except ContrafuseError as exc:
@@ -177,11 +178,12 @@ def create_app():
 
     @app.post("/api/fuse")
     async def fuse(ir: UploadFile | None = None, vis: UploadFile | None = None, method: str = Form(DEFAULT_METHOD),
-                   resize: str | None = Form(None), inference: str | None = Form(None)):
+                   resize: str | None = Form(None), inference: str | None = Form(None),
+                   registration: str | None = Form(None, alias="register")):  # 'register' would shadow pydantic's
         first, second = await _read_upload(ir, "ir"), await _read_upload(vis, "vis")
         from starlette.concurrency import run_in_threadpool
         *_, fused = await run_in_threadpool(fuse_arrays, first, second, method, resize, inference,
-                                            (f"ir ({ir.filename})", f"vis ({vis.filename})"))
+                                            (f"ir ({ir.filename})", f"vis ({vis.filename})"), registration)
         return Response(_png(fused), media_type="image/png",
                          headers={"Content-Disposition": f'inline; filename="fused_{method}.png"'})
 
@@ -189,7 +191,7 @@ def create_app():
     async def evaluate(ir: UploadFile | None = None, vis: UploadFile | None = None,
                        fused: UploadFile | None = None, method: str | None = Form(None),
                        metrics: str | None = Form(None), convention: str = Form("standard"),
-                       resize: str | None = Form(None)):
+                       resize: str | None = Form(None), registration: str | None = Form(None, alias="register")):
         from starlette.concurrency import run_in_threadpool
 
         from ..metrics import DEFAULT_METRICS, METRICS, conventions_used
@@ -205,14 +207,16 @@ def create_app():
         if fused is not None and fused.filename:
             result = await _read_upload(fused, "fused")
             try:
-                first, second = match_sizes(first, second, resize=resize or None, labels=labels, hint=RESIZE_HINT)
+                first, second = await run_in_threadpool(match_sizes, first, second, resize=resize or None,
+                                                        labels=labels, hint=RESIZE_HINT, register=registration or None)
                 if result.shape[:2] != first.shape[:2]:
                     raise BadRequest(f"fused ({fused.filename}): size {result.shape[1]}x{result.shape[0]} differs "
                                      f"from the sources' {first.shape[1]}x{first.shape[0]}")
             except ContrafuseError as exc:
                 raise BadRequest(str(exc)) from None
         elif method:
-            first, second, result = await run_in_threadpool(fuse_arrays, first, second, method, resize, None, labels)
+            first, second, result = await run_in_threadpool(fuse_arrays, first, second, method, resize, None, labels,
+                                                            registration)
         else:
             raise BadRequest("give a fused image ('fused') or a method to fuse with ('method')")
         try:
