@@ -63,6 +63,8 @@ _LOCAL_SIGMA = 4.0         # reach of the local edge energy that weights each ed
 _FIELD_SIGMA = 1.0         # smoothing of the orientation field
 _MARGIN = 3                # pixels next to missing data left out
 _REFINE_PIXELS = 60_000    # refinement uses a regular grid of about this many pixels per level
+_ITERATIONS = 20
+_ITERATIONS_FINEST = 10
 
 
 @dataclass
@@ -220,7 +222,7 @@ class _Level:
                            [0, 1 / self.norm, -(height - 1) / 2 / self.norm], [0, 0, 1]])
         return np.linalg.inv(centre) @ delta @ centre
 
-    def refine(self, matrix: np.ndarray, dof: int, iterations: int, tolerance: float = 0.01) -> np.ndarray:
+    def refine(self, matrix: np.ndarray, dof: int, iterations: int, tolerance: float = 0.05) -> np.ndarray:
         """Steps that raise the fields' correlation, with ``dof`` parameters (4 similarity, 6
         affine, 8 homography); stops when no corner moves by more than ``tolerance`` pixels."""
         import cv2
@@ -371,9 +373,8 @@ def estimate(ir: np.ndarray, vis: np.ndarray, motion: str = "homography") -> tup
         if k < levels - 1:
             matrix = np.linalg.inv(down) @ matrix @ down
         if k < levels - 1 or levels == 1:  # the search level keeps a similarity unless it is the only one
-            matrix = level.refine(matrix, 6, 20 if k else 10)
-        if motion == "homography" and k == 0:
-            matrix = level.refine(matrix, 8, 10)
+            for dof in (6, 8) if motion == "homography" else (6,):
+                matrix = level.refine(matrix, dof, _ITERATIONS if k else _ITERATIONS_FINEST)
     k = min(levels - 1, int(math.floor(math.log2(max(short / _CONFIDENCE_SIDE, 1.0)))))
     scale = np.linalg.matrix_power(down, k)
     return matrix / matrix[2, 2], _confidence(pyramid[k], scale @ matrix @ np.linalg.inv(scale))
