@@ -18,8 +18,8 @@ each field, so it can be searched over every translation at once with FFTs.
 2. *Refinement*: the enhanced-correlation-coefficient update of Evangelidis & Psarakis (2008) on
    the orientation fields, forward compositional (the infrared image is warped by the current
    estimate and its field recomputed at every step, so that orientations turn with it), coarse to
-   fine: a similarity on the search level, an affine map below, and for ``homography`` the eight
-   parameters on the finest level.
+   fine: a similarity on the search level, then on each level below an affine map and, for
+   ``homography``, the eight parameters.
 3. *Confidence*: how much better the found alignment is than any other: the fields' correlation
    at the result minus the highest correlation at any shift of it by more than 5 % of the image
    (on the level whose short side is about 120 pixels). An unrelated pair scores about 0 (it finds
@@ -63,7 +63,7 @@ _LOCAL_SIGMA = 4.0         # reach of the local edge energy that weights each ed
 _FIELD_SIGMA = 1.0         # smoothing of the orientation field
 _MARGIN = 3                # pixels next to missing data left out
 _REFINE_PIXELS = 60_000    # refinement uses a regular grid of about this many pixels per level
-_ITERATIONS = 20
+_ITERATIONS = 20           # refinement steps per level and model at most (the finest level: _ITERATIONS_FINEST)
 _ITERATIONS_FINEST = 10
 
 
@@ -380,16 +380,11 @@ def estimate(ir: np.ndarray, vis: np.ndarray, motion: str = "homography") -> tup
     return matrix / matrix[2, 2], _confidence(pyramid[k], scale @ matrix @ np.linalg.inv(scale))
 
 
-def register(ir: np.ndarray, vis: np.ndarray, motion: str = "homography", *,
-             labels: tuple[str, str] = ("ir", "vis"), min_confidence: float = MIN_CONFIDENCE) -> Registration:
-    """Register ``ir`` onto ``vis`` ([0, 1] arrays, grey or RGB, any two sizes); a confidence below
-    ``min_confidence`` is a one-line :class:`ContrafuseError` naming both images."""
+def _onto(ir: np.ndarray, vis: np.ndarray, to_ir: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``ir`` resampled (bicubic) onto the grid of ``vis`` by ``to_ir`` (visible -> infrared pixels),
+    the visible image where the infrared frame does not reach; and where it does."""
     import cv2
 
-    to_ir, confidence = estimate(ir, vis, check_motion(motion))
-    if confidence < min_confidence:
-        raise ContrafuseError(labels[0], f"cannot register onto {labels[1]}: confidence {confidence:.3f} is below "
-                              f"{min_confidence} (no alignment stands out: do they show the same scene?)")
     height, width = vis.shape[:2]
     channels = [ir] if ir.ndim == 2 else [ir[..., c] for c in range(ir.shape[2])]
     warped = [cv2.warpPerspective(np.ascontiguousarray(channel, np.float32), to_ir, (width, height),
@@ -399,5 +394,21 @@ def register(ir: np.ndarray, vis: np.ndarray, motion: str = "homography", *,
                                 flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT) > 0
     image = np.clip(warped[0] if ir.ndim == 2 else np.dstack(warped), 0.0, 1.0)
     fill = vis if vis.ndim == ir.ndim else (_grey(vis) if ir.ndim == 2 else np.dstack([vis] * ir.shape[2]))
-    image = np.where(valid if image.ndim == 2 else valid[..., None], image, fill).astype(np.float32)
+    return np.where(valid if image.ndim == 2 else valid[..., None], image, fill).astype(np.float32), valid
+
+
+def register(ir: np.ndarray, vis: np.ndarray, motion: str = "homography", *,
+             labels: tuple[str, str] = ("ir", "vis"), min_confidence: float = MIN_CONFIDENCE) -> Registration:
+    """Register ``ir`` onto ``vis`` ([0, 1] arrays, grey or RGB, any two sizes); a confidence below
+    ``min_confidence`` is a one-line :class:`ContrafuseError` naming both images."""
+    import cv2
+
+    try:
+        to_ir, confidence = estimate(ir, vis, check_motion(motion))
+        if confidence < min_confidence:
+            raise ContrafuseError(labels[0], f"cannot register onto {labels[1]}: confidence {confidence:.3f} is below "
+                                  f"{min_confidence} (no alignment stands out: do they show the same scene?)")
+        image, valid = _onto(ir, vis, to_ir)
+    except cv2.error as exc:  # e.g. a side longer than OpenCV warps (32767 pixels)
+        raise ContrafuseError(labels[0], f"cannot register onto {labels[1]}: OpenCV: {exc.err}") from None
     return Registration(np.linalg.inv(to_ir), image, valid, confidence, motion)
