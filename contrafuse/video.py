@@ -442,7 +442,7 @@ class SmoothedBatchNorm:
     ``s`` the ``strength`` (0: each frame's own, as without the hooks); the first frame uses its own."""
 
     def __init__(self, model, strength: float):
-        from .methods.tiling import is_batch_statistics_norm
+        from .methods.tiles import is_batch_statistics_norm
 
         self.strength = strength
         self.norms = [m for m in model.modules() if is_batch_statistics_norm(m)]
@@ -474,7 +474,7 @@ def check_stabilise(method, strength: float) -> None:
     """Refuse a strength outside [0, 1) or a method with no per-frame statistics to smooth."""
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength < 1:
         raise ContrafuseError(None, f"stabilise strength must be a number from 0 to below 1, not {strength!r}")
-    from .methods.tiling import is_batch_statistics_norm
+    from .methods.tiles import is_batch_statistics_norm
 
     model = getattr(method, "model", None)
     if model is None or not any(is_batch_statistics_norm(m) for m in model.modules()):

@@ -188,9 +188,24 @@ def load_trained_weights(model, path: str | os.PathLike, label: str = "weights",
         missing, unexpected = model.load_state_dict(tensors, strict=False)
     except RuntimeError as exc:  # tensors of the wrong shape
         raise ContrafuseError(path, f"cannot load {label} ({str(exc).splitlines()[0]})") from None
-    missing = [k for k in missing if not k.startswith("vgg.")]
+    missing = _fill_imagenet_vgg(model, missing)
     if missing or unexpected:
         raise ContrafuseError(path, f"{label} do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+
+def _fill_imagenet_vgg(model, missing: list[str]) -> list[str]:
+    """Copy the cached ImageNet VGG-19 (fetched if needed) into the entries of ``model``'s frozen
+    VGG-19 modules that a weights file leaves out (exports keep only what training changes);
+    returns the entries still missing."""
+    from .nn.vgg import VGG19
+
+    for prefix, module in model.named_modules():
+        if isinstance(module, VGG19):
+            names = {k[len(prefix) + 1:] for k in missing if k.startswith(prefix + ".")}
+            if names:
+                module.load_imagenet(vgg19_state(), names)
+                missing = [k for k in missing if not (k.startswith(prefix + ".") and k[len(prefix) + 1:] in names)]
+    return missing
 
 
 def store_half(source: Path, target: Path) -> None:

@@ -148,7 +148,7 @@ def test_method_code_names_the_files_a_result_depends_on():
     classical = {p.name for p in method_code(METHODS.get("gff"))}
     learned = {p.name for p in method_code(METHODS.get("coconet"))}
     assert {"classical.py", "base.py", "io.py", "api.py"} <= classical and "coconet.py" not in classical
-    assert {"learned.py", "coconet.py", "vgg.py", "tiling.py"} <= learned
+    assert {"learned.py", "coconet.py", "vgg.py", "tiling.py", "tiles.py", "staged.py"} <= learned
 
 
 @pytest.mark.parametrize("name", SUITES)

@@ -345,3 +345,26 @@ def test_mask_pairs_fine_tunes_on_the_most_masked_pairs(tmp_path, monkeypatch):
         recipe.stage_data(cfg, {"contrastive": False, "mask_pairs": 2})
     with pytest.raises(ContrafuseError, match="4 training pairs"):
         recipe.stage_data(cfg, {"contrastive": True, "mask_pairs": 5})
+
+
+def test_building_the_network_never_fetches_vgg19_and_loading_weights_fills_it(monkeypatch, tmp_path, vgg_state):
+    """Building CoCoNet downloads nothing; loading the shipped weights copies the frozen VGG-19 from
+    the ImageNet file, which the export leaves out, except conv1_1 (grey-folded: it comes from the
+    weights) and the output scale."""
+    from contrafuse import weights
+    from contrafuse.models import MODEL_SPECS
+    from contrafuse.nn import build_network
+
+    calls = []
+    monkeypatch.setenv("CONTRAFUSE_HOME", str(tmp_path))  # an empty cache: a fetch would be attempted
+    monkeypatch.setattr(weights, "fetch_vgg19", lambda *a, **k: pytest.fail("building fetched VGG-19"))
+    monkeypatch.setattr(weights, "vgg19_state", lambda auto_fetch=True: calls.append(1) or vgg_state)
+    model = build_network("coconet")
+    assert calls == []
+    shipped = weights.model_weights(MODEL_SPECS["coconet"])
+    weights.load_trained_weights(model, shipped)
+    assert calls == [1]
+    torch.testing.assert_close(model.vgg.convs["conv3_1"].weight, vgg_state["conv3_1.weight"], rtol=0, atol=0)
+    exported = weights.read_state_dict(shipped, "weights")
+    torch.testing.assert_close(model.vgg.convs["conv1_1"].weight, exported["vgg.convs.conv1_1.weight"].float(),
+                               rtol=0, atol=0)

@@ -520,7 +520,7 @@ def test_tile_1_on_the_command_line_is_one_line(grey_pair, tmp_path, capsys):
 def test_settings_are_positive_finite_numbers_or_one_line(value):  # an environment value cannot hold NUL
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("CONTRAFUSE_TILE_MEMORY", value)
-        from contrafuse.methods.tiling import tile_memory_budget
+        from contrafuse.methods.tiles import tile_memory_budget
         try:
             budget = tile_memory_budget()
         except ContrafuseError as exc:

@@ -13,8 +13,9 @@ from conftest import dataset, peers
 from contrafuse.errors import ContrafuseError
 from contrafuse.io import luminance, read_image
 from contrafuse.methods import create_method
-from contrafuse.methods.staged import LevelPlan, _Run
-from contrafuse.methods.tiling import Moments, auto_core_size, plan_tiles
+from contrafuse.methods.staged import LevelPlan, NotStaged, _Run
+from contrafuse.methods.tiles import Moments, auto_core_size, plan_tiles
+from contrafuse.methods.tiling import run_tiled
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,35 @@ def test_many_tiles_by_levels_equal_the_whole_image_at_about_its_cost(wide_pair,
         hook.remove()
     assert np.abs(tiled - whole).max() * 255 < 0.01
     assert whole_work[0] < tiled_work[0] < 2 * whole_work[0]
+
+
+def test_a_network_tracing_cannot_cut_gathers_its_statistics_in_passes(rng):
+    """A layer the level tracer does not know (a reflection padding changes a value's size) sends the
+    network to the passes over the tiles, which still give the whole image's result."""
+
+    class Reflecting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.out = torch.nn.Conv2d(2, 4, 3), torch.nn.Conv2d(4, 1, 3, padding=1)
+            self.norm = torch.nn.BatchNorm2d(4, track_running_stats=False)  # the batch's own statistics
+
+        def forward(self, a, b):
+            x = self.conv(torch.nn.functional.pad(torch.cat([a, b], 1), (1, 1, 1, 1), mode="reflect"))
+            return self.out(torch.relu(self.norm(x)))
+
+    torch.manual_seed(0)
+    model = Reflecting().eval()
+    canvases = [rng.random((64, 48), dtype=np.float32) for _ in range(2)]
+
+    def to_tensor(array):
+        return torch.from_numpy(np.ascontiguousarray(array))[None, None]
+
+    with pytest.raises(NotStaged, match="pad"):
+        LevelPlan(model, 8, lambda height, width: [torch.zeros(1, 1, height, width)] * 2)
+    with torch.inference_mode():
+        whole = model(*map(to_tensor, canvases))[0].numpy()
+    tiled = run_tiled(model, canvases, to_tensor, core=16, halo=8, multiple=8)  # 12 tiles
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
 
 
 def test_moments_merged_over_tiles_are_the_whole_images(rng):

@@ -83,7 +83,8 @@ def method_code(cls) -> list[Path]:
     if getattr(cls, "spec", None) is not None:
         from ..nn import source_files
         files |= {*source_files(cls.spec.network), cls.spec.source_file, package / "models" / "__init__.py",
-                  package / "methods" / "tiling.py", package / "precision.py"}
+                  *(package / "methods" / name for name in ("tiling.py", "tiles.py", "staged.py")),
+                  package / "precision.py"}
     return sorted(files)
 
 

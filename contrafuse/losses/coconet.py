@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..nn import to_unit
-from ..nn.vgg import LOSS_PLAN, LOSS_TAPS, VGG19
+from ..nn.vgg import VGG19
 from ..precision import full_precision
 from .ssim import ssim
 
@@ -151,11 +151,11 @@ class CoupledContrastiveLoss(nn.Module):
 
     SAMPLINGS = ("paired", "random")
 
-    def __init__(self, vgg: VGG19 | None = None, extra_negatives: int = 2,
+    def __init__(self, vgg: VGG19, extra_negatives: int = 2,
                  layer_weights=CONTRAST_LAYER_WEIGHTS, target: bool = True, detail: bool = True,
                  sampling: str = "paired"):
         super().__init__()
-        self.vgg = vgg if vgg is not None else VGG19(LOSS_PLAN, LOSS_TAPS)
+        self.vgg = vgg
         self.extra_negatives, self.layer_weights = extra_negatives, tuple(layer_weights)
         if sampling not in self.SAMPLINGS:
             raise ValueError(f"sampling must be one of {self.SAMPLINGS}, not {sampling!r}")

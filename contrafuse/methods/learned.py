@@ -254,7 +254,7 @@ class LearnedMethod(FusionMethod):
 
     def _core_size(self, height: int, width: int) -> int:
         """Core side for tiled inference, or 0 to run the whole image at once."""
-        from .tiling import auto_core_size, tile_memory_budget
+        from .tiles import auto_core_size, tile_memory_budget
 
         if self.tile == 0 or not self.spec.tile_exact:
             return 0

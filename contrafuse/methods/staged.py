@@ -1,6 +1,6 @@
 """Tiled inference by levels: whole-image statistics at the cost of one forward pass.
 
-A network with *sites* (:func:`contrafuse.methods.tiling.is_site`: BatchNorm normalising with the
+A network with *sites* (:func:`contrafuse.methods.tiles.is_site`: BatchNorm normalising with the
 image's own statistics, CoCoNet's channel-attention Gram matrices) cannot produce any output before
 those statistics are known over the whole image. Here its forward is traced with :mod:`torch.fx`
 (down to standard layers and the sites) and cut into *levels*: a value's level is the number of
@@ -42,7 +42,7 @@ from torch.nn import functional as F
 
 from ..errors import ContrafuseError
 from ..nn import crop_to, pad_to_multiple
-from .tiling import Moments, auto_core_size, is_site, normalise, plan_tiles, tile_memory_budget
+from .tiles import Moments, auto_core_size, is_site, normalise, plan_tiles, tile_memory_budget
 
 #: operations that map each pixel to itself (every image-shaped input at the output's scale)
 POINTWISE_FUNCTIONS = {operator.add, operator.sub, operator.mul, operator.truediv, operator.neg, torch.add,
@@ -152,6 +152,8 @@ class LevelPlan:
         self.nodes = list(graph.nodes)
         self.inputs = [n for n in self.nodes if n.op == "placeholder"]
         self.result = next(n for n in self.nodes if n.op == "output").args[0]
+        self.sites = {n: m for n in self.nodes if n.op == "call_module"
+                      and is_site(m := self.module.get_submodule(n.target))}
         self._probe(probe)
         self._levels()
         self._storage()
@@ -160,8 +162,8 @@ class LevelPlan:
 
     # -- planning ------------------------------------------------------------------------------------
     def _site(self, node: fx.Node):
-        return self.module.get_submodule(node.target) if node.op == "call_module" and is_site(
-            self.module.get_submodule(node.target)) else None
+        """The module of a site's call, else ``None``."""
+        return self.sites.get(node)
 
     def _probe(self, probe) -> None:
         """Scale (canvas pixels per value pixel; ``None``: not image-shaped), channels and type of every value."""
@@ -425,6 +427,8 @@ class _Run:
         return value[..., (v0 - y0) // scale:(v1 - y0) // scale, (u0 - x0) // scale:(u1 - x0) // scale]
 
     def tile(self, level: int, tile) -> None:
+        """Level ``level``'s steps over ``tile``: its sites accumulate, its stored values and the
+        output are written over the core."""
         plan = self.plan
         need = plan.need[level]
         env = {n: self.fetch(n, tile, need[n]) for n in plan.fetched[level]}  # value, right need[n] around
@@ -470,8 +474,7 @@ class _Run:
         for node in self.plan.steps[level]:
             if node in self.moments:
                 total = self.moments.pop(node)
-                self.frozen[node] = total.mean_var() if isinstance(total, Moments) else total.to(
-                    self.plan.dtype.get(node, torch.float32))
+                self.frozen[node] = total.mean_var() if isinstance(total, Moments) else total.to(self.plan.dtype[node])
         for node, last in self.plan.stored.items():
             if last == level and node in self.planes:
                 self.planes.pop(node).close()

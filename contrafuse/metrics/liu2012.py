@@ -290,7 +290,7 @@ def phase_congruency(image: np.ndarray, k: float = 2.0, cut_off: float = 0.5, g:
     with Liu's changes (total energy over all orientations / total amplitude)."""
     rows, cols = image.shape
     filters, noise = _pc_filters(rows, cols)
-    norient, nscale = len(filters), len(filters[0])
+    norient = len(filters)
     epsilon = 0.0001
     image_fft = sfft.fft2(image)
     accumulators = [np.zeros((rows, cols)) for _ in range(5)]

@@ -36,8 +36,10 @@ class SpatialGram(nn.Module):
     """``P Q^T`` of two ``(B, C, H, W)`` maps summed over all pixels: a ``(B, C, C)`` affinity.
 
     A module of its own because it is a statistic of the whole image: tiled inference
-    (:mod:`contrafuse.methods.tiling`) accumulates it over the tiles and hands the total back here.
+    (:mod:`contrafuse.methods.tiles`) accumulates it over the tiles and hands the total back here.
     """
+
+    sums_over_pixels = True
 
     def forward(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         # float32 even under bfloat16 autocast: on 0-255 input the affinities reach ~1e6 and the
@@ -108,7 +110,8 @@ class CoCoNet(nn.Module):
 
     def __init__(self, vgg_state: dict | None = None, vgg_fold: str = "caffe", channel_attention: bool = True,
                  vgg_levels=VGG_LEVELS):
-        """``channel_attention`` and ``vgg_levels`` (a subset of :data:`VGG_LEVELS`) are the MAM
+        """``vgg_state``: the ImageNet VGG-19 tensors, for training; without them the frozen VGG-19
+        is filled when a weights file is loaded. ``channel_attention`` and ``vgg_levels`` (a subset of :data:`VGG_LEVELS`) are the MAM
         ablations of Sec. 4.3 (Tables 2-3); the defaults are the full network. A network built with
         other values carries them in the buffer ``mam_switches`` (absent from the full network's
         weights), and :meth:`load_state_dict` rebuilds a default-built network to match such weights,

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..weights import vgg19_state
 
 #: Caffe/Keras channel means, BGR order.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -96,27 +95,38 @@ class VGG19(nn.Module):
 
     def __init__(self, plan=LOSS_PLAN, taps=LOSS_TAPS, *, grey: bool = True, state: dict | None = None,
                  fold: str = "caffe"):
+        """``state``: the ImageNet tensors (:func:`contrafuse.weights.vgg19_state`) copied in by
+        :meth:`load_imagenet`; without it the convolutions wait for a weights file to fill them
+        (:func:`contrafuse.weights.load_trained_weights`), so building never downloads."""
         super().__init__()
-        self.plan, self.taps = list(plan), tuple(taps)
+        self.plan, self.taps, self.grey, self.fold = list(plan), tuple(taps), grey, fold
         self.convs = nn.ModuleDict()
-        state = vgg19_state() if state is None else state
         for name in self.plan:
-            if name == "M":
-                continue
-            c_in, c_out = _channels(name)
-            weight, bias = state[f"{name}.weight"], state[f"{name}.bias"]
-            if name == "conv1_1" and grey:
-                weight, bias = GREY_FOLDS[fold](weight, bias)
-                c_in = 1
-            conv = nn.Conv2d(c_in, c_out, 3, padding=1)
-            with torch.no_grad():
-                conv.weight.copy_(weight)
-                conv.bias.copy_(bias)
-            self.convs[name] = conv
+            if name != "M":
+                c_in, c_out = _channels(name)
+                self.convs[name] = nn.Conv2d(1 if name == "conv1_1" and grey else c_in, c_out, 3, padding=1)
         # a buffer, so that exported weights record it; weights from before it load with 1
         self.register_buffer("output_scale", torch.tensor(FOLD_OUTPUT_SCALE.get(fold, 1.0) if grey else 1.0))
+        if state is not None:
+            self.load_imagenet(state)
         self.requires_grad_(False)
         self.eval()
+
+    def imagenet_state(self, state: dict) -> dict:
+        """This module's state dict made from the ImageNet tensors ``state`` (conv1_1 folded to one
+        channel by ``fold`` when ``grey``)."""
+        own = {"output_scale": self.output_scale}
+        for name in self.convs:
+            weight, bias = state[f"{name}.weight"], state[f"{name}.bias"]
+            if name == "conv1_1" and self.grey:
+                weight, bias = GREY_FOLDS[self.fold](weight, bias)
+            own[f"convs.{name}.weight"], own[f"convs.{name}.bias"] = weight, bias
+        return own
+
+    def load_imagenet(self, state: dict, names=None) -> None:
+        """Copy in the ImageNet weights (all, or only the state-dict entries ``names``)."""
+        own = self.imagenet_state(state)
+        self.load_state_dict({k: v for k, v in own.items() if names is None or k in names}, strict=names is None)
 
     def train(self, mode: bool = True):
         return super().train(False)  # no dropout/BN here, but stay in eval regardless
