@@ -48,7 +48,7 @@ import numpy as np
 from contrafuse.api import fuse
 from contrafuse.bench.timing import write_result
 from contrafuse.io import list_images, luminance, read_image
-from contrafuse.registration import MIN_CONFIDENCE, estimate
+from contrafuse.registration import MIN_CONFIDENCE, estimate, register
 
 HERE = Path(__file__).resolve().parent
 DATASETS = HERE.parent.parent / "shared" / "datasets"
@@ -153,7 +153,9 @@ def acceptance_pairs() -> dict:
     3 degrees, scaled by 1.02 about its centre and shifted by 3 % and -2 % (Pillow, bicubic, black
     outside), then fused with ``average --register homography``; the mean absolute difference
     (grey levels) over the interior (10 % margins) from the fusion of the dataset's own alignment,
-    which the check compares with, and from the fusion of the unwarped pair registered the same way."""
+    which the check compares with, and from the fusion of the unwarped pair registered the same way;
+    with the model-free edge offsets (:func:`edge_offsets`, median |px| and count) of the unwarped
+    pair as the dataset aligns it and after its own registration."""
     from PIL import Image
 
     out = {}
@@ -174,7 +176,10 @@ def acceptance_pairs() -> dict:
         out[name] = {
             "vs_dataset_alignment": round(float(np.abs(registered - as_8bit(fuse(ir, vis, "average")))[inner].mean()), 2),
             "vs_registered_unwarped_pair": round(float(np.abs(
-                registered - as_8bit(fuse(ir, vis, "average", register="homography")))[inner].mean()), 2)}
+                registered - as_8bit(fuse(ir, vis, "average", register="homography")))[inner].mean()), 2),
+            "edge_offsets_px": {label: {"median": round(float(np.median(np.abs(offsets))), 2), "edges": int(offsets.size)}
+                                for label, offsets in (("dataset_alignment", edge_offsets(ir, vis)),
+                                                       ("own_registration", edge_offsets(register(ir, vis).image, vis)))}}
     return out
 
 
