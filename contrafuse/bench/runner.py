@@ -49,6 +49,7 @@ from .timing import git_state, machine_info, write_result
 CHARTS_LINE = ("Charts (written beside this report by the command, not committed): "
                "[CDF curves]({label}/cdf_{convention}.png), [bars]({label}/bars_{convention}.png)")
 
+
 @dataclass
 class MethodSpec:
     label: str
