@@ -36,7 +36,7 @@ import yaml
 from contrafuse.io import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = [REPO / "README.md", REPO / "docs" / "REPRODUCTION.md", REPO / "docs" / "cameras.md",
+DOCS = [REPO / "README.md", REPO / "docs" / "REPRODUCTION.md", REPO / "docs" / "cameras.md", REPO / "docs" / "metrics.md",
         *sorted((REPO / "contrafuse" / "weights").glob("*.md"))]
 #: the reproduction report: ``contrafuse benchmark benchmarks/report.yaml -o docs/benchmark``
 REPORT_CONFIG, REPORT = "benchmarks/report.yaml", "docs/benchmark"
