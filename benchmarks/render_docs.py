@@ -358,8 +358,9 @@ def video_speed_block() -> str:
 
     lines = [f"Frames per second, wall (CPU seconds per frame in parentheses), {result['size']} frames on "
              f"{machine['cpu']} ({machine['cores']} cores, {machine['torch_threads']} threads), {commit_text(result)}, "
-             f"under a load average of {result['load_average_start'][1]}"
-             f"-{result['load_average_end'][1]} from other work (wall times are that shared machine's); "
+             f"load average (5 minutes) {result['load_average_start'][1]} at the start and "
+             f"{result['load_average_end'][1]} at the end (about 2: this run alone on the 2 cores; well above: "
+             "other work too, and wall times are that shared machine's); "
              f"`numpy`: the classical methods; `auto` is the precision `--precision auto` chose.", ""]
     lines += table(["method", "auto"] + columns,
                    [[f"`{m}`", row["precision"] or "–"] + [cell(row["speed"].get(c)) for c in columns]
