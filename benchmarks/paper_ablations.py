@@ -155,7 +155,7 @@ def study_table(study: str, summary: dict) -> list[str]:
             lines.append(f"| {label} | {len(found)}/{len(names)} | " + " | ".join(cells) + " |")
         shipped = f"{method}-shipped"
         if shipped in means:
-            lines.append(f"| (shipped model) | – | " + " | ".join(_fmt([means[shipped][m]]) for m in metrics) + " |")
+            lines.append("| (shipped model) | – | " + " | ".join(_fmt([means[shipped][m]]) for m in metrics) + " |")
         lines.append("")
     return lines
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from torch import nn
 from torch.nn import functional as F
 
 from contrafuse.errors import ContrafuseError
