@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ContrafuseError
+from .io import luminance
 
 MOTIONS = ("affine", "homography")
 
@@ -90,9 +91,8 @@ def check_motion(motion: str) -> str:
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 2:
-        return image.astype(np.float32)
-    return (image[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.float32)
+    """The luma (:func:`contrafuse.io.luminance`) as float32."""
+    return np.asarray(luminance(image), np.float32)
 
 
 def data_mask(image: np.ndarray) -> np.ndarray:
