@@ -56,8 +56,23 @@ PAPER = {
                                       "strategy (b)": [6.5267, 2.7148, 0.4436, 9.5201, 4.2593, 0.0465],
                                       "strategy (c)": [7.2262, 3.6359, 1.0484, 9.6135, 4.9897, 0.0495]}},
 }
+#: What each study argues (the paper, shortened) and how our rows are read against it: "full best" --
+#: the full model scores better than each ablated variant; "alike" -- the variants score the same.
+CLAIMS = {
+    "coconet_table2": ("channel attention and the VGG features each improve the fused image (Sec. 4.3, Table 2)", "full best"),
+    "coconet_table3": ("the full model, with features from all three VGG levels, is best in every metric (Table 3)", "full best"),
+    "coconet_fig15": ("self-adaptive weights score higher than a fixed sigma or gamma in most cases (Fig. 15)", "full best"),
+    "coconet_fig17": ("the coupled contrastive loss beats no contrast, either constraint alone and random samples (Fig. 17)",
+                      "full best"),
+    "coconet_fig18": ("the result is almost independent of how the masks are obtained (Fig. 18)", "alike"),
+    "clfnet_table6": ("the PatchNCE loss improves on the SSIM loss alone (Table VI)", "full best"),
+    "clfnet_table8": ("negatives from the rest of the same image, strategy (c), are best in every metric (Table VIII)",
+                      "full best"),
+}
 #: where each study is measured: validation (roadscene_val, for any choice), our TNO test split,
 #: RoadScene's test pairs; CLF-Net's tables also on the 20 TNO images of CLF-Net's test set
+#: the test sets the papers' ablations report (validation is for choices, not verdicts)
+PAPER_DATASETS = {"coconet": ("tno", "roadscene"), "clfnet": ("clfnet_test",)}
 COCONET_DATASETS = ["roadscene_val", "tno", "roadscene"]
 CLFNET_DATASETS = ["roadscene_val", "tno", {"name": "clfnet_test", "suite": {"dataset": "CLFNet_TNO_test"}}]
 
@@ -160,6 +175,56 @@ def study_table(study: str, summary: dict) -> list[str]:
     return lines
 
 
+def verdict(study: str, summary: dict) -> str:
+    """One sentence: does our result support the paper's claim (:data:`CLAIMS`)? Every (ablated variant,
+    metric, paper dataset) cell compares the seed means of the variant and of ``full``; a difference counts
+    only beyond the larger half-range over seeds of the two (with one seed, any difference counts).
+    "full best" is supported when full is better in over half the cells and worse in under a quarter, and
+    not supported when it is better in no more cells than worse; "alike" is supported when under a quarter
+    of the cells differ and not supported when over half do; anything between supports it in part."""
+    from contrafuse.metrics import METRICS
+
+    claim, kind = CLAIMS[study]
+    method = study.split("_")[0]
+    metrics = COCONET_METRICS if method == "coconet" else CLFNET_METRICS
+    members = points(study)
+    datasets = [k for k in summary if k.split("/")[0] in PAPER_DATASETS[method]]
+    better = worse = cells = 0
+    seeds_short = runs_missing = False
+    for key in datasets:
+        means = summary[key]["mean"]
+        runs = {label: [means[p.name] for p in members if p.label == label and p.name in means]
+                for label in dict.fromkeys(p.label for p in members)}
+        full = runs.pop(full_label(study))
+        runs_missing |= any(p.name not in means for p in members)
+        for found in runs.values():
+            if not full or not found:
+                continue
+            seeds_short |= len(full) < 2 or len(found) < 2
+            for metric in metrics:
+                ours, theirs = [r[metric] for r in full], [r[metric] for r in found]
+                spread = max((max(v) - min(v)) / 2 for v in (ours, theirs))
+                diff = (sum(ours) / len(ours) - sum(theirs) / len(theirs)) * (1 if METRICS[metric].higher_is_better else -1)
+                cells += 1
+                better += diff > spread
+                worse += diff < -spread
+    if not cells:
+        return f"The paper's claim, {claim}, cannot be judged yet: the full model and a variant must both have finished."
+    if kind == "full best":
+        reading = ("supports" if better > cells / 2 and worse < cells / 4 else
+                   "does not support" if better <= worse else "partly supports")
+        counts = f"full is better in {better} and worse in {worse} of {cells} variant-metric cells"
+    else:
+        differ = better + worse
+        reading = "supports" if differ < cells / 4 else "does not support" if differ > cells / 2 else "partly supports"
+        counts = f"{differ} of {cells} variant-metric cells differ from full"
+    caveats = [c for c, on in (("not all runs have finished", runs_missing),
+                               ("some rows have one seed, so no seed spread", seeds_short)) if on]
+    where = " and ".join(k.split("/")[0] for k in datasets)
+    tail = f" (preliminary: {'; '.join(caveats)})" if caveats else ""
+    return f"**Verdict:** our result {reading} the paper's claim that {claim}: on {where}, {counts} beyond the seed spread{tail}."
+
+
 def training_record(study: str) -> list[str]:
     """Where and how long the study's finished runs trained (their sessions.jsonl and loss logs)."""
     machines, hours = set(), []
@@ -228,9 +293,12 @@ def cmd_tables(args) -> int:
                       f"configs/sweeps/paper/{study}.yaml`).", ""]
             continue
         summary = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("machine", "git")}  # results only
-        lines += study_table(study, summary) + training_record(study)
+        lines += [verdict(study, summary), ""] + study_table(study, summary) + training_record(study)
         if study == "coconet_fig15" and fig15_plot(summary, DOCS / "paper_coconet_fig15" / "fig15.svg"):
             lines += ["![Fig. 15 layout](paper_coconet_fig15/fig15.svg)", ""]
+        if study in ("coconet_fig17", "coconet_fig18"):  # the papers' figures are image grids: the benchmark's
+            lines += [f"![{grid.parent.name} {grid.stem}]({grid.relative_to(DOCS).as_posix()})"
+                      for grid in sorted((DOCS / f"paper_{study}").glob("*/grid_*.png"))] + [""]
     (DOCS / "paper_ablations.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {(DOCS / 'paper_ablations.md').relative_to(ROOT)}")
     return 0

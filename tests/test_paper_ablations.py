@@ -1,0 +1,84 @@
+"""The verdict sentence of benchmarks/paper_ablations.py (issue 38), on hand-built summaries."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+METRICS = ["EN", "MI", "VIFP", "SD", "AG", "SF"]  # CLF-Net's tables
+
+
+@pytest.fixture
+def ablations(monkeypatch):
+    monkeypatch.chdir(REPO)  # sweeps name their run folders relative to the repository root
+    spec = importlib.util.spec_from_file_location("paper_ablations", REPO / "benchmarks" / "paper_ablations.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def rows(**runs):
+    """Every metric of a run at one value: ``name=value``."""
+    return {name: dict.fromkeys(METRICS, value) for name, value in runs.items()}
+
+
+def table6(test_rows, validation_rows=None):
+    summary = {"clfnet_test/legacy": {"mean": test_rows}}
+    if validation_rows:
+        summary["roadscene_val/legacy"] = {"mean": validation_rows}
+    return summary
+
+
+def test_full_better_beyond_the_seed_spread_supports_and_validation_is_not_read(ablations):
+    summary = table6(rows(clfnet_full_seed0=7.0, clfnet_full_seed1=7.2, clfnet_wo_patchnce_seed0=6.0,
+                          clfnet_wo_patchnce_seed1=6.1),
+                     validation_rows=rows(clfnet_full_seed0=1.0, clfnet_full_seed1=1.0,
+                                          clfnet_wo_patchnce_seed0=9.0, clfnet_wo_patchnce_seed1=9.0))
+    sentence = ablations.verdict("clfnet_table6", summary)
+    assert "our result supports the paper's claim" in sentence
+    assert "full is better in 6 and worse in 0 of 6" in sentence and "preliminary" not in sentence
+
+
+def test_a_difference_within_the_seed_spread_is_a_tie(ablations):
+    # means 7.2 vs 7.1: 0.1 apart, but full's seeds are 0.4 apart (half-range 0.2)
+    summary = table6(rows(clfnet_full_seed0=7.0, clfnet_full_seed1=7.4, clfnet_wo_patchnce_seed0=7.1,
+                          clfnet_wo_patchnce_seed1=7.1))
+    sentence = ablations.verdict("clfnet_table6", summary)
+    assert "better in 0 and worse in 0 of 6" in sentence and "does not support" in sentence
+
+
+def test_mixed_cells_and_lower_is_better_metrics(ablations, monkeypatch):
+    test_rows = rows(clfnet_full_seed0=5.0, clfnet_full_seed1=5.0, clfnet_wo_patchnce_seed0=4.0,
+                     clfnet_wo_patchnce_seed1=4.0)
+    for name in ("clfnet_wo_patchnce_seed0", "clfnet_wo_patchnce_seed1"):  # the variant wins SD and AG
+        test_rows[name].update(SD=6.0, AG=6.0)
+    sentence = ablations.verdict("clfnet_table6", table6(test_rows))
+    assert "better in 4 and worse in 2 of 6" in sentence and "partly supports" in sentence
+    import dataclasses
+
+    from contrafuse.metrics import METRICS as TABLE
+
+    monkeypatch.setattr(ablations, "CLFNET_METRICS", ["SD", "AG", "EN"])
+    monkeypatch.setitem(TABLE, "SD", dataclasses.replace(TABLE["SD"], higher_is_better=False))  # lower SD wins
+    sentence = ablations.verdict("clfnet_table6", table6(test_rows))
+    assert "better in 2 and worse in 1 of 3" in sentence
+
+
+def test_unfinished_runs_and_single_seeds_make_the_verdict_preliminary(ablations):
+    sentence = ablations.verdict("clfnet_table6", table6(rows(clfnet_full_seed0=7.0, clfnet_wo_patchnce_seed0=6.0)))
+    assert "supports" in sentence and "not all runs have finished" in sentence and "one seed" in sentence
+    empty = ablations.verdict("clfnet_table6", table6(rows(clfnet_wo_patchnce_seed0=6.0)))
+    assert "cannot be judged yet" in empty
+
+
+def test_the_mask_study_claims_the_variants_alike(ablations):
+    alike = {f"{d}/legacy": {"mean": {name: dict.fromkeys(ablations.COCONET_METRICS, 1.0) for name in (
+        "coconet_full_seed2", "coconet_full_seed3", "coconet_saliency_masks_seed2", "coconet_saliency_masks_seed3")}}
+        for d in ("tno", "roadscene")}
+    assert "our result supports the paper's claim that the result is almost independent" in ablations.verdict(
+        "coconet_fig18", alike)
+    for block in alike.values():
+        for name in ("coconet_saliency_masks_seed2", "coconet_saliency_masks_seed3"):
+            block["mean"][name] = dict.fromkeys(ablations.COCONET_METRICS, 2.0)
+    assert "does not support" in ablations.verdict("coconet_fig18", alike)
