@@ -380,6 +380,13 @@ def methods_block() -> str:
     return "\n".join(lines) + "\n"
 
 
+def metric_list_block() -> str:
+    """contrafuse.metrics.METRICS (the metric table): how many metrics, and their names."""
+    from contrafuse.metrics import METRICS
+
+    return f"`contrafuse.metrics` computes {len(METRICS)} no-reference fusion metrics: `{' '.join(METRICS)}`.\n"
+
+
 def card_weights_block(model: str) -> str:
     """contrafuse/models/MODEL.yaml (the shipped weights file and how it is stored) and that file's size."""
     from contrafuse.models import MODEL_SPECS
@@ -410,7 +417,7 @@ def card_tests_block(model: str) -> str:
     return "\n".join(lines)
 
 
-BLOCKS = {"methods": methods_block, "peers": peers_block, "peer-agreement": agreement_block,
+BLOCKS = {"methods": methods_block, "metric-list": metric_list_block, "peers": peers_block, "peer-agreement": agreement_block,
           "peer-speed": speed_block, "provenance": provenance_block, "paper-table": paper_table,
           "ranking": ranking_block, "rows": rows_block, "complexity": complexity_block,
           "training-speed": training_speed_block, "card-weights": card_weights_block,
