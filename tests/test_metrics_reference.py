@@ -5,6 +5,7 @@ scikit-image, and values worked out by hand."""
 
 import csv
 import math
+import statistics
 import warnings
 from collections import defaultdict
 
@@ -323,12 +324,14 @@ def test_all_conventions_at_once_equal_one_at_a_time():
 # standard against numpy / scikit-image computations of the textbook definitions
 
 
-def test_en_cc_scd_equal_independent_computations(views):
-    """EN: scikit-image's Shannon entropy (bits); CC, SCD: numpy's Pearson correlation."""
+def test_en_sd_cc_scd_equal_independent_computations(views):
+    """EN: scikit-image's Shannon entropy (bits); SD: the standard library's population standard
+    deviation; CC, SCD: numpy's Pearson correlation."""
     measure = pytest.importorskip("skimage.measure")
     a, b, f = views
-    ours = evaluate(a, b, f, metrics=["EN", "CC", "SCD"])
+    ours = evaluate(a, b, f, metrics=["EN", "SD", "CC", "SCD"])
     assert ours["EN"] == pytest.approx(measure.shannon_entropy(f, base=2), rel=1e-12)
+    assert ours["SD"] == pytest.approx(statistics.pstdev(int(v) for v in f.ravel()), rel=1e-12)
     a, b, f = (x.astype(np.float64).ravel() for x in views)
     assert ours["CC"] == pytest.approx((np.corrcoef(a, f)[0, 1] + np.corrcoef(b, f)[0, 1]) / 2, rel=1e-12)
     assert ours["SCD"] == pytest.approx(np.corrcoef(f - b, a)[0, 1] + np.corrcoef(f - a, b)[0, 1], rel=1e-12)
