@@ -74,3 +74,17 @@ def test_reproduction_tables_are_all_generated():
     """docs/REPRODUCTION.md keeps no hand-made table: every table row lies in a generated block."""
     rows = [line for line in BLOCK.sub("", REPRODUCTION.read_text()).splitlines() if line.startswith("|")]
     assert not rows, rows[:3]
+
+
+def test_ci_runs_the_readme_commands():
+    """.ci/run runs what the README's two commands do: each step of the first (install, fuse a real
+    pair) and the second (the tests), flags that only quieten or allow a rerun aside."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Two commands"):]
+    first, second = re.findall(r"```bash\n(.+?)\n```", section, re.S)[:2]
+    ci = [re.sub(r" --(quiet|overwrite)\b", "", line) for line in (REPO / ".ci" / "run").read_text().splitlines()
+          if line and not line.startswith("#")]
+    steps = first.split(" && ") + [second]
+    assert len(steps) == 4
+    for step in steps:
+        assert step in ci, f"README step not run by .ci/run: {step}"
