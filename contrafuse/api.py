@@ -90,7 +90,7 @@ def fuse_images(first: np.ndarray, second: np.ndarray, method: FusionMethod,
     colour = [rgb_to_ycbcr(img)[..., 1:] for img in (first, second) if img.ndim == 3]
     if not colour:
         return fused_y
-    return ycbcr_to_rgb(np.dstack([fused_y, merge_chroma(colour)]))
+    return ycbcr_to_rgb(np.dstack([fused_y, merge_chroma(colour)]), rule=method.recolour)
 
 
 def fuse(ir, vis, method: str | FusionMethod | None = None, *, resize: str | None = None,

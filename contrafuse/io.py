@@ -478,13 +478,23 @@ def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
     return ycc.astype(np.float32)
 
 
-def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
+#: how :func:`ycbcr_to_rgb` treats a (fused Y, source chroma) pair outside the RGB cube
+RECOLOUR_RULES = ("keep_luma", "clip")
+
+
+def ycbcr_to_rgb(ycc: np.ndarray, rule: str = "keep_luma") -> np.ndarray:
     """Inverse of :func:`rgb_to_ycbcr` into [0, 1]. Where Y and the chroma together leave the RGB
-    cube (a fused Y brighter or darker than the source the chroma came from), the chroma is scaled
-    toward grey just enough to fit, so the result keeps its luma Y exactly instead of being clipped."""
+    cube (a fused Y brighter or darker than the source the chroma came from): ``keep_luma`` scales
+    the chroma toward grey just enough to fit, so the result keeps its luma Y exactly; ``clip``
+    keeps Y, Cb and Cr as they are and clips each RGB channel, as an inverse conversion to 8-bit RGB
+    does (the papers' "other two channels remain unchanged")."""
+    if rule not in RECOLOUR_RULES:
+        raise ValueError(f"unknown recolour rule {rule!r}; known: {', '.join(RECOLOUR_RULES)}")
     ycc = ycc.astype(np.float64)
     luma = np.clip(ycc[..., :1], 0.0, 1.0)
     offset = (ycc[..., 1:] - 0.5) @ _YCBCR_TO_RGB[:, 1:].T  # RGB minus luma, per channel
+    if rule == "clip":
+        return np.clip(ycc[..., :1] + offset, 0.0, 1.0).astype(np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
         room = np.where(offset > 0, (1.0 - luma) / offset, np.where(offset < 0, luma / -offset, np.inf))
     scale = np.minimum(room.min(axis=-1, keepdims=True), 1.0)

@@ -83,6 +83,24 @@ def test_ycbcr_roundtrip(rng):
     assert np.allclose(rgb_to_ycbcr(grey), [0.3, 0.5, 0.5], atol=1e-6)
 
 
+def test_recolour_rules_outside_the_rgb_cube():
+    """Pure red's chroma under a fused Y of 0.8: R = Y + 1.402 (Cr - 0.5) = 0.8 + 0.701 leaves the cube.
+    ``clip`` keeps Y, Cb, Cr and clips each channel (hand-computed from the BT.601 inverse);
+    ``keep_luma`` scales the chroma toward grey until R = 1, so the result's luma is 0.8 exactly."""
+    red = rgb_to_ycbcr(np.array([[[1.0, 0.0, 0.0]]], np.float32))
+    ycc = np.dstack([np.full((1, 1, 1), 0.8, np.float32), red[..., 1:]])
+    cb, cr = float(red[0, 0, 1]) - 0.5, float(red[0, 0, 2]) - 0.5
+    by_hand = np.clip([0.8 + 1.402 * cr, 0.8 - 0.344136 * cb - 0.714136 * cr, 0.8 + 1.772 * cb], 0, 1)
+    assert np.allclose(ycbcr_to_rgb(ycc, rule="clip")[0, 0], by_hand, atol=1e-5)
+    kept = ycbcr_to_rgb(ycc, rule="keep_luma")
+    assert kept[0, 0, 0] == pytest.approx(1.0) and rgb_to_ycbcr(kept)[0, 0, 0] == pytest.approx(0.8, abs=1e-6)
+    assert rgb_to_ycbcr(ycbcr_to_rgb(ycc, rule="clip"))[0, 0, 0] < 0.8 - 0.05  # clipping loses luma
+    inside = rgb_to_ycbcr(np.array([[[0.4, 0.5, 0.6]]], np.float32))  # in the cube both rules agree
+    assert np.allclose(ycbcr_to_rgb(inside, rule="clip"), ycbcr_to_rgb(inside), atol=1e-6)
+    with pytest.raises(ValueError, match="recolour"):
+        ycbcr_to_rgb(ycc, rule="desaturate")
+
+
 def test_merge_chroma_prefers_saturated():
     neutral = np.full((1, 1, 2), 0.5, np.float32)
     vivid = np.full((1, 1, 2), 0.9, np.float32)

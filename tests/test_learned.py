@@ -54,6 +54,28 @@ def test_medical_variant_gives_colour(tmp_path):
     assert code == 0 and Image.open(out).mode == "RGB"
 
 
+def test_fusion_recolours_by_the_methods_rule():
+    """The fused Y gets the colour source's chroma back by the method's ``recolour`` rule: a bright
+    fused Y under pure red leaves the RGB cube, ``clip`` keeps the chroma (red channel at 1, luma
+    lost), ``keep_luma`` keeps Y = 0.8."""
+    from contrafuse.io import rgb_to_ycbcr
+    from contrafuse.methods.base import FusionMethod
+
+    class Bright(FusionMethod):
+        def fuse_grey(self, first, second):
+            return np.full(first.shape, 0.8, np.float32)
+
+    red = np.zeros((4, 4, 3), np.float32)
+    red[..., 0] = 1.0
+    grey = np.full((4, 4), 0.5, np.float32)
+    kept = contrafuse.fuse(red, grey, method=Bright())
+    clipping = Bright()
+    clipping.recolour = "clip"
+    clipped = contrafuse.fuse(red, grey, method=clipping)
+    assert np.allclose(rgb_to_ycbcr(kept)[..., 0], 0.8, atol=1e-5)
+    assert np.allclose(clipped[..., 0], 1.0) and rgb_to_ycbcr(clipped)[..., 0].max() < 0.75
+
+
 def test_missing_or_wrong_weights_are_clear_errors(tmp_path):
     with pytest.raises(ContrafuseError, match="weights file not found"):
         create_method("clfnet", weights=tmp_path / "none.safetensors")
@@ -82,6 +104,9 @@ def test_coconet_authors_inference_is_the_papers_test_script():
     np.testing.assert_allclose(authors.fuse_grey(ir, vis), expected, atol=2e-5)
     assert np.abs(standard.fuse_grey(ir, vis) - expected).max() > 0.05
     assert create_method("coconet-medical").inference == "standard"
+    # Sec. 3.4.1: the PET/SPECT's Cb and Cr re-attached unchanged (clipped RGB), under both protocols
+    assert {create_method("coconet-medical", inference=p).recolour for p in ("standard", "authors")} == {"clip"}
+    assert create_method("coconet").recolour == create_method("gff").recolour == "keep_luma"
 
 
 def test_inference_and_weights_options_are_checked(tmp_path, capsys):

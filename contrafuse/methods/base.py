@@ -44,6 +44,8 @@ class FusionMethod(ABC):
     description: str = ""
     #: the method fuses RGB itself (:meth:`fuse_rgb`); otherwise colour is fused on Y outside it
     fuses_rgb: bool = False
+    #: how that fused Y gets the colour source's chroma back (:func:`contrafuse.io.ycbcr_to_rgb`'s rule)
+    recolour: str = "keep_luma"
     #: a PyTorch network: worth keeping loaded (worker, web app) and exportable to ONNX
     uses_torch: bool = False
 

@@ -94,6 +94,10 @@ class LearnedMethod(FusionMethod):
     def fuses_rgb(self) -> bool:
         return self.protocol.channels == 3
 
+    @property
+    def recolour(self) -> str:
+        return self.protocol.recolour
+
     @classmethod
     def cli_options(cls) -> list[MethodOption]:
         spec = cls.spec

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import ContrafuseError
+from ..io import RECOLOUR_RULES
 from ..precision import PRECISIONS
 from ..schema import Key, check_keys, check_list
 
@@ -74,6 +75,7 @@ PROTOCOL_KEYS = {
     "stretch": Key(bool),
     "output_8bit": Key(str, choices=("none", "floor", "round", "wrap")),
     "when_colour": Key(dict),
+    "recolour": Key(str, choices=RECOLOUR_RULES),
 }
 #: the steps outside the network call, which ``when_colour`` may set differently for colour sources
 COLOUR_KEYS = ("grey_8bit", "input_stretch", "stretch", "output_8bit")
@@ -120,6 +122,8 @@ class Protocol:
     #: the official script's 8-bit output: ``floor`` (``astype(uint8)``), ``round``, ``wrap`` (an unclipped
     #: ``astype(uint8)``: values outside [0, 1] wrap modulo 256, as NumPy's cast does), or ``none`` (float)
     output_8bit: str = "none"
+    #: how the fused Y gets a colour source's chroma back (:func:`contrafuse.io.ycbcr_to_rgb`'s rule)
+    recolour: str = "keep_luma"
     #: the protocol the official script follows when a source is colour (set from ``when_colour``:
     #: other 8-bit rounding, for example); None: the same
     colour: Protocol | None = None
