@@ -107,6 +107,11 @@ def test_coconet_authors_inference_is_the_papers_test_script():
     # Sec. 3.4.1: the PET/SPECT's Cb and Cr re-attached unchanged (clipped RGB), under both protocols
     assert {create_method("coconet-medical", inference=p).recolour for p in ("standard", "authors")} == {"clip"}
     assert create_method("coconet").recolour == create_method("gff").recolour == "keep_luma"
+    # every method takes the rule as an option, so that the rows of one comparison share it
+    assert create_method("gff", recolour="clip").recolour == "clip"
+    assert create_method("coconet-medical", recolour="keep_luma").recolour == "keep_luma"
+    with pytest.raises(ContrafuseError, match="unknown recolour rule 'grey'"):
+        create_method("gff", recolour="grey")
 
 
 def test_inference_and_weights_options_are_checked(tmp_path, capsys):

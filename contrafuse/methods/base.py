@@ -87,7 +87,22 @@ def register_method(name: str):
 
 def create_method(name: str, **options: Any) -> FusionMethod:
     """Instantiate the registered method ``name`` with keyword ``options`` (unknown options and
-    options of the wrong type are one-line errors)."""
+    options of the wrong type are one-line errors). ``recolour``, which every method takes, replaces
+    its rule for re-attaching a colour source's chroma (:data:`contrafuse.io.RECOLOUR_RULES`), so that
+    the rows of one comparison can share a rule."""
+    from ..io import RECOLOUR_RULES
+
+    recolour = options.pop("recolour", None)
+    if recolour is not None and recolour not in RECOLOUR_RULES:
+        raise ContrafuseError(None, f"method {name!r}: unknown recolour rule {recolour!r} "
+                              f"(choose from {', '.join(RECOLOUR_RULES)})")
+    method = _build(name, options)
+    if recolour is not None:
+        method.recolour = recolour
+    return method
+
+
+def _build(name: str, options: dict) -> FusionMethod:
     cls = METHODS.get(name)
     accepted = inspect.signature(cls).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):

@@ -58,6 +58,7 @@ class LearnedMethod(FusionMethod):
                                   "(leave --precision, --device and --compile at their defaults)")
         self.backend, self.tile, self.inference = backend, tile, inference
         self.protocol = spec.protocols[inference]
+        self.recolour = self.protocol.recolour
         self.multiple = self.protocol.multiple
         self.needs_whole_image_statistics = spec.whole_image_statistics or self.protocol.batchnorm == "image"
         from ..weights import model_weights
@@ -93,10 +94,6 @@ class LearnedMethod(FusionMethod):
     @property
     def fuses_rgb(self) -> bool:
         return self.protocol.channels == 3
-
-    @property
-    def recolour(self) -> str:
-        return self.protocol.recolour
 
     @classmethod
     def cli_options(cls) -> list[MethodOption]:
