@@ -147,12 +147,17 @@ def render_value(match: re.Match) -> str:
 
 # --- blocks ------------------------------------------------------------------------------------
 
+def report_header(folder: str) -> dict:
+    """The machine, date and git state a benchmark report (FOLDER/report.md) records in its header."""
+    header = re.search(r"^`(\{.*\})`$", (REPO / folder / "report.md").read_text(), re.M)
+    if header is None:
+        raise DocsError(f"{folder}/report.md: no machine line in its header")
+    return json.loads(header.group(1))
+
+
 def provenance_block() -> str:
     """docs/benchmark/report.md: the machine, date and git state its header records."""
-    header = re.search(r"^`(\{.*\})`$", (REPO / REPORT / "report.md").read_text(), re.M)
-    if header is None:
-        raise DocsError(f"{REPORT}/report.md: no machine line in its header")
-    info = json.loads(header.group(1))
+    info = report_header(REPORT)
     git = info.get("git") or {}
     commit = (f"commit {git['commit'][:8]}{' with uncommitted changes' if git.get('dirty') else ''}"
               if git.get("commit") else "commit not recorded (a report from before it was)")
@@ -237,7 +242,12 @@ def rows_block(csv_path: str, metrics: str, *labels: str) -> str:
     columns = metrics.split(",")
     body = [[f"`{label}`"] + [fmt(float(rows[label][f"{c}_mean"])) for c in columns]
             + [f"{float(rows[label]['avg_rank']):.2f}"] for label in labels]
-    return "\n".join(table(["row"] + columns + [f"avg rank (of {len(rows)})"], body)) + "\n"
+    lines = table(["row"] + columns + [f"avg rank (of {len(rows)})"], body)
+    date = report_header(str(Path(csv_path).parents[1]))["date"]
+    if "VIFP" in columns and csv_path.endswith("_legacy.csv") and date < LEGACY_TOOLBOX_VIF:
+        lines += ["", f"(A report of {date}, before the toolbox VIF ({LEGACY_TOOLBOX_VIF}): its `legacy` VIFP is "
+                  "the textbook VIF-P, not the toolbox's VIF of the tables above.)"]
+    return "\n".join(lines) + "\n"
 
 
 def complexity_block() -> str:
