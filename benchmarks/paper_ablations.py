@@ -89,15 +89,19 @@ def full_label(study: str) -> str:
     return next(p.label for p in points(study) if p.variant == "full")
 
 
+#: run as the reproduction report runs the shipped models (benchmarks/report.yaml): float32, untiled
+REPORT_OPTIONS = {"precision": "fp32", "tile": 0}
+
+
 def method_entry(point) -> dict:
     return {"name": point.config["method"], "label": point.name,
-            "options": {"weights": str(point.folder / "model.safetensors")}}
+            "options": {"weights": str(point.folder / "model.safetensors"), **REPORT_OPTIONS}}
 
 
 def benchmark_config(study: str) -> dict:
     method = study.split("_")[0]
     members = sorted(points(study), key=lambda p: (p.variant == "full", p.values["seed"], p.name))
-    shipped = {"name": method, "label": f"{method}-shipped"}
+    shipped = {"name": method, "label": f"{method}-shipped", "options": dict(REPORT_OPTIONS)}
     return {"methods": [method_entry(p) for p in members] + [shipped],
             "metrics": ["EN", "SD", "SF", "AG", "MI", "VIFF", "VIFP", "SCD", "Qabf"],
             "conventions": ["legacy"],
@@ -123,7 +127,7 @@ def cmd_evaluate(args) -> int:
     os.chdir(ROOT)
     for study in args.studies or STUDIES:
         cfg = yaml.safe_load((BENCHMARKS / f"{study}.yaml").read_text())
-        cfg["methods"] = [m for m in cfg["methods"] if "options" not in m or Path(m["options"]["weights"]).is_file()]
+        cfg["methods"] = [m for m in cfg["methods"] if "weights" not in m["options"] or Path(m["options"]["weights"]).is_file()]
         if len(cfg["methods"]) < 2:
             print(f"{study}: no finished run yet")
             continue
