@@ -93,6 +93,11 @@ def full_label(study: str) -> str:
 REPORT_OPTIONS = {"precision": "fp32", "tile": 0}
 
 
+def study_metrics(study: str) -> list[str]:
+    """The columns of the paper's table for a study (CoCoNet's or CLF-Net's metric set)."""
+    return COCONET_METRICS if study.startswith("coconet") else CLFNET_METRICS
+
+
 def method_entry(point) -> dict:
     return {"name": point.config["method"], "label": point.name,
             "options": {"weights": str(point.folder / "model.safetensors"), **REPORT_OPTIONS}}
@@ -152,7 +157,7 @@ def _fmt(values: list[float]) -> str:
 def study_table(study: str, summary: dict) -> list[str]:
     """Markdown rows: the paper's labels, our mean ± half-range over seeds beside the paper's numbers."""
     method = study.split("_")[0]
-    metrics = COCONET_METRICS if method == "coconet" else CLFNET_METRICS
+    metrics = study_metrics(study)
     members, full = points(study), full_label(study)
     labels = list(dict.fromkeys(p.label for p in members))
     labels.append(labels.pop(labels.index(full)))  # the full model last, as the papers
@@ -190,7 +195,7 @@ def verdict(study: str, summary: dict) -> str:
 
     claim, kind = CLAIMS[study]
     method = study.split("_")[0]
-    metrics = COCONET_METRICS if method == "coconet" else CLFNET_METRICS
+    metrics = study_metrics(study)
     members = points(study)
     datasets = [k for k in summary if k.split("/")[0] in PAPER_DATASETS[method]]
     better = worse = cells = 0
