@@ -21,8 +21,8 @@ from pathlib import Path
 from . import __version__, progress
 from .api import RESIZE_HINT_CLI, fuse_images, read_sources
 from .errors import ContrafuseError
-from .io import (HIGH_BIT_RULES, OutputError, check_folder_writable, check_output_free, check_output_image,
-                 check_writable, image_size, pair_folders, unmatched_names, write_image)
+from .io import (HIGH_BIT_RULES, RECOLOUR_RULES, OutputError, check_folder_writable, check_output_free,
+                 check_output_image, check_writable, image_size, pair_folders, unmatched_names, write_image)
 from .jobs import FuseJob
 from .io import list_images as list_images_by_name
 from .methods import DEFAULT_METHOD, METHODS, create_method
@@ -63,6 +63,13 @@ def _add_fusion_options(parser: argparse.ArgumentParser) -> None:
                         "registered is refused); see docs/cameras.md")
     parser.add_argument("--bits", type=int, choices=[8, 16], default=8, help="output depth (16-bit: grey PNG/TIFF)")
     _add_high_bit_rule(parser)
+    from .models import MODEL_SPECS
+
+    clipping = [name for name, spec in MODEL_SPECS.items() if any(p.recolour == "clip" for p in spec.protocols.values())]
+    parser.add_argument("--recolour", choices=list(RECOLOUR_RULES),
+                        help="how a colour source's chroma returns to the fused luma: " +
+                        "; ".join(f"{k}: {v}" for k, v in RECOLOUR_RULES.items()) +
+                        f" (default: the method's own, clip for {', '.join(clipping)} as its paper, else keep_luma)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     _add_method_options(parser)
 
@@ -126,6 +133,8 @@ def _method_request(args) -> tuple[str, dict]:
         if keyword not in accepted:
             raise ContrafuseError(None, f"--{keyword.replace('_', '-')} does not apply to method {name!r}")
         options[keyword] = value
+    if getattr(args, "recolour", None):  # every method takes it (create_method)
+        options["recolour"] = args.recolour
     return name, options
 
 

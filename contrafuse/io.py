@@ -479,7 +479,10 @@ def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
 
 
 #: how :func:`ycbcr_to_rgb` treats a (fused Y, source chroma) pair outside the RGB cube
-RECOLOUR_RULES = ("keep_luma", "clip")
+RECOLOUR_RULES = {
+    "keep_luma": "scale the chroma toward grey just enough to fit, so the fused luma is kept exactly",
+    "clip": "keep luma and chroma, clip each RGB channel (the papers' 'other two channels remain unchanged')",
+}
 
 
 def ycbcr_to_rgb(ycc: np.ndarray, rule: str = "keep_luma") -> np.ndarray:

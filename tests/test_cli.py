@@ -240,3 +240,26 @@ def test_learned_method_options_do_not_apply_to_classical_methods(capsys, grey_p
                        "--method", "gff", *option)
     assert_one_line_error(code, err, f"{option[0]} does not apply to method 'gff'")
     assert not (tmp_path / "f.png").exists()
+
+
+def test_recolour_flag_picks_the_chroma_rule(capsys, tmp_path):
+    """Grey 0.9 infrared, pure red visible, ``maximum``: the fused Y (230/255) under red chroma leaves the
+    RGB cube. By hand: ``clip`` keeps Cb, Cr and clips, G = B = Y + 0.0581 - 0.3571 ~ 0.603 (154);
+    ``keep_luma`` (the default for this method) scales the chroma by 0.140, G = B = Y - 0.140 * 0.299
+    ~ 0.860 (219), keeping Y."""
+    ir, vis = tmp_path / "ir.png", tmp_path / "vis.png"
+    Image.fromarray(np.full((8, 8), 230, np.uint8)).save(ir)
+    Image.fromarray(np.dstack([np.full((8, 8), 255, np.uint8), np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8)])).save(vis)
+    fused = {}
+    for rule in (None, "clip", "keep_luma"):
+        out = tmp_path / f"{rule}.png"
+        code, _, err = run(capsys, "fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(out), "--method", "maximum",
+                           *(["--recolour", rule] if rule else []))
+        assert code == 0, err
+        fused[rule] = np.asarray(Image.open(out)).astype(int)
+    assert np.all(fused["clip"] == [255, 154, 154])
+    assert np.all(np.abs(fused["keep_luma"] - [255, 219, 219]) <= 1)
+    assert np.array_equal(fused[None], fused["keep_luma"])
+    with pytest.raises(SystemExit) as exit_:
+        main(["fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "x.png"), "--recolour", "grey"])
+    assert exit_.value.code == 2 and "invalid choice: 'grey'" in capsys.readouterr().err

@@ -64,6 +64,23 @@ def test_evaluate_returns_metrics(client, tno):
     assert body["convention"] == "standard" and body["higher_is_better"]["EN"] is True
 
 
+def test_fuse_takes_the_recolour_rule(client):
+    """The API's ``recolour`` is the CLI's ``--recolour`` (hand-checked there): grey 0.9 with pure red,
+    fused by ``maximum``, is (255, 154, 154) under ``clip`` and (255, 219, 219) keeping the luma."""
+    ir = png(np.full((8, 8), 230, np.uint8))
+    vis = png(np.dstack([np.full((8, 8), 255, np.uint8), np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8)]))
+    greens = {}
+    for rule in ("clip", "keep_luma", ""):
+        r = client.post("/api/fuse", files={"ir": upload(ir, "ir.png"), "vis": upload(vis, "vis.png")},
+                        data={"method": "maximum", "recolour": rule})
+        assert r.status_code == 200, r.text
+        greens[rule] = int(np.asarray(Image.open(io.BytesIO(r.content)))[0, 0, 1])
+    assert greens["clip"] == 154 and abs(greens["keep_luma"] - 219) <= 1 and greens[""] == greens["keep_luma"]
+    r = client.post("/api/fuse", files={"ir": upload(ir, "ir.png"), "vis": upload(vis, "vis.png")},
+                    data={"method": "maximum", "recolour": "grey"})
+    assert r.status_code == 400 and "unknown recolour rule 'grey'" in r.json()["error"]
+
+
 @pytest.mark.parametrize("case, status, fragment", [
     ("not an image", 400, "not a readable image"),
     ("empty", 400, "empty"),

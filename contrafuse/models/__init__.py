@@ -75,7 +75,7 @@ PROTOCOL_KEYS = {
     "stretch": Key(bool),
     "output_8bit": Key(str, choices=("none", "floor", "round", "wrap")),
     "when_colour": Key(dict),
-    "recolour": Key(str, choices=RECOLOUR_RULES),
+    "recolour": Key(str, choices=tuple(RECOLOUR_RULES)),
 }
 #: the steps outside the network call, which ``when_colour`` may set differently for colour sources
 COLOUR_KEYS = ("grey_8bit", "input_stretch", "stretch", "output_8bit")

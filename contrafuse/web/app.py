@@ -92,19 +92,20 @@ def create_app():
     methods = MethodCache(size=8)  # learned models are loaded once and kept
     workers = threading.BoundedSemaphore(_workers())
 
-    def method_for(name: str, inference: str | None):
+    def method_for(name: str, inference: str | None, recolour: str | None = None):
         if name not in METHODS:
             raise BadRequest(f"method: unknown method {name!r} (see GET /api/methods)")
+        options = {key: value for key, value in (("inference", inference), ("recolour", recolour)) if value}
         try:
-            return methods.get(name, **({"inference": inference} if inference else {}))
+            return methods.get(name, **options)
         except ContrafuseError as exc:
             raise BadRequest(f"method {name}: {exc}") from None
 
-    def fuse_arrays(first, second, name, resize, inference, labels, register=None):
+    def fuse_arrays(first, second, name, resize, inference, labels, register=None, recolour=None):
         """The sources brought to one size (or registered), and their fusion."""
         if resize not in (None, "", "ir", "vis"):
             raise BadRequest(f"resize: must be 'ir' or 'vis', not {resize!r}")
-        method = method_for(name, inference or None)
+        method = method_for(name, inference or None, recolour or None)
         try:
             first, second = match_sizes(first, second, resize=resize or None, labels=labels, hint=RESIZE_HINT,
                                         register=register or None)
@@ -179,11 +180,12 @@ def create_app():
     @app.post("/api/fuse")
     async def fuse(ir: UploadFile | None = None, vis: UploadFile | None = None, method: str = Form(DEFAULT_METHOD),
                    resize: str | None = Form(None), inference: str | None = Form(None),
-                   registration: str | None = Form(None, alias="register")):  # 'register' would shadow pydantic's
+                   registration: str | None = Form(None, alias="register"),  # 'register' would shadow pydantic's
+                   recolour: str | None = Form(None)):
         first, second = await _read_upload(ir, "ir"), await _read_upload(vis, "vis")
         from starlette.concurrency import run_in_threadpool
         *_, fused = await run_in_threadpool(fuse_arrays, first, second, method, resize, inference,
-                                            (f"ir ({ir.filename})", f"vis ({vis.filename})"), registration)
+                                            (f"ir ({ir.filename})", f"vis ({vis.filename})"), registration, recolour)
         return Response(_png(fused), media_type="image/png",
                          headers={"Content-Disposition": f'inline; filename="fused_{method}.png"'})
 
