@@ -1,8 +1,9 @@
 """The papers' own ablations (issue 38): CoCoNet Tables 2 and 3, Figs. 15, 17 and 18; CLF-Net
 Tables VI and VIII. One sweep file per table or figure, configs/sweeps/paper/<study>.yaml (the
-shipped recipe with one switch changed, seeds paired), trained by ``contrafuse sweep``:
+shipped recipe with one switch changed, seeds paired), trained by ``contrafuse sweep`` in the order of
+:data:`QUEUE` (resuming started runs; stop it any time):
 
-    nohup nice -n 19 .venv/bin/contrafuse sweep run configs/sweeps/paper/*.yaml --jobs 2 >> runs/paper_ablations/queue.log 2>&1 &
+    nohup nice -n 19 .venv/bin/python benchmarks/paper_ablations.py queue --jobs 2 >> runs/paper_ablations/queue.log 2>&1 &
     .venv/bin/contrafuse sweep status configs/sweeps/paper/*.yaml          # which runs are done, started, waiting
     .venv/bin/python benchmarks/paper_ablations.py benchmarks   # (re)write benchmarks/paper_ablations/*.yaml
     .venv/bin/python benchmarks/paper_ablations.py evaluate coconet_table2   # benchmark the finished runs
@@ -89,6 +90,13 @@ def full_label(study: str) -> str:
     return next(p.label for p in points(study) if p.variant == "full")
 
 
+#: training order: CLF-Net's tables (about 1.5 h a run on one thread), then one seed of every CoCoNet
+#: variant (about 3-4 h a run; 92 % of it the contrastive stage), so that every table has a first
+#: reading, Fig. 15's ten fixed weights last; then the CoCoNet second seeds in the same order
+QUEUE = ("clfnet_table6", "clfnet_table8", "coconet_table2", "coconet_table3", "coconet_fig17", "coconet_fig18",
+         "coconet_fig15")
+FIRST_PASS = ("clfnet_*", "coconet_*_seed2")
+
 #: run as the reproduction report runs the shipped models (benchmarks/report.yaml): float32, untiled
 REPORT_OPTIONS = {"precision": "fp32", "tile": 0}
 
@@ -125,6 +133,14 @@ def cmd_benchmarks(args) -> int:
                                                                          default_flow_style=None))
     print(f"wrote {len(STUDIES)} benchmark configs to {BENCHMARKS.relative_to(ROOT)}")
     return 0
+
+
+def cmd_queue(args) -> int:
+    """Train every run of :data:`QUEUE` not done: first the points of :data:`FIRST_PASS`, then the rest."""
+    command = [str(ROOT / ".venv/bin/contrafuse"), "sweep", "run", *(f"configs/sweeps/paper/{s}.yaml" for s in QUEUE),
+               "--jobs", str(args.jobs), "-q"]
+    first = subprocess.run(command + [arg for pattern in FIRST_PASS for arg in ("--only", pattern)])
+    return first.returncode or subprocess.run(command).returncode
 
 
 def cmd_evaluate(args) -> int:
@@ -252,6 +268,23 @@ def training_record(study: str) -> list[str]:
             f"work; {min(hours):.2f}-{max(hours):.2f} h of training steps per run.", ""]
 
 
+def fig15_series(means: dict) -> dict:
+    """Fig. 15's curves from one dataset's per-run means: for each fixed weight ("sigma", "gamma") and
+    seed, the points (fixed value, metric values) in increasing order, and the self-adaptive (full)
+    run's metric values. Unfinished runs are left out."""
+    members = points("coconet_fig15")
+    series = {}
+    for weight in ("sigma", "gamma"):
+        for seed in dict.fromkeys(p.values["seed"] for p in members):
+            of_seed = [p for p in members if p.values["seed"] == seed and p.name in means]
+            fixed = sorted((p.config["self_adaptive"][weight], means[p.name]) for p in of_seed
+                           if weight in p.config.get("self_adaptive", {}))
+            adaptive = next((means[p.name] for p in of_seed if p.variant == "full"), None)
+            if fixed or adaptive:
+                series[weight, seed] = {"fixed": fixed, "adaptive": adaptive}
+    return series
+
+
 def fig15_plot(summary: dict, out: Path) -> bool:
     """Fig. 15's layout: each metric against the fixed sigma (top) and gamma (bottom), the
     self-adaptive (full) value as a horizontal line; our TNO test split."""
@@ -262,21 +295,15 @@ def fig15_plot(summary: dict, out: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    means = summary[key]["mean"]
-    members = points("coconet_fig15")
     fig, axes = plt.subplots(2, len(COCONET_METRICS), figsize=(3 * len(COCONET_METRICS), 5.5))
-    for row, weight in enumerate(("sigma", "gamma")):
+    for (weight, seed), curves in fig15_series(summary[key]["mean"]).items():
         for col, metric in enumerate(COCONET_METRICS):
-            ax = axes[row, col]
-            for seed in dict.fromkeys(p.values["seed"] for p in members):
-                of_seed = [p for p in members if p.values["seed"] == seed and p.name in means]
-                fixed = sorted((p.config["self_adaptive"][weight], means[p.name][metric]) for p in of_seed
-                               if weight in p.config.get("self_adaptive", {}))
-                if fixed:
-                    ax.plot(*zip(*fixed), ":o", markersize=3, label=f"fixed, seed {seed}")
-                for p in of_seed:
-                    if p.variant == "full":
-                        ax.axhline(means[p.name][metric], linestyle="-", linewidth=1, label=f"self-adaptive, seed {seed}")
+            ax = axes[("sigma", "gamma").index(weight), col]
+            if curves["fixed"]:
+                ax.plot([v for v, _ in curves["fixed"]], [m[metric] for _, m in curves["fixed"]], ":o", markersize=3,
+                        label=f"fixed, seed {seed}")
+            if curves["adaptive"]:
+                ax.axhline(curves["adaptive"][metric], linestyle="-", linewidth=1, label=f"self-adaptive, seed {seed}")
             ax.set_title(f"{metric} vs fixed {weight}", fontsize=8)
             ax.tick_params(labelsize=7)
     axes[0, 0].legend(fontsize=6)
@@ -317,12 +344,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("benchmarks")
+    p = sub.add_parser("queue")
+    p.add_argument("--jobs", type=int, default=2, help="runs trained at once, one thread each")
     p = sub.add_parser("evaluate")
     p.add_argument("studies", nargs="*", choices=STUDIES)
     sub.add_parser("tables")
     args = parser.parse_args()
     os.chdir(ROOT)  # sweeps name their run folders relative to the repository root
-    return {"benchmarks": cmd_benchmarks, "evaluate": cmd_evaluate, "tables": cmd_tables}[args.command](args)
+    return {"benchmarks": cmd_benchmarks, "queue": cmd_queue, "evaluate": cmd_evaluate,
+            "tables": cmd_tables}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -82,3 +82,28 @@ def test_the_mask_study_claims_the_variants_alike(ablations):
         for name in ("coconet_saliency_masks_seed2", "coconet_saliency_masks_seed3"):
             block["mean"][name] = dict.fromkeys(ablations.COCONET_METRICS, 2.0)
     assert "does not support" in ablations.verdict("coconet_fig18", alike)
+
+
+def test_fig15_curves_order_the_fixed_weights_and_keep_the_adaptive_line(ablations, tmp_path):
+    """Hand-built means: three fixed sigmas given out of order, one fixed gamma, the full run; an unknown
+    run is ignored. Each curve lists only its own weight's runs, in increasing order; the plot is drawn."""
+    means = {name: dict.fromkeys(ablations.COCONET_METRICS, value) for name, value in (
+        ("coconet_sigma09_seed2", 6.9), ("coconet_sigma01_seed2", 6.1), ("coconet_sigma05_seed2", 6.5),
+        ("coconet_gamma03_seed2", 7.3), ("coconet_full_seed2", 7.7), ("someone_else", 0.0))}
+    series = ablations.fig15_series(means)
+    assert set(series) == {("sigma", 2), ("gamma", 2)}
+    assert [(v, m["EN"]) for v, m in series["sigma", 2]["fixed"]] == [(0.1, 6.1), (0.5, 6.5), (0.9, 6.9)]
+    assert [(v, m["EN"]) for v, m in series["gamma", 2]["fixed"]] == [(0.3, 7.3)]
+    assert series["sigma", 2]["adaptive"]["EN"] == series["gamma", 2]["adaptive"]["EN"] == 7.7
+    assert ablations.fig15_plot({"tno/legacy": {"mean": means}}, tmp_path / "fig15.svg")
+    assert "SCD vs fixed gamma" in (tmp_path / "fig15.svg").read_text()
+
+
+def test_the_queue_trains_every_study_and_its_first_pass_reads_every_study(ablations):
+    """Every study is queued once, and the first pass holds at least one full run and one variant of each."""
+    from fnmatch import fnmatch
+
+    assert sorted(ablations.QUEUE) == sorted(ablations.STUDIES)
+    for study in ablations.QUEUE:
+        first = [p for p in ablations.points(study) if any(fnmatch(p.name, pat) for pat in ablations.FIRST_PASS)]
+        assert any(p.variant == "full" for p in first) and any(p.variant != "full" for p in first), study
