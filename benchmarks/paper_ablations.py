@@ -170,6 +170,14 @@ def _fmt(values: list[float]) -> str:
     return f"{mean:.4g} ± {(max(values) - min(values)) / 2:.2g}"
 
 
+def pair_count(study: str, dataset: str, convention: str) -> int | None:
+    """How many pairs a study's report measured on ``dataset`` (its per-image CSV)."""
+    table = DOCS / f"paper_{study}" / dataset / f"per_image_{convention}.csv"
+    if not table.is_file():
+        return None
+    return len({line.split(",", 1)[0] for line in table.read_text().splitlines()[1:] if line})
+
+
 def study_table(study: str, summary: dict) -> list[str]:
     """Markdown rows: the paper's labels, our mean ± half-range over seeds beside the paper's numbers."""
     method = study.split("_")[0]
@@ -182,7 +190,9 @@ def study_table(study: str, summary: dict) -> list[str]:
         dataset, convention = key.split("/")
         means = block["mean"]
         paper = PAPER.get(study, {}).get({"clfnet_test": "clfnet_test"}.get(dataset, dataset), {})
-        lines += [f"#### {study}: {dataset}, `{convention}` (mean ± half-range over the seeds; paper in brackets)", "",
+        pairs = pair_count(study, dataset, convention)
+        lines += [f"#### {study}: {dataset}{f' ({pairs} pairs)' if pairs else ''}, `{convention}` "
+                  "(mean ± half-range over the seeds; paper in brackets)", "",
                   "| variant | seeds | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
         for label in labels:
             names = [p.name for p in members if p.label == label]
@@ -320,7 +330,9 @@ def cmd_tables(args) -> int:
              "`docs/ablations/paper_<study>/summary.json` (written by `benchmarks/paper_ablations.py evaluate`).",
              "Rows carry the papers' variant names; `full` is the shipped recipe trained with the same seeds.",
              "The papers' VIF is read against our `VIFP` (docs/REPRODUCTION.md). `n/m` seeds: finished runs of",
-             "those configured. Training hardware and wall time of every run: its `sessions.jsonl` and logs.", ""]
+             "those configured. Training hardware and wall time of every run: its `sessions.jsonl` and logs.",
+             "CLF-Net's Tables VI and VIII report 20 TNO pairs; `clfnet_test` is the 10 test pairs its authors",
+             "released (zzj-dyj/CLF-Net), so its bracketed values are the paper's 20-pair means.", ""]
     for study in STUDIES:
         path = DOCS / f"paper_{study}" / "summary.json"
         lines += [f"## {study}", ""]
