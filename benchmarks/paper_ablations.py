@@ -261,8 +261,12 @@ def verdict(study: str, summary: dict) -> str:
 
 
 def training_record(study: str) -> list[str]:
-    """Where and how long the study's finished runs trained (their sessions.jsonl and loss logs)."""
-    machines, hours = set(), []
+    """Where and how long the study's finished runs trained (their sessions.jsonl and loss logs): the
+    logged wall time, which counts the hours the runs were paused or slowed by other work, and the
+    time at the median step of each stage (steps x median), what a run costs on its own."""
+    import statistics
+
+    machines, wall, steady = set(), [], []
     for point in points(study):
         folder = ROOT / point.folder
         if point.state() != "done":
@@ -270,12 +274,19 @@ def training_record(study: str) -> list[str]:
         for line in (folder / "sessions.jsonl").read_text().splitlines():
             machine = json.loads(line)["machine"]
             machines.add(f"{machine.get('cpu')} ({machine.get('cores')} cores, torch threads {machine.get('torch_threads')})")
-        logs = sorted(folder.glob("log_*.csv"), key=lambda p: p.stat().st_mtime)
-        hours.append(float(logs[-1].read_text().strip().splitlines()[-1].split(",")[4]) / 3600)
-    if not hours:
+        seconds, cost = 0.0, 0.0
+        for log in sorted(folder.glob("log_*.csv"), key=lambda p: p.stat().st_mtime):  # stages in training order
+            column = log.read_text().strip().splitlines()[0].split(",").index("seconds")
+            times = [float(row.split(",")[column]) for row in log.read_text().strip().splitlines()[1:]]
+            cost += statistics.median(b - a for a, b in zip([seconds] + times, times)) * len(times)
+            seconds = times[-1]
+        wall.append(seconds / 3600)
+        steady.append(cost / 3600)
+    if not wall:
         return []
-    return [f"Training: {len(hours)} runs on {'; '.join(sorted(machines))}, one thread each, shared with other "
-            f"work; {min(hours):.2f}-{max(hours):.2f} h of training steps per run.", ""]
+    return [f"Training: {len(wall)} runs on {'; '.join(sorted(machines))}, one thread each, two at a time on "
+            f"a machine shared with other work; {min(wall):.2f}-{max(wall):.2f} h logged per run, "
+            f"{min(steady):.2f}-{max(steady):.2f} h at each stage's median step time.", ""]
 
 
 def fig15_series(means: dict) -> dict:

@@ -107,3 +107,24 @@ def test_the_queue_trains_every_study_and_its_first_pass_reads_every_study(ablat
     for study in ablations.QUEUE:
         first = [p for p in ablations.points(study) if any(fnmatch(p.name, pat) for pat in ablations.FIRST_PASS)]
         assert any(p.variant == "full" for p in first) and any(p.variant != "full" for p in first), study
+
+
+def test_training_record_separates_logged_hours_from_the_median_step_cost(ablations, tmp_path, monkeypatch):
+    """A hand-made run: stage 1 steps at 1000, 2000, 3000 s and then a 17000 s pause; stage 2 steps of
+    1800 s. Logged: 25400 s = 7.06 h; at the median step: 4 x 1000 + 3 x 1800 = 9400 s = 2.61 h."""
+    import os
+    from types import SimpleNamespace
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "sessions.jsonl").write_text('{"machine": {"cpu": "Test CPU", "cores": 2, "torch_threads": 1}}\n')
+    (run / "log_train.csv").write_text("stage,epoch,batch,step,seconds,total\n" + "".join(
+        f"train,1,{i},{i},{t},0.5\n" for i, t in enumerate((1000, 2000, 3000, 20000), 1)))
+    (run / "log_finetune.csv").write_text("stage,epoch,batch,step,seconds,total\n" + "".join(
+        f"finetune,1,{i},{i + 4},{t},0.5\n" for i, t in enumerate((21800, 23600, 25400), 1)))
+    os.utime(run / "log_train.csv", (1, 1))  # the first stage's log is the older
+    waiting = SimpleNamespace(folder=tmp_path / "absent", state=lambda: "waiting")
+    monkeypatch.setattr(ablations, "points", lambda study: [SimpleNamespace(folder=run, state=lambda: "done"), waiting])
+    line = ablations.training_record("clfnet_table6")[0]
+    assert "1 runs on Test CPU (2 cores, torch threads 1)" in line
+    assert "7.06-7.06 h logged per run, 2.61-2.61 h at each stage's median step time" in line
