@@ -16,6 +16,7 @@ method (the same point in each sweep).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -82,7 +83,8 @@ def points(study: str) -> list:
     """The training runs of a study: the points of its sweep (paths relative to the repository root)."""
     from contrafuse.train.sweep import load_sweep
 
-    return load_sweep(SWEEPS.relative_to(ROOT) / f"{study}.yaml").points
+    with contextlib.chdir(ROOT):
+        return load_sweep(SWEEPS.relative_to(ROOT) / f"{study}.yaml").points
 
 
 def full_label(study: str) -> str:

@@ -427,7 +427,29 @@ def card_tests_block(model: str) -> str:
     return "\n".join(lines)
 
 
-BLOCKS = {"methods": methods_block, "metric-list": metric_list_block, "peers": peers_block, "peer-agreement": agreement_block,
+def paper_ablations_block() -> str:
+    """docs/ablations/paper_<study>/summary.json and configs/sweeps/paper/ (benchmarks/paper_ablations.py):
+    each paper ablation's verdict sentence, and how many of its runs the summary holds."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import paper_ablations as ablations
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    lines = []
+    for study in ablations.STUDIES:
+        names = [p.name for p in ablations.points(study)]
+        source = REPO / "docs" / "ablations" / f"paper_{study}" / "summary.json"
+        if not source.is_file():
+            lines.append(f"- `{study}` ({len(names)} runs): not evaluated yet.")
+            continue
+        summary = {k: v for k, v in load(str(source.relative_to(REPO))).items() if k not in ("machine", "git")}
+        found = sum(any(n in block["mean"] for block in summary.values()) for n in names)
+        sentence = ablations.verdict(study, summary).removeprefix("**Verdict:** ")
+        lines.append(f"- `{study}` ({found} of {len(names)} runs): {sentence[0].upper()}{sentence[1:]}")
+    return "\n".join(lines) + "\n"
+
+
+BLOCKS = {"paper-ablations": paper_ablations_block, "methods": methods_block, "metric-list": metric_list_block, "peers": peers_block, "peer-agreement": agreement_block,
           "peer-speed": speed_block, "provenance": provenance_block, "paper-table": paper_table,
           "ranking": ranking_block, "rows": rows_block, "complexity": complexity_block,
           "training-speed": training_speed_block, "card-weights": card_weights_block,
