@@ -92,9 +92,10 @@ def full_label(study: str) -> str:
     return next(p.label for p in points(study) if p.variant == "full")
 
 
-#: training order: CLF-Net's tables (about 1.5 h a run on one thread), then one seed of every CoCoNet
-#: variant (about 3-4 h a run; 92 % of it the contrastive stage), so that every table has a first
-#: reading, Fig. 15's ten fixed weights last; then the CoCoNet second seeds in the same order
+#: training order: CLF-Net's tables, then one seed of every CoCoNet variant, so that every table has a
+#: first reading, Fig. 15's ten fixed weights last; then the CoCoNet second seeds in the same order.
+#: A run takes about 1-2 h on one thread here (each table's training record; for CoCoNet mostly the
+#: contrastive stage, whose VGG-19 passes cost about 3x a stage-1 step)
 QUEUE = ("clfnet_table6", "clfnet_table8", "coconet_table2", "coconet_table3", "coconet_fig17", "coconet_fig18",
          "coconet_fig15")
 FIRST_PASS = ("clfnet_*", "coconet_*_seed2")

@@ -449,8 +449,8 @@ def paper_ablations_block() -> str:
     return "\n".join(lines) + "\n"
 
 
-BLOCKS = {"paper-ablations": paper_ablations_block, "methods": methods_block, "metric-list": metric_list_block, "peers": peers_block, "peer-agreement": agreement_block,
-          "peer-speed": speed_block, "provenance": provenance_block, "paper-table": paper_table,
+BLOCKS = {"methods": methods_block, "metric-list": metric_list_block, "peers": peers_block, "peer-agreement": agreement_block,
+          "paper-ablations": paper_ablations_block, "peer-speed": speed_block, "provenance": provenance_block, "paper-table": paper_table,
           "ranking": ranking_block, "rows": rows_block, "complexity": complexity_block,
           "training-speed": training_speed_block, "card-weights": card_weights_block,
           "card-tests": card_tests_block, "video-stability": video_stability_block, "video-speed": video_speed_block}
