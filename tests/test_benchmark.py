@@ -126,6 +126,47 @@ def test_benchmark_of_own_folders_and_someone_elses_fused_images(tmp_path, monke
     assert "flat" in (tmp_path / "out" / "report.md").read_text()
 
 
+def test_metric_values_are_kept_per_triple_and_recomputed_when_an_image_or_the_request_changes(tmp_path, monkeypatch,
+                                                                                                 rng):
+    """A second run of the same benchmark evaluates nothing and writes the same tables; replacing one
+    fused image re-evaluates that triple only (with its new values); asking for other metrics
+    re-evaluates every triple."""
+    from PIL import Image
+
+    from contrafuse.bench import runner
+
+    data = tmp_path / "project"
+    for name in ("a", "b"):
+        for kind in ("ir", "vis"):
+            (data / kind).mkdir(parents=True, exist_ok=True)
+            Image.fromarray((rng.random((24, 32)) * 255).astype(np.uint8)).save(data / kind / f"{name}.png")
+        (data / "theirs").mkdir(exist_ok=True)
+        Image.fromarray(np.full((24, 32), 77, np.uint8)).save(data / "theirs" / f"{name}.png")
+    config = data / "bench.yaml"
+    config.write_text("datasets: [{name: mine, ir_dir: ir, vis_dir: vis}]\n"
+                      "methods: [average, {name: flat, external: theirs}]\nmetrics: [EN, SD]\n")
+    calls = []
+    evaluate_conventions = runner.evaluate_conventions
+    monkeypatch.setattr(runner, "evaluate_conventions", lambda *a, **k: calls.append(a[2]) or evaluate_conventions(*a, **k))
+    table = tmp_path / "out" / "mine" / "per_image_standard.csv"
+
+    def run():
+        calls.clear()
+        assert main(["benchmark", str(config), "-o", str(tmp_path / "out")]) == 0
+        return {(r["method"], r["image"]): (float(r["EN"]), float(r["SD"])) for r in csv.DictReader(open(table))}
+
+    first = run()
+    assert len(calls) == 4 and first[("flat", "a")] == (0.0, 0.0)
+    assert run() == first and calls == []
+    Image.fromarray((rng.random((24, 32)) * 255).astype(np.uint8)).save(data / "theirs" / "a.png")
+    changed = run()
+    assert [Path(c).name for c in calls] == ["a.png"] and changed[("flat", "a")][0] > 0
+    assert {k: v for k, v in changed.items() if k != ("flat", "a")} == {k: v for k, v in first.items() if k != ("flat", "a")}
+    config.write_text(config.read_text().replace("[EN, SD]", "[EN, SD, SF]"))
+    run()
+    assert len(calls) == 4
+
+
 def test_cached_fusions_are_redone_when_the_method_code_changes(tmp_path, monkeypatch):
     """The cache key covers the method's source files: an edit to one re-fuses, nothing else does."""
     from contrafuse.bench import runner

@@ -25,6 +25,7 @@ Outputs go to ``-o OUTDIR`` (default ``runs/benchmark/<config name>``).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import shutil
@@ -189,17 +190,48 @@ def fuse_stage(specs: list[MethodSpec], label: str, pairs, out: Path) -> dict[st
             for spec in tqdm(specs, desc=f"{label}: fusing", unit="method")}
 
 
-def evaluate_stage(specs: list[MethodSpec], pairs, fused: dict, metrics, conventions, label: str) -> dict:
+@functools.cache
+def _metric_code() -> str:
+    """What every metric value depends on besides its images: the metric, reading and colour code,
+    and the numerical libraries' versions."""
+    import scipy
+
+    package = Path(__file__).resolve().parents[1]
+    files = sorted((package / "metrics").glob("*.py")) + [package / "api.py", package / "io.py"]
+    return fingerprint([*files, np.__version__, scipy.__version__])
+
+
+def metric_values(pair, fused_path: Path, metrics, conventions, cache: Path | None) -> dict:
+    """``evaluate_conventions`` of one triple, kept under ``cache`` (a folder, or ``None``: no cache)
+    by a key of the three images' contents, the metric code and the metrics and conventions asked
+    for, so a re-run evaluates only the triples that changed."""
+    compute = lambda: evaluate_conventions(*load_pair(pair), fused_path, metrics=metrics,  # noqa: E731
+                                           conventions=conventions)
+    if cache is None:
+        return compute()
+    key = fingerprint([_metric_code(), ",".join(metrics), ",".join(conventions),
+                       Path(pair.first), Path(pair.second), Path(fused_path)], length=32)
+    stored = cache / f"{key}.json"
+    if stored.is_file():
+        return json.loads(stored.read_text())
+    values = compute()
+    cache.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(stored, json.dumps({c: {m: float(v) for m, v in row.items()} for c, row in values.items()}))
+    return values
+
+
+def evaluate_stage(specs: list[MethodSpec], pairs, fused: dict, metrics, conventions, label: str,
+                   cache: Path | None = None) -> dict:
     """Stage 2: per convention, the per-image metric rows and each method's mean and standard
     deviation. All conventions are evaluated together per triple (``evaluate_conventions``), so
-    intermediates and the definitions they share are computed once."""
-    conventions = list(conventions)
+    intermediates and the definitions they share are computed once; with ``cache``, each triple's
+    values are kept there (:func:`metric_values`)."""
+    conventions, metrics = list(conventions), list(metrics)
     out = {c: ([], {}, {}) for c in conventions}
     for spec in tqdm(specs, desc=f"{label}: evaluating ({', '.join(conventions)})", unit="method"):
         per_method = {c: [] for c in conventions}
         for pair in pairs:  # read again per method: a few ms beside the metrics' seconds, and no pixels held
-            values = evaluate_conventions(*load_pair(pair), fused[spec.label][pair.name],
-                                          metrics=metrics, conventions=conventions)
+            values = metric_values(pair, fused[spec.label][pair.name], metrics, conventions, cache)
             for convention in conventions:
                 per_method[convention].append({"image": pair.name, **values[convention]})
                 out[convention][0].append({"image": pair.name, "method": spec.label, **values[convention]})
@@ -273,7 +305,7 @@ def run_benchmark(config_path, out_dir=None, quick: bool = False) -> Path:
         folder = out / label
         folder.mkdir(exist_ok=True)
         conventions = cfg.get("conventions", ["standard"])
-        evaluated = evaluate_stage(specs, pairs, fused, metrics, conventions, label)
+        evaluated = evaluate_stage(specs, pairs, fused, metrics, conventions, label, cache=out / "metric_cache")
         for convention in conventions:
             used = conventions_used(metrics, convention)
             rows, means, stds = evaluated[convention]
