@@ -102,9 +102,10 @@ def test_benchmark_config_x_keys_hold_anchors(tmp_path):
     assert load_benchmark_config(path)["datasets"][0]["methods"] == ["gff", "dwt"]
 
 
-def test_benchmark_of_own_folders_and_someone_elses_fused_images(tmp_path, monkeypatch, rng):
-    """A config naming the user's folders (relative to the config file) and a folder of another
-    method's results, run from another directory; the external images are evaluated as they are."""
+def own_project(tmp_path, rng, suffix: str, key: str) -> Path:
+    """A user's folders: two random 24x32 pairs in ``ir``/``vis`` and another method's constant (77)
+    results in ``theirs`` (``.suffix`` files, named by ``key``: ``fused_dir`` or ``external``); the
+    benchmark config beside them."""
     from PIL import Image
 
     data = tmp_path / "project"
@@ -113,10 +114,17 @@ def test_benchmark_of_own_folders_and_someone_elses_fused_images(tmp_path, monke
             (data / kind).mkdir(parents=True, exist_ok=True)
             Image.fromarray((rng.random((24, 32)) * 255).astype(np.uint8)).save(data / kind / f"{name}.png")
         (data / "theirs").mkdir(exist_ok=True)
-        Image.fromarray(np.full((24, 32), 77, np.uint8)).save(data / "theirs" / f"{name}.bmp")
+        Image.fromarray(np.full((24, 32), 77, np.uint8)).save(data / "theirs" / f"{name}.{suffix}")
     config = data / "bench.yaml"
     config.write_text("datasets: [{name: mine, ir_dir: ir, vis_dir: vis}]\n"
-                      "methods: [average, {name: flat, fused_dir: theirs}]\nmetrics: [EN, SD]\n")
+                      f"methods: [average, {{name: flat, {key}: theirs}}]\nmetrics: [EN, SD]\n")
+    return config
+
+
+def test_benchmark_of_own_folders_and_someone_elses_fused_images(tmp_path, monkeypatch, rng):
+    """A config naming the user's folders (relative to the config file) and a folder of another
+    method's results, run from another directory; the external images are evaluated as they are."""
+    config = own_project(tmp_path, rng, "bmp", "fused_dir")
     monkeypatch.chdir(tmp_path)
     assert main(["benchmark", str(config), "-o", str(tmp_path / "out")]) == 0
     rows = list(csv.DictReader(open(tmp_path / "out" / "mine" / "per_image_standard.csv")))
@@ -135,16 +143,8 @@ def test_metric_values_are_kept_per_triple_and_recomputed_when_an_image_or_the_r
 
     from contrafuse.bench import runner
 
-    data = tmp_path / "project"
-    for name in ("a", "b"):
-        for kind in ("ir", "vis"):
-            (data / kind).mkdir(parents=True, exist_ok=True)
-            Image.fromarray((rng.random((24, 32)) * 255).astype(np.uint8)).save(data / kind / f"{name}.png")
-        (data / "theirs").mkdir(exist_ok=True)
-        Image.fromarray(np.full((24, 32), 77, np.uint8)).save(data / "theirs" / f"{name}.png")
-    config = data / "bench.yaml"
-    config.write_text("datasets: [{name: mine, ir_dir: ir, vis_dir: vis}]\n"
-                      "methods: [average, {name: flat, external: theirs}]\nmetrics: [EN, SD]\n")
+    config = own_project(tmp_path, rng, "png", "external")
+    data = config.parent
     calls = []
     evaluate_conventions = runner.evaluate_conventions
     monkeypatch.setattr(runner, "evaluate_conventions", lambda *a, **k: calls.append(a[2]) or evaluate_conventions(*a, **k))
