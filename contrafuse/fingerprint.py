@@ -7,12 +7,15 @@ import hashlib
 from pathlib import Path
 
 
-def fingerprint(parts, length: int = 16) -> str:
-    """The first ``length`` hex digits of a sha256 over ``parts``, in order: a string as it is, a
-    :class:`~pathlib.Path` by the sha256 of its contents (``missing`` when there is no such file)."""
-    def text(part) -> str:
-        if isinstance(part, Path):
-            return hashlib.sha256(part.read_bytes()).hexdigest() if part.is_file() else "missing"
-        return str(part)
+def digest(part) -> str:
+    """One part of a fingerprint as text: a string as it is, a :class:`~pathlib.Path` by the sha256 of
+    its contents (``missing`` when there is no such file)."""
+    if isinstance(part, Path):
+        return hashlib.sha256(part.read_bytes()).hexdigest() if part.is_file() else "missing"
+    return str(part)
 
-    return hashlib.sha256("|".join(text(p) for p in parts).encode()).hexdigest()[:length]
+
+def fingerprint(parts, length: int = 16) -> str:
+    """The first ``length`` hex digits of a sha256 over ``parts`` (each by :func:`digest`), in order.
+    A part already digested gives the same fingerprint as the part itself."""
+    return hashlib.sha256("|".join(digest(p) for p in parts).encode()).hexdigest()[:length]

@@ -1,6 +1,7 @@
 """`contrafuse benchmark --quick`: files exist, tables parse, numbers equal a direct evaluation."""
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -155,8 +156,18 @@ def test_metric_values_are_kept_per_triple_and_recomputed_when_an_image_or_the_r
         assert main(["benchmark", str(config), "-o", str(tmp_path / "out")]) == 0
         return {(r["method"], r["image"]): (float(r["EN"]), float(r["SD"])) for r in csv.DictReader(open(table))}
 
+    digested = []
+    digest = runner.digest
+    monkeypatch.setattr(runner, "digest", lambda part: digested.append(part) or digest(part))
     first = run()
     assert len(calls) == 4 and first[("flat", "a")] == (0.0, 0.0)
+    sources = sorted(p.name for p in digested if isinstance(p, Path))  # each source read once, not once per method
+    assert sources == ["a.png", "a.png", "b.png", "b.png"] and sorted({p.parent.name for p in digested
+                                                                       if isinstance(p, Path)}) == ["ir", "vis"]
+    sha = lambda path: hashlib.sha256(path.read_bytes()).hexdigest()  # noqa: E731
+    key = "|".join([runner._metric_code(), "EN,SD", "standard", sha(data / "ir" / "a.png"), sha(data / "vis" / "a.png"),
+                    sha(data / "theirs" / "a.png")])
+    assert (tmp_path / "out" / "metric_cache" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json").is_file()
     assert run() == first and calls == []
     Image.fromarray((rng.random((24, 32)) * 255).astype(np.uint8)).save(data / "theirs" / "a.png")
     changed = run()

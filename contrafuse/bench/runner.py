@@ -40,7 +40,7 @@ from ..errors import ContrafuseError
 from ..io import list_images, write_csv_atomic, write_image, write_text_atomic
 from ..methods import METHODS, create_method
 from ..metrics import DEFAULT_METRICS, METRICS, conventions_used, evaluate_conventions, summarise
-from ..fingerprint import fingerprint
+from ..fingerprint import digest, fingerprint
 from .config import load_benchmark_config
 from .suites import suite_pairs
 from .timing import git_state, machine_info, write_result
@@ -201,17 +201,22 @@ def _metric_code() -> str:
     return fingerprint([*files, np.__version__, scipy.__version__])
 
 
-def metric_values(pair, fused_path: Path, metrics, conventions, cache: Path | None) -> dict:
+def pair_key(pair, metrics, conventions) -> str:
+    """What a triple's metric values depend on besides its fused image: the metric code, the metrics
+    and conventions asked for, and the two source images' contents (read once per pair)."""
+    return "|".join(digest(p) for p in [_metric_code(), ",".join(metrics), ",".join(conventions),
+                                        Path(pair.first), Path(pair.second)])
+
+
+def metric_values(pair, fused_path: Path, metrics, conventions, cache: Path | None = None, key: str = "") -> dict:
     """``evaluate_conventions`` of one triple, kept under ``cache`` (a folder, or ``None``: no cache)
-    by a key of the three images' contents, the metric code and the metrics and conventions asked
-    for, so a re-run evaluates only the triples that changed."""
+    by the pair's :func:`pair_key` (``key``) and the fused image's contents, so a re-run evaluates
+    only the triples that changed."""
     compute = lambda: evaluate_conventions(*load_pair(pair), fused_path, metrics=metrics,  # noqa: E731
                                            conventions=conventions)
     if cache is None:
         return compute()
-    key = fingerprint([_metric_code(), ",".join(metrics), ",".join(conventions),
-                       Path(pair.first), Path(pair.second), Path(fused_path)], length=32)
-    stored = cache / f"{key}.json"
+    stored = cache / f"{fingerprint([key, Path(fused_path)], length=32)}.json"
     if stored.is_file():
         return json.loads(stored.read_text())
     values = compute()
@@ -227,11 +232,13 @@ def evaluate_stage(specs: list[MethodSpec], pairs, fused: dict, metrics, convent
     intermediates and the definitions they share are computed once; with ``cache``, each triple's
     values are kept there (:func:`metric_values`)."""
     conventions, metrics = list(conventions), list(metrics)
+    keys = {pair.name: pair_key(pair, metrics, conventions) for pair in pairs} if cache is not None else {}
     out = {c: ([], {}, {}) for c in conventions}
     for spec in tqdm(specs, desc=f"{label}: evaluating ({', '.join(conventions)})", unit="method"):
         per_method = {c: [] for c in conventions}
         for pair in pairs:  # read again per method: a few ms beside the metrics' seconds, and no pixels held
-            values = metric_values(pair, fused[spec.label][pair.name], metrics, conventions, cache)
+            values = metric_values(pair, fused[spec.label][pair.name], metrics, conventions, cache,
+                                   keys.get(pair.name, ""))
             for convention in conventions:
                 per_method[convention].append({"image": pair.name, **values[convention]})
                 out[convention][0].append({"image": pair.name, "method": spec.label, **values[convention]})
