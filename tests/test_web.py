@@ -81,6 +81,25 @@ def test_fuse_takes_the_recolour_rule(client):
     assert r.status_code == 400 and "unknown recolour rule 'grey'" in r.json()["error"]
 
 
+def test_evaluate_fuses_with_the_same_options_as_fuse(client, rng):
+    """``/api/evaluate`` with a ``method`` and a ``recolour`` rule scores what ``/api/fuse`` returns
+    under that rule; the two rules give different fused images, so different scores."""
+    ir = png((rng.random((32, 32)) * 255).astype(np.uint8))
+    vis = png((rng.random((32, 32, 3)) * [255, 60, 60]).astype(np.uint8))
+    sources = lambda: {"ir": upload(ir, "ir.png"), "vis": upload(vis, "vis.png")}  # noqa: E731
+    scores = {}
+    for rule in ("clip", "keep_luma"):
+        fused = client.post("/api/fuse", files=sources(), data={"method": "maximum", "recolour": rule})
+        given = client.post("/api/evaluate", files={**sources(), "fused": upload(fused.content, "fused.png")},
+                            data={"metrics": "SD,AG"})
+        fused_here = client.post("/api/evaluate", files=sources(),
+                                 data={"method": "maximum", "recolour": rule, "metrics": "SD,AG"})
+        assert given.status_code == fused_here.status_code == 200, fused_here.text
+        scores[rule] = fused_here.json()["metrics"]
+        assert scores[rule] == pytest.approx(given.json()["metrics"], rel=1e-9)
+    assert scores["clip"]["SD"] != pytest.approx(scores["keep_luma"]["SD"], rel=1e-3)
+
+
 @pytest.mark.parametrize("case, status, fragment", [
     ("not an image", 400, "not a readable image"),
     ("empty", 400, "empty"),

@@ -4,9 +4,9 @@
   metrics, see the sources and each result side by side with a slider comparison and a zoom,
   the metrics under each result, and a download link.
 * ``POST /api/fuse`` — multipart ``ir``, ``vis``, ``method`` (optional ``resize``,
-  ``inference``, ``register`` = ``affine`` or ``homography``) -> the fused PNG.
-* ``POST /api/evaluate`` — multipart ``ir``, ``vis`` and ``fused`` (or ``method`` to fuse first),
-  optional ``metrics`` (comma separated) and ``convention`` -> JSON metrics.
+  ``inference``, ``register`` = ``affine`` or ``homography``, ``recolour``) -> the fused PNG.
+* ``POST /api/evaluate`` — multipart ``ir``, ``vis`` and ``fused`` (or ``method`` to fuse first, with
+  ``/api/fuse``'s options), optional ``metrics`` (comma separated) and ``convention`` -> JSON metrics.
 * ``GET /api/methods``, ``GET /api/examples``, ``GET /api/examples/{name}/{kind}``.
 
 Bad uploads (and images too small for a metric) are a 4xx with ``{"error": "..."}``; anything
@@ -193,7 +193,8 @@ def create_app():
     async def evaluate(ir: UploadFile | None = None, vis: UploadFile | None = None,
                        fused: UploadFile | None = None, method: str | None = Form(None),
                        metrics: str | None = Form(None), convention: str = Form("standard"),
-                       resize: str | None = Form(None), registration: str | None = Form(None, alias="register")):
+                       resize: str | None = Form(None), registration: str | None = Form(None, alias="register"),
+                       inference: str | None = Form(None), recolour: str | None = Form(None)):
         from starlette.concurrency import run_in_threadpool
 
         from ..metrics import DEFAULT_METRICS, METRICS, conventions_used
@@ -217,8 +218,8 @@ def create_app():
             except ContrafuseError as exc:
                 raise BadRequest(str(exc)) from None
         elif method:
-            first, second, result = await run_in_threadpool(fuse_arrays, first, second, method, resize, None, labels,
-                                                            registration)
+            first, second, result = await run_in_threadpool(fuse_arrays, first, second, method, resize, inference,
+                                                            labels, registration, recolour)
         else:
             raise BadRequest("give a fused image ('fused') or a method to fuse with ('method')")
         try:
