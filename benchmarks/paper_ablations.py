@@ -61,20 +61,22 @@ PAPER = {
 #: What each study argues (the paper, shortened) and how our rows are read against it: "full best" --
 #: the full model scores better than each ablated variant; "alike" -- the variants score the same.
 CLAIMS = {
-    "coconet_table2": ("channel attention and the VGG features each improve the fused image (Sec. 4.3, Table 2)", "full best"),
+    "coconet_table2": ("the full MAM, with channel attention and VGG-19 features, beats each variant without one or both "
+                       "(Sec. 4.3, Table 2)", "full best"),
     "coconet_table3": ("the full model, with features from all three VGG levels, is best in every metric (Table 3)", "full best"),
     "coconet_fig15": ("self-adaptive weights score higher than a fixed sigma or gamma in most cases (Fig. 15)", "full best"),
-    "coconet_fig17": ("the coupled contrastive loss beats no contrast, either constraint alone and random samples (Fig. 17)",
-                      "full best"),
-    "coconet_fig18": ("the result is almost independent of how the masks are obtained (Fig. 18)", "alike"),
+    "coconet_fig17": ("the coupled contrastive loss beats no contrast, either constraint alone and random samples "
+                      "(Fig. 17, shown by images only; the metrics are our measure)", "full best"),
+    "coconet_fig18": ("the result is almost independent of how the masks are obtained (Fig. 18, shown by images only; "
+                      "the metrics are our measure)", "alike"),
     "clfnet_table6": ("the PatchNCE loss improves on the SSIM loss alone (Table VI)", "full best"),
     "clfnet_table8": ("negatives from the rest of the same image, strategy (c), are best in every metric (Table VIII)",
                       "full best"),
 }
-#: where each study is measured: validation (roadscene_val, for any choice), our TNO test split,
-#: RoadScene's test pairs; CLF-Net's tables also on the 20 TNO images of CLF-Net's test set
 #: the test sets the papers' ablations report (validation is for choices, not verdicts)
 PAPER_DATASETS = {"coconet": ("tno", "roadscene"), "clfnet": ("clfnet_test",)}
+#: where each study is measured: validation (roadscene_val, for any choice), our TNO test split and
+#: RoadScene's test pairs; CLF-Net's tables on CLF-Net's 10 released TNO test pairs instead of RoadScene's
 COCONET_DATASETS = ["roadscene_val", "tno", "roadscene"]
 CLFNET_DATASETS = ["roadscene_val", "tno", {"name": "clfnet_test", "suite": {"dataset": "CLFNet_TNO_test"}}]
 
@@ -93,7 +95,7 @@ def full_label(study: str) -> str:
 
 
 #: training order: CLF-Net's tables, then one seed of every CoCoNet variant, so that every table has a
-#: first reading, Fig. 15's ten fixed weights last; then the CoCoNet second seeds in the same order.
+#: first reading, Fig. 15's eleven fixed weights last; then the CoCoNet second seeds in the same order.
 #: A run takes about 1-2 h on one thread here (each table's training record; for CoCoNet mostly the
 #: contrastive stage, whose VGG-19 passes cost about 3x a stage-1 step)
 QUEUE = ("clfnet_table6", "clfnet_table8", "coconet_table2", "coconet_table3", "coconet_fig17", "coconet_fig18",
@@ -128,8 +130,9 @@ def benchmark_config(study: str) -> dict:
 def cmd_benchmarks(args) -> int:
     BENCHMARKS.mkdir(parents=True, exist_ok=True)
     for study in STUDIES:
+        tests = "RoadScene's test pairs" if study.startswith("coconet") else "CLF-Net's released TNO test pairs"
         text = (f"# Issue 38: {study} -- every run of configs/sweeps/paper/{study}.yaml and the shipped model,\n"
-                f"# legacy convention, on the validation pairs, our TNO test split and RoadScene's test pairs.\n"
+                f"# legacy convention, on the validation pairs, our TNO test split and {tests}.\n"
                 f"#   .venv/bin/python benchmarks/paper_ablations.py evaluate {study}   # only the finished runs\n"
                 f"#   contrafuse benchmark benchmarks/paper_ablations/{study}.yaml -o docs/ablations/paper_{study}   # all\n")
         (BENCHMARKS / f"{study}.yaml").write_text(text + yaml.safe_dump(benchmark_config(study), sort_keys=False,
@@ -216,7 +219,8 @@ def study_table(study: str, summary: dict) -> list[str]:
 def verdict(study: str, summary: dict) -> str:
     """One sentence: does our result support the paper's claim (:data:`CLAIMS`)? Every (ablated variant,
     metric, paper dataset) cell compares the seed means of the variant and of ``full``; a difference counts
-    only beyond the larger half-range over seeds of the two (with one seed, any difference counts).
+    only beyond the larger half-range over seeds of the two rows (a one-seed row has none, so a one-seed
+    row against a two-seed row is judged by the latter's spread, and two one-seed rows by any difference).
     "full best" is supported when full is better in over half the cells and worse in under a quarter, and
     not supported when it is better in no more cells than worse; "alike" is supported when under a quarter
     of the cells differ and not supported when over half do; anything between supports it in part."""
@@ -257,7 +261,7 @@ def verdict(study: str, summary: dict) -> str:
         reading = "supports" if differ < cells / 4 else "does not support" if differ > cells / 2 else "partly supports"
         counts = f"{differ} of {cells} variant-metric cells differ from full"
     caveats = [c for c, on in (("not all runs have finished", runs_missing),
-                               ("some rows have one seed, so no seed spread", seeds_short)) if on]
+                               ("some rows have one seed, so their spread is unknown", seeds_short)) if on]
     where = " and ".join(k.split("/")[0] for k in datasets)
     tail = f" (preliminary: {'; '.join(caveats)})" if caveats else ""
     return f"**Verdict:** our result {reading} the paper's claim that {claim}: on {where}, {counts} beyond the seed spread{tail}."
@@ -349,7 +353,15 @@ def cmd_tables(args) -> int:
              "The papers' VIF is read against our `VIFP` (docs/REPRODUCTION.md). `n/m` seeds: finished runs of",
              "those configured. Training hardware and wall time of every run: its `sessions.jsonl` and logs.",
              "CLF-Net's Tables VI and VIII report 20 TNO pairs; `clfnet_test` is the 10 test pairs its authors",
-             "released (zzj-dyj/CLF-Net), so its bracketed values are the paper's 20-pair means.", ""]
+             "released (zzj-dyj/CLF-Net), so its bracketed values are the paper's 20-pair means. CoCoNet's tables",
+             "report 20 TNO and 20 RoadScene pairs that it does not list; ours are our 22-pair TNO test split and",
+             "the first 20 CDDFuse RoadScene test names (docs/REPRODUCTION.md, 'Test images').",
+             "Each verdict compares `full` with every other row in each metric on the paper's test sets: a",
+             "difference counts when it exceeds the larger seed half-range of the two rows. \"Supports\": full is",
+             "better in over half of these cells and worse in under a quarter (for Fig. 18, under a quarter",
+             "differ); \"does not support\": full is better in no more cells than it is worse (over half differ);",
+             "otherwise \"partly supports\". Where the paper claims \"best in every metric\", a supported",
+             "verdict may still hide cells that full loses: the counts are given.", ""]
     for study in STUDIES:
         path = DOCS / f"paper_{study}" / "summary.json"
         lines += [f"## {study}", ""]
