@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -58,20 +61,47 @@ PAPER = {
                                       "strategy (b)": [6.5267, 2.7148, 0.4436, 9.5201, 4.2593, 0.0465],
                                       "strategy (c)": [7.2262, 3.6359, 1.0484, 9.6135, 4.9897, 0.0495]}},
 }
-#: What each study argues (the paper, shortened) and how our rows are read against it: "full best" --
-#: the full model scores better than each ablated variant; "alike" -- the variants score the same.
+@dataclass(frozen=True)
+class Claim:
+    """One thing a paper argues with a study (shortened), and how our rows are read against it.
+
+    ``kind="better"``: the first row of each pair scores better than the second; ``"alike"``: the rows
+    score the same. ``pairs``: (row, row) labels; empty, the full model against every other row.
+    ``metrics``: empty, all the study's columns. ``subject``: who the counts speak of."""
+    text: str
+    kind: str = "better"
+    pairs: tuple = ()
+    metrics: tuple = ()
+    subject: str = "full"
+
+
+TABLE3_ABLATED = ("only low", "only middle", "only high", "w/o low", "w/o middle", "w/o high")
 CLAIMS = {
-    "coconet_table2": ("the full MAM, with channel attention and VGG-19 features, beats each variant without one or both "
-                       "(Sec. 4.3, Table 2)", "full best"),
-    "coconet_table3": ("the full model, with features from all three VGG levels, is best in every metric (Table 3)", "full best"),
-    "coconet_fig15": ("self-adaptive weights score higher than a fixed sigma or gamma in most cases (Fig. 15)", "full best"),
-    "coconet_fig17": ("the coupled contrastive loss beats no contrast, either constraint alone and random samples "
-                      "(Fig. 17, shown by images only; the metrics are our measure)", "full best"),
-    "coconet_fig18": ("the result is almost independent of how the masks are obtained (Fig. 18, shown by images only; "
-                      "the metrics are our measure)", "alike"),
-    "clfnet_table6": ("the PatchNCE loss improves on the SSIM loss alone (Table VI)", "full best"),
-    "clfnet_table8": ("negatives from the rest of the same image, strategy (c), are best in every metric (Table VIII)",
-                      "full best"),
+    "coconet_table2": (
+        Claim("the full MAM, with channel attention and VGG-19 features, beats each variant without one or both "
+              "(Sec. 4.3, Table 2)"),
+        Claim("removing the pretrained VGG features lowers the metrics: ours above w/o vgg, w/o ca above "
+              "w/o ca&vgg (Table 2's text)", pairs=(("full", "w/o vgg"), ("w/o ca", "w/o ca&vgg")),
+              subject="the row with VGG features"),
+        Claim("channel attention raises EN, SF, SD and VIF: w/o vgg above w/o ca&vgg, ours above w/o ca "
+              "(Table 2's text)", pairs=(("w/o vgg", "w/o ca&vgg"), ("full", "w/o ca")),
+              metrics=("EN", "SF", "SD", "VIFP"), subject="the row with channel attention")),
+    "coconet_table3": (
+        Claim("the full model, with features from all three VGG levels, is best in every metric (Table 3)"),
+        Claim("only low comes second in most metrics, above every other variant (Table 3's text)",
+              pairs=tuple(("only low", other) for other in TABLE3_ABLATED if other != "only low"),
+              subject="only low"),
+        Claim("w/o low performs worst (Table 3's text)",
+              pairs=tuple((other, "w/o low") for other in ("full",) + TABLE3_ABLATED if other != "w/o low"),
+              subject="the other row")),
+    "coconet_fig15": (Claim("self-adaptive weights score higher than a fixed sigma or gamma in most cases (Fig. 15)"),),
+    "coconet_fig17": (Claim("the coupled contrastive loss beats no contrast, either constraint alone and random samples "
+                            "(Fig. 17, shown by images only; the metrics are our measure)"),),
+    "coconet_fig18": (Claim("the result is almost independent of how the masks are obtained (Fig. 18, shown by images "
+                            "only; the metrics are our measure)", kind="alike"),),
+    "clfnet_table6": (Claim("the PatchNCE loss improves on the SSIM loss alone (Table VI)"),),
+    "clfnet_table8": (Claim("negatives from the rest of the same image, strategy (c), are best in every metric "
+                            "(Table VIII)"),),
 }
 #: the test sets the papers' ablations report (validation is for choices, not verdicts)
 PAPER_DATASETS = {"coconet": ("tno", "roadscene"), "clfnet": ("clfnet_test",)}
@@ -216,63 +246,85 @@ def study_table(study: str, summary: dict) -> list[str]:
     return lines
 
 
-def verdict(study: str, summary: dict) -> str:
-    """One sentence: does our result support the paper's claim (:data:`CLAIMS`)? Every (ablated variant,
-    metric, paper dataset) cell compares the seed means of the variant and of ``full``; a difference counts
-    only beyond the larger half-range over seeds of the two rows (a one-seed row has none, so a one-seed
-    row against a two-seed row is judged by the latter's spread, and two one-seed rows by any difference).
-    "full best" is supported when full is better in over half the cells and worse in under a quarter, and
-    not supported when it is better in no more cells than worse; "alike" is supported when under a quarter
-    of the cells differ and not supported when over half do; anything between supports it in part."""
+def verdicts(study: str, summary: dict) -> list[str]:
+    """One sentence per claim of the study (:data:`CLAIMS`): does our result support it? Every (row pair,
+    metric, paper dataset) cell compares the two rows' seed means; a difference counts only beyond the
+    larger half-range over seeds of the two rows (a one-seed row has none, so a one-seed row against a
+    two-seed row is judged by the latter's spread, and two one-seed rows by any difference).
+    "better" is supported when the claimed row is better in over half the cells and worse in under a
+    quarter, and not supported when it is better in no more cells than worse; "alike" is supported
+    when under a quarter of the cells differ and not supported when over half do; anything between
+    supports it in part."""
     from contrafuse.metrics import METRICS
 
-    claim, kind = CLAIMS[study]
     method = study.split("_")[0]
-    metrics = study_metrics(study)
-    members = points(study)
+    members, full = points(study), full_label(study)
+    labels = list(dict.fromkeys(p.label for p in members))
     datasets = [k for k in summary if k.split("/")[0] in PAPER_DATASETS[method]]
-    better = worse = cells = 0
-    seeds_short = runs_missing = False
-    for key in datasets:
-        means = summary[key]["mean"]
-        runs = {label: [means[p.name] for p in members if p.label == label and p.name in means]
-                for label in dict.fromkeys(p.label for p in members)}
-        full = runs.pop(full_label(study))
-        runs_missing |= any(p.name not in means for p in members)
-        for found in runs.values():
-            if not full or not found:
-                continue
-            seeds_short |= len(full) < 2 or len(found) < 2
-            for metric in metrics:
-                ours, theirs = [r[metric] for r in full], [r[metric] for r in found]
-                spread = max((max(v) - min(v)) / 2 for v in (ours, theirs))
-                diff = (sum(ours) / len(ours) - sum(theirs) / len(theirs)) * (1 if METRICS[metric].higher_is_better else -1)
-                cells += 1
-                better += diff > spread
-                worse += diff < -spread
-    if not cells:
-        return f"The paper's claim, {claim}, cannot be judged yet: the full model and a variant must both have finished."
-    if kind == "full best":
-        reading = ("supports" if better > cells / 2 and worse < cells / 4 else
-                   "does not support" if better <= worse else "partly supports")
-        counts = f"full is better in {better} and worse in {worse} of {cells} variant-metric cells"
-    else:
-        differ = better + worse
-        reading = "supports" if differ < cells / 4 else "does not support" if differ > cells / 2 else "partly supports"
-        counts = f"{differ} of {cells} variant-metric cells differ from full"
-    caveats = [c for c, on in (("not all runs have finished", runs_missing),
-                               ("some rows have one seed, so their spread is unknown", seeds_short)) if on]
     where = " and ".join(k.split("/")[0] for k in datasets)
-    tail = f" (preliminary: {'; '.join(caveats)})" if caveats else ""
-    return f"**Verdict:** our result {reading} the paper's claim that {claim}: on {where}, {counts} beyond the seed spread{tail}."
+    sentences = []
+    for claim in CLAIMS[study]:
+        pairs = claim.pairs or tuple((full, label) for label in labels if label != full)
+        metrics = claim.metrics or study_metrics(study)
+        involved = {label for pair in pairs for label in pair}
+        better = worse = cells = 0
+        seeds_short = runs_missing = False
+        for key in datasets:
+            means = summary[key]["mean"]
+            runs = {label: [means[p.name] for p in members if p.label == label and p.name in means] for label in involved}
+            runs_missing |= any(p.name not in means for p in members if p.label in involved)
+            for first, second in pairs:
+                if not runs[first] or not runs[second]:
+                    continue
+                seeds_short |= len(runs[first]) < 2 or len(runs[second]) < 2
+                for metric in metrics:
+                    ours, theirs = [r[metric] for r in runs[first]], [r[metric] for r in runs[second]]
+                    spread = max((max(v) - min(v)) / 2 for v in (ours, theirs))
+                    diff = (sum(ours) / len(ours) - sum(theirs) / len(theirs)) * (1 if METRICS[metric].higher_is_better else -1)
+                    cells += 1
+                    better += diff > spread
+                    worse += diff < -spread
+        if not cells:
+            sentences.append(f"The paper's claim that {claim.text} cannot be judged yet: its rows have not finished.")
+            continue
+        term = "pair-metric" if claim.pairs else "variant-metric"
+        if claim.kind == "better":
+            reading = ("supports" if better > cells / 2 and worse < cells / 4 else
+                       "does not support" if better <= worse else "partly supports")
+            counts = f"{claim.subject} is better in {better} and worse in {worse} of {cells} {term} cells"
+        else:
+            differ = better + worse
+            reading = "supports" if differ < cells / 4 else "does not support" if differ > cells / 2 else "partly supports"
+            counts = f"{differ} of {cells} {term} cells differ from {claim.subject}"
+        caveats = [c for c, on in (("not all runs have finished", runs_missing),
+                                   ("some rows have one seed, so their spread is unknown", seeds_short)) if on]
+        tail = f" (preliminary: {'; '.join(caveats)})" if caveats else ""
+        sentences.append(f"Our result {reading} the paper's claim that {claim.text}: on {where}, {counts} "
+                         f"beyond the seed spread{tail}.")
+    return sentences
+
+
+def stage_logs(folder: Path) -> list[list[dict]]:
+    """A run's loss logs (``log_<stage>.csv``), stages in training order, each as its rows of floats
+    (the ``stage`` column dropped)."""
+    stages = []
+    for log in sorted(folder.glob("log_*.csv"), key=lambda p: p.stat().st_mtime):
+        with log.open(newline="") as handle:
+            stages.append([{k: float(v) for k, v in row.items() if k != "stage"} for row in csv.DictReader(handle)])
+    return stages
+
+
+def median_step(rows: list[dict], start: float = 0.0) -> float:
+    """The median seconds between consecutive logged steps of a stage (``start``: the clock before its
+    first step), what a step costs when the run is neither paused nor crowded out."""
+    times = [row["seconds"] for row in rows]
+    return statistics.median(b - a for a, b in zip([start] + times, times))
 
 
 def training_record(study: str) -> list[str]:
     """Where and how long the study's finished runs trained (their sessions.jsonl and loss logs): the
     logged wall time, which counts the hours the runs were paused or slowed by other work, and the
     time at the median step of each stage (steps x median), what a run costs on its own."""
-    import statistics
-
     machines, wall, steady = set(), [], []
     for point in points(study):
         folder = ROOT / point.folder
@@ -282,11 +334,9 @@ def training_record(study: str) -> list[str]:
             machine = json.loads(line)["machine"]
             machines.add(f"{machine.get('cpu')} ({machine.get('cores')} cores, torch threads {machine.get('torch_threads')})")
         seconds, cost = 0.0, 0.0
-        for log in sorted(folder.glob("log_*.csv"), key=lambda p: p.stat().st_mtime):  # stages in training order
-            column = log.read_text().strip().splitlines()[0].split(",").index("seconds")
-            times = [float(row.split(",")[column]) for row in log.read_text().strip().splitlines()[1:]]
-            cost += statistics.median(b - a for a, b in zip([seconds] + times, times)) * len(times)
-            seconds = times[-1]
+        for rows in stage_logs(folder):
+            cost += median_step(rows, seconds) * len(rows)
+            seconds = rows[-1]["seconds"]
         wall.append(seconds / 3600)
         steady.append(cost / 3600)
     if not wall:
@@ -294,6 +344,47 @@ def training_record(study: str) -> list[str]:
     return [f"Training: {len(wall)} runs on {'; '.join(sorted(machines))}, one thread each, two at a time on "
             f"a machine shared with other work; {min(wall):.2f}-{max(wall):.2f} h logged per run, "
             f"{min(steady):.2f}-{max(steady):.2f} h at each stage's median step time.", ""]
+
+
+#: studies whose paper argues from training itself: the loss term it names, its time per epoch, and why
+DYNAMICS = {
+    "clfnet_table8": {
+        "loss": "patch_nce",
+        "paper_time": {"strategy (a)": "16'52\"", "strategy (b)": "17'29\"", "strategy (c)": "16'50\""},
+        "why": "CLF-Net Sec. IV-H explains Table VIII by training: with strategy (a) the contrastive loss \"is "
+               "maintained at a low value from the beginning of training\", and (b) costs more per epoch (its "
+               "Time row, on the authors' GPU)."},
+}
+
+
+def training_dynamics(study: str) -> list[str]:
+    """For a study of :data:`DYNAMICS`: per row, the named loss term early, over the first epoch and over
+    the last (means over the logged steps, then over the finished seeds), and the minutes per epoch at
+    the median step beside the paper's time per epoch."""
+    spec = DYNAMICS.get(study)
+    if spec is None:
+        return []
+    members = points(study)
+    table = []
+    for label in dict.fromkeys(p.label for p in members):
+        runs = [stage_logs(ROOT / p.folder)[-1] for p in members if p.label == label and p.state() == "done"]
+        if not runs:
+            continue
+        mean = lambda values: sum(values) / len(values)  # noqa: E731
+        loss = lambda rows: mean([row[spec["loss"]] for row in rows])  # noqa: E731
+        epochs = [(run, [r for r in run if r["epoch"] == 1], [r for r in run if r["epoch"] == run[-1]["epoch"]])
+                  for run in runs]
+        cells = [mean([loss(run[:50]) for run, _, _ in epochs]), mean([loss(first) for _, first, _ in epochs]),
+                 mean([loss(last) for _, _, last in epochs])]
+        minutes = mean([median_step(run) * len(first) / 60 for run, first, _ in epochs])
+        table.append(f"| {label} | {len(runs)} | " + " | ".join(f"{c:.4g}" for c in cells)
+                     + f" | {minutes:.1f} [{spec['paper_time'].get(label, '–')}] |")
+    if not table:
+        return []
+    return [f"{spec['why']} Ours, from the runs' logs (`{spec['loss']}`, mean over the logged steps, then over the "
+            "seeds; minutes per epoch at the median step on this machine's one thread, paper in brackets):", "",
+            f"| variant | seeds | `{spec['loss']}`, steps 1-50 | epoch 1 | last epoch | min per epoch |",
+            "|---|---|---|---|---|---|", *table, ""]
 
 
 def fig15_series(means: dict) -> dict:
@@ -356,10 +447,11 @@ def cmd_tables(args) -> int:
              "released (zzj-dyj/CLF-Net), so its bracketed values are the paper's 20-pair means. CoCoNet's tables",
              "report 20 TNO and 20 RoadScene pairs that it does not list; ours are our 22-pair TNO test split and",
              "the first 20 CDDFuse RoadScene test names (docs/REPRODUCTION.md, 'Test images').",
-             "Each verdict compares `full` with every other row in each metric on the paper's test sets: a",
-             "difference counts when it exceeds the larger seed half-range of the two rows. \"Supports\": full is",
+             "Each verdict reads one claim of the paper (its table, or the text around it) as pairs of rows, by",
+             "default `full` against every other row, in each metric on the paper's test sets: a difference",
+             "counts when it exceeds the larger seed half-range of the two rows. \"Supports\": the claimed row is",
              "better in over half of these cells and worse in under a quarter (for Fig. 18, under a quarter",
-             "differ); \"does not support\": full is better in no more cells than it is worse (over half differ);",
+             "differ); \"does not support\": it is better in no more cells than it is worse (over half differ);",
              "otherwise \"partly supports\". Where the paper claims \"best in every metric\", a supported",
              "verdict may still hide cells that full loses: the counts are given.", ""]
     for study in STUDIES:
@@ -370,7 +462,10 @@ def cmd_tables(args) -> int:
                       f"configs/sweeps/paper/{study}.yaml`).", ""]
             continue
         summary = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("machine", "git")}  # results only
-        lines += [verdict(study, summary), ""] + study_table(study, summary) + training_record(study)
+        found = verdicts(study, summary)
+        lines += ([f"**Verdict:** {found[0]}", ""] if len(found) == 1 else
+                  ["**Verdicts:**", ""] + [f"- {sentence}" for sentence in found] + [""])
+        lines += study_table(study, summary) + training_dynamics(study) + training_record(study)
         if study == "coconet_fig15" and fig15_plot(summary, DOCS / "paper_coconet_fig15" / "fig15.svg"):
             lines += ["![Fig. 15 layout](paper_coconet_fig15/fig15.svg)", ""]
         if study in ("coconet_fig17", "coconet_fig18"):  # the papers' figures are image grids: the benchmark's

@@ -444,8 +444,7 @@ def paper_ablations_block() -> str:
             continue
         summary = {k: v for k, v in load(str(source.relative_to(REPO))).items() if k not in ("machine", "git")}
         found = sum(any(n in block["mean"] for block in summary.values()) for n in names)
-        sentence = ablations.verdict(study, summary).removeprefix("**Verdict:** ")
-        lines.append(f"- `{study}` ({found} of {len(names)} runs): {sentence[0].upper()}{sentence[1:]}")
+        lines.append(f"- `{study}` ({found} of {len(names)} runs): {' '.join(ablations.verdicts(study, summary))}")
     return "\n".join(lines) + "\n"
 
 

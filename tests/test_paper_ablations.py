@@ -1,6 +1,7 @@
-"""The verdict sentence of benchmarks/paper_ablations.py (issue 38), on hand-built summaries."""
+"""The verdict sentences of benchmarks/paper_ablations.py (issue 38), on hand-built summaries."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,14 @@ def ablations(monkeypatch):
     monkeypatch.chdir(REPO)  # sweeps name their run folders relative to the repository root
     spec = importlib.util.spec_from_file_location("paper_ablations", REPO / "benchmarks" / "paper_ablations.py")
     module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "paper_ablations", module)  # as an import would (its dataclasses need it)
     spec.loader.exec_module(module)
     return module
+
+
+def verdict(ablations, study, summary) -> str:
+    """All the study's verdict sentences, as one text."""
+    return " ".join(ablations.verdicts(study, summary))
 
 
 def rows(**runs):
@@ -35,8 +42,8 @@ def test_full_better_beyond_the_seed_spread_supports_and_validation_is_not_read(
                           clfnet_wo_patchnce_seed1=6.1),
                      validation_rows=rows(clfnet_full_seed0=1.0, clfnet_full_seed1=1.0,
                                           clfnet_wo_patchnce_seed0=9.0, clfnet_wo_patchnce_seed1=9.0))
-    sentence = ablations.verdict("clfnet_table6", summary)
-    assert "our result supports the paper's claim" in sentence
+    sentence = verdict(ablations, "clfnet_table6", summary)
+    assert "Our result supports the paper's claim" in sentence
     assert "full is better in 6 and worse in 0 of 6" in sentence and "preliminary" not in sentence
 
 
@@ -44,7 +51,7 @@ def test_a_difference_within_the_seed_spread_is_a_tie(ablations):
     # means 7.2 vs 7.1: 0.1 apart, but full's seeds are 0.4 apart (half-range 0.2)
     summary = table6(rows(clfnet_full_seed0=7.0, clfnet_full_seed1=7.4, clfnet_wo_patchnce_seed0=7.1,
                           clfnet_wo_patchnce_seed1=7.1))
-    sentence = ablations.verdict("clfnet_table6", summary)
+    sentence = verdict(ablations, "clfnet_table6", summary)
     assert "better in 0 and worse in 0 of 6" in sentence and "does not support" in sentence
 
 
@@ -53,7 +60,7 @@ def test_mixed_cells_and_lower_is_better_metrics(ablations, monkeypatch):
                      clfnet_wo_patchnce_seed1=4.0)
     for name in ("clfnet_wo_patchnce_seed0", "clfnet_wo_patchnce_seed1"):  # the variant wins SD and AG
         test_rows[name].update(SD=6.0, AG=6.0)
-    sentence = ablations.verdict("clfnet_table6", table6(test_rows))
+    sentence = verdict(ablations, "clfnet_table6", table6(test_rows))
     assert "better in 4 and worse in 2 of 6" in sentence and "partly supports" in sentence
     import dataclasses
 
@@ -61,14 +68,14 @@ def test_mixed_cells_and_lower_is_better_metrics(ablations, monkeypatch):
 
     monkeypatch.setattr(ablations, "CLFNET_METRICS", ["SD", "AG", "EN"])
     monkeypatch.setitem(TABLE, "SD", dataclasses.replace(TABLE["SD"], higher_is_better=False))  # lower SD wins
-    sentence = ablations.verdict("clfnet_table6", table6(test_rows))
+    sentence = verdict(ablations, "clfnet_table6", table6(test_rows))
     assert "better in 2 and worse in 1 of 3" in sentence
 
 
 def test_unfinished_runs_and_single_seeds_make_the_verdict_preliminary(ablations):
-    sentence = ablations.verdict("clfnet_table6", table6(rows(clfnet_full_seed0=7.0, clfnet_wo_patchnce_seed0=6.0)))
+    sentence = verdict(ablations, "clfnet_table6", table6(rows(clfnet_full_seed0=7.0, clfnet_wo_patchnce_seed0=6.0)))
     assert "supports" in sentence and "not all runs have finished" in sentence and "one seed" in sentence
-    empty = ablations.verdict("clfnet_table6", table6(rows(clfnet_wo_patchnce_seed0=6.0)))
+    empty = verdict(ablations, "clfnet_table6", table6(rows(clfnet_wo_patchnce_seed0=6.0)))
     assert "cannot be judged yet" in empty
 
 
@@ -76,12 +83,12 @@ def test_the_mask_study_claims_the_variants_alike(ablations):
     alike = {f"{d}/legacy": {"mean": {name: dict.fromkeys(ablations.COCONET_METRICS, 1.0) for name in (
         "coconet_full_seed2", "coconet_full_seed3", "coconet_saliency_masks_seed2", "coconet_saliency_masks_seed3")}}
         for d in ("tno", "roadscene")}
-    assert "our result supports the paper's claim that the result is almost independent" in ablations.verdict(
-        "coconet_fig18", alike)
+    assert "Our result supports the paper's claim that the result is almost independent" in verdict(
+        ablations, "coconet_fig18", alike)
     for block in alike.values():
         for name in ("coconet_saliency_masks_seed2", "coconet_saliency_masks_seed3"):
             block["mean"][name] = dict.fromkeys(ablations.COCONET_METRICS, 2.0)
-    assert "does not support" in ablations.verdict("coconet_fig18", alike)
+    assert "does not support" in verdict(ablations, "coconet_fig18", alike)
 
 
 def test_fig15_curves_order_the_fixed_weights_and_keep_the_adaptive_line(ablations, tmp_path):
@@ -128,3 +135,49 @@ def test_training_record_separates_logged_hours_from_the_median_step_cost(ablati
     line = ablations.training_record("clfnet_table6")[0]
     assert "1 runs on Test CPU (2 cores, torch threads 1)" in line
     assert "7.06-7.06 h logged per run, 2.61-2.61 h at each stage's median step time" in line
+
+
+def test_a_claim_of_the_text_compares_its_own_pairs_in_its_own_metrics(ablations):
+    """Table 2's text: channel attention raises EN, SF, SD and VIF (w/o vgg over w/o ca&vgg, full over
+    w/o ca). Rows built so that channel attention adds 1 to those four metrics and takes 1 from AG and
+    SCD, and the VGG features take 1 from the four and 2 from AG and SCD: the channel-attention claim
+    holds in all its 2 pairs x 4 metrics x 2 datasets, the VGG claim in none of its 24 cells, and full
+    against every variant wins 8 of 36 cells (the four over w/o ca) and loses 20 (it ties w/o ca&vgg
+    in the four)."""
+    four = {"w/o ca&vgg": 8.0, "w/o vgg": 9.0, "w/o ca": 7.0, "full": 8.0}      # EN, SD, VIFP, SF
+    other = {"w/o ca&vgg": 5.0, "w/o vgg": 4.0, "w/o ca": 3.0, "full": 2.0}     # AG, SCD
+    stems = {"w/o ca&vgg": "coconet_wo_ca_vgg", "w/o vgg": "coconet_wo_vgg", "w/o ca": "coconet_wo_ca",
+             "full": "coconet_full"}
+    means = {f"{stem}_seed{seed}": {**dict.fromkeys(["EN", "SD", "VIFP", "SF"], four[label]),
+                                    "AG": other[label], "SCD": other[label]}
+             for label, stem in stems.items() for seed in (2, 3)}
+    summary = {f"{d}/legacy": {"mean": means} for d in ("tno", "roadscene")}
+    whole, vgg, attention = ablations.verdicts("coconet_table2", summary)
+    assert "the row with channel attention is better in 16 and worse in 0 of 16 pair-metric cells" in attention
+    assert attention.startswith("Our result supports")
+    assert "the row with VGG features is better in 0 and worse in 24 of 24" in vgg and "does not support" in vgg
+    assert "full is better in 8 and worse in 20 of 36 variant-metric cells" in whole and "does not support" in whole
+
+
+def test_training_dynamics_read_the_named_loss_and_the_epoch_time_from_the_logs(ablations, tmp_path, monkeypatch):
+    """Hand-made Table VIII runs of two 60-step epochs. (c): PatchNCE 6 for steps 1-50, 1 for 51-60,
+    0.5 in epoch 2, a step every 2 s; (a): 0.25 throughout, a step every 3 s. Expected: (c) 6, 310/60 =
+    5.167, 0.5 and 2 min per epoch; (a) 0.25 three times and 3 min; the unfinished (b) run is left out."""
+    from types import SimpleNamespace
+
+    def run(name, loss, step_seconds):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "log_train.csv").write_text("stage,epoch,batch,step,seconds,patch_nce,ssim,total\n" + "".join(
+            f"train,{1 + (i - 1) // 60},{i},{i},{i * step_seconds},{loss(i)},0.1,0\n" for i in range(1, 121)))
+        return folder
+
+    points = [SimpleNamespace(label="strategy (c)", folder=run("c", lambda i: 6 if i <= 50 else 1 if i <= 60 else 0.5, 2),
+                              state=lambda: "done"),
+              SimpleNamespace(label="strategy (a)", folder=run("a", lambda i: 0.25, 3), state=lambda: "done"),
+              SimpleNamespace(label="strategy (b)", folder=tmp_path / "absent", state=lambda: "started")]
+    monkeypatch.setattr(ablations, "points", lambda study: points)
+    rows = [line for line in ablations.training_dynamics("clfnet_table8") if line.startswith("| strategy")]
+    assert rows == ['| strategy (c) | 1 | 6 | 5.167 | 0.5 | 2.0 [16\'50"] |',
+                    '| strategy (a) | 1 | 0.25 | 0.25 | 0.25 | 3.0 [16\'52"] |']
+    assert ablations.training_dynamics("clfnet_table6") == []  # its paper does not argue from training
