@@ -32,6 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ROOT / "configs" / "sweeps" / "paper"
 BENCHMARKS = ROOT / "benchmarks" / "paper_ablations"
 RUNS = Path("runs") / "paper_ablations"          # relative to the repository root, like every run
+#: the fused images and metric values of every study's evaluation: a run shared by studies (full, the
+#: shipped model) is fused and scored once
+EVALUATION_CACHE = RUNS / "evaluation_cache"
 DOCS = ROOT / "docs" / "ablations"
 STUDIES = ("coconet_table2", "coconet_table3", "coconet_fig15", "coconet_fig17", "coconet_fig18",
            "clfnet_table6", "clfnet_table8")
@@ -164,7 +167,8 @@ def cmd_benchmarks(args) -> int:
         text = (f"# Issue 38: {study} -- every run of configs/sweeps/paper/{study}.yaml and the shipped model,\n"
                 f"# legacy convention, on the validation pairs, our TNO test split and {tests}.\n"
                 f"#   .venv/bin/python benchmarks/paper_ablations.py evaluate {study}   # only the finished runs\n"
-                f"#   contrafuse benchmark benchmarks/paper_ablations/{study}.yaml -o docs/ablations/paper_{study}   # all\n")
+                f"#   contrafuse benchmark benchmarks/paper_ablations/{study}.yaml -o docs/ablations/paper_{study} "
+                f"--cache {EVALUATION_CACHE}   # all\n")
         (BENCHMARKS / f"{study}.yaml").write_text(text + yaml.safe_dump(benchmark_config(study), sort_keys=False,
                                                                          default_flow_style=None))
     print(f"wrote {len(STUDIES)} benchmark configs to {BENCHMARKS.relative_to(ROOT)}")
@@ -180,7 +184,8 @@ def cmd_queue(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    """``contrafuse benchmark`` on the study's finished runs (a filtered copy of its config)."""
+    """``contrafuse benchmark`` on the study's finished runs (a filtered copy of its config), every
+    study's fusions and metric values kept in :data:`EVALUATION_CACHE`."""
     os.chdir(ROOT)
     for study in args.studies or STUDIES:
         cfg = yaml.safe_load((BENCHMARKS / f"{study}.yaml").read_text())
@@ -191,7 +196,8 @@ def cmd_evaluate(args) -> int:
         filtered = RUNS / "benchmarks" / f"{study}.yaml"
         filtered.parent.mkdir(parents=True, exist_ok=True)
         filtered.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        command = [str(ROOT / ".venv/bin/contrafuse"), "benchmark", str(filtered), "-o", f"docs/ablations/paper_{study}"]
+        command = [str(ROOT / ".venv/bin/contrafuse"), "benchmark", str(filtered), "-o", f"docs/ablations/paper_{study}",
+                   "--cache", str(EVALUATION_CACHE)]
         print(" ".join(command), flush=True)
         subprocess.run(command, check=True)
     return 0

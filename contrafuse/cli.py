@@ -515,7 +515,9 @@ def cmd_benchmark(args) -> int:
 
     load_benchmark_config(args.config)  # a bad config, then an unwritable output folder: before any work
     check_folder_writable(args.output or Path("runs") / "benchmark" / Path(args.config).stem)
-    out = run_benchmark(args.config, args.output, quick=args.quick)
+    if args.cache:
+        check_folder_writable(args.cache)
+    out = run_benchmark(args.config, args.output, quick=args.quick, cache_dir=args.cache)
     print(f"benchmark report: {out / 'report.md'}")
     return 0
 
@@ -715,6 +717,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="benchmark YAML (see benchmarks/*.yaml)")
     p.add_argument("-o", "--output", help="output folder (default runs/benchmark/<config name>)")
     p.add_argument("--quick", action="store_true", help="two pairs, two methods (smoke run)")
+    p.add_argument("--cache", help="folder for the fused images and metric values kept between runs (default: the "
+                                   "output folder); benchmarks that share methods can share one")
 
     p = _add_command(sub, "train", help="train a learned method from a YAML config (resumable)")
     p.add_argument("method", help="coconet or clfnet")

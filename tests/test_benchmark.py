@@ -178,6 +178,28 @@ def test_metric_values_are_kept_per_triple_and_recomputed_when_an_image_or_the_r
     assert len(calls) == 4
 
 
+def test_benchmarks_sharing_a_cache_fuse_and_score_a_shared_method_once(tmp_path, monkeypatch, rng):
+    """Two outputs, one ``--cache``: the second benchmark fuses nothing and evaluates nothing, and
+    writes the same tables as the first; the cache holds the fused images, the outputs do not."""
+    from contrafuse.bench import runner
+
+    config = own_project(tmp_path, rng, "png", "external")
+    calls, fusions = [], []
+    evaluate_conventions, fuse_images = runner.evaluate_conventions, runner.fuse_images
+    monkeypatch.setattr(runner, "evaluate_conventions", lambda *a, **k: calls.append(a[2]) or evaluate_conventions(*a, **k))
+    monkeypatch.setattr(runner, "fuse_images", lambda *a, **k: fusions.append(1) or fuse_images(*a, **k))
+    cache = tmp_path / "cache"
+    tables = []
+    for out in ("first", "second"):
+        calls.clear(), fusions.clear()
+        assert main(["benchmark", str(config), "-o", str(tmp_path / out), "--cache", str(cache)]) == 0
+        tables.append((tmp_path / out / "mine" / "per_image_standard.csv").read_text())
+        assert (len(calls), len(fusions)) == ((4, 2) if out == "first" else (0, 0))  # 2 methods x 2 pairs; 'average' fuses
+        assert not (tmp_path / out / "fused").exists() and not (tmp_path / out / "metric_cache").exists()
+    assert tables[0] == tables[1]
+    assert sorted(p.name for p in (cache / "fused" / "mine" / "average").glob("*.png")) == ["a.png", "b.png"]
+
+
 def test_cached_fusions_are_redone_when_the_method_code_changes(tmp_path, monkeypatch):
     """The cache key covers the method's source files: an edit to one re-fuses, nothing else does."""
     from contrafuse.bench import runner

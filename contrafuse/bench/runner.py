@@ -185,7 +185,7 @@ def summary_markdown(title, means, stds, metrics, convention, used) -> str:
 
 
 def fuse_stage(specs: list[MethodSpec], label: str, pairs, out: Path) -> dict[str, dict[str, Path]]:
-    """Stage 1: each method's fused image per pair (cached under ``out/fused``; external results as found)."""
+    """Stage 1: each method's fused image per pair (kept under ``out/fused``, ``out`` being the cache folder; external results as found)."""
     return {spec.label: produce_fused(spec, label, pairs, out)
             for spec in tqdm(specs, desc=f"{label}: fusing", unit="method")}
 
@@ -282,9 +282,11 @@ def grids_section(specs, pairs, fused: dict, folder: Path, label: str, grid_cfg:
     return lines
 
 
-def run_benchmark(config_path, out_dir=None, quick: bool = False) -> Path:
+def run_benchmark(config_path, out_dir=None, quick: bool = False, cache_dir=None) -> Path:
     """Fuse (stage 1), evaluate (stage 2) and report (stage 3) every dataset of a config; then the
-    complexity table and the misalignment study when configured. Every file is written atomically."""
+    complexity table and the misalignment study when configured. Every file is written atomically.
+    Fused images (``fused/``) and metric values (``metric_cache/``) are kept under ``cache_dir``
+    (default: the output folder), so benchmarks sharing a method and a cache fuse and score it once."""
     from . import plots
     from .complexity import complexity_table
     from .misalign import misalignment_study
@@ -294,6 +296,7 @@ def run_benchmark(config_path, out_dir=None, quick: bool = False) -> Path:
     base = config_path.parent
     out = Path(out_dir or Path("runs") / "benchmark" / config_path.stem)
     out.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache_dir) if cache_dir else out
     all_specs = parse_methods(cfg.get("methods", ["gff", "laplacian"]), base)[: (2 if quick else None)]
     metrics = cfg.get("metrics", list(DEFAULT_METRICS))
     report = [f"# Benchmark `{config_path.stem}`", "",
@@ -308,11 +311,11 @@ def run_benchmark(config_path, out_dir=None, quick: bool = False) -> Path:
         if isinstance(entry, dict) and "methods" in entry:
             specs = parse_methods(entry["methods"], base)[: (2 if quick else None)]
         report += [f"## {label}", "", f"{len(pairs)} pairs: {', '.join(p.name for p in pairs)}", ""]
-        fused = fuse_stage(specs, label, pairs, out)
+        fused = fuse_stage(specs, label, pairs, cache)
         folder = out / label
         folder.mkdir(exist_ok=True)
         conventions = cfg.get("conventions", ["standard"])
-        evaluated = evaluate_stage(specs, pairs, fused, metrics, conventions, label, cache=out / "metric_cache")
+        evaluated = evaluate_stage(specs, pairs, fused, metrics, conventions, label, cache=cache / "metric_cache")
         for convention in conventions:
             used = conventions_used(metrics, convention)
             rows, means, stds = evaluated[convention]
