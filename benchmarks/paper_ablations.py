@@ -312,11 +312,16 @@ def verdicts(study: str, summary: dict) -> list[str]:
 
 def stage_logs(folder: Path) -> list[list[dict]]:
     """A run's loss logs (``log_<stage>.csv``), stages in training order, each as its rows of floats
-    (the ``stage`` column dropped)."""
+    (the ``stage`` column dropped), one row per step in step order: a run resumed from a checkpoint
+    logs the steps after it again, and the later row is the one its weights kept. Empty logs are left out."""
     stages = []
     for log in sorted(folder.glob("log_*.csv"), key=lambda p: p.stat().st_mtime):
         with log.open(newline="") as handle:
-            stages.append([{k: float(v) for k, v in row.items() if k != "stage"} for row in csv.DictReader(handle)])
+            rows = {}
+            for row in csv.DictReader(handle):
+                rows[float(row["step"])] = {k: float(v) for k, v in row.items() if k != "stage"}
+        if rows:
+            stages.append([rows[step] for step in sorted(rows)])
     return stages
 
 
@@ -364,16 +369,17 @@ DYNAMICS = {
 
 
 def training_dynamics(study: str) -> list[str]:
-    """For a study of :data:`DYNAMICS`: per row, the named loss term early, over the first epoch and over
-    the last (means over the logged steps, then over the finished seeds), and the minutes per epoch at
-    the median step beside the paper's time per epoch."""
+    """For a study of :data:`DYNAMICS`: per row, the named loss term over the first 50 steps of the last
+    stage, over its first epoch and over its last (means over the logged steps, then over the finished
+    seeds), and the minutes per epoch at the median step beside the paper's time per epoch."""
     spec = DYNAMICS.get(study)
     if spec is None:
         return []
     members = points(study)
     table = []
     for label in dict.fromkeys(p.label for p in members):
-        runs = [stage_logs(ROOT / p.folder)[-1] for p in members if p.label == label and p.state() == "done"]
+        runs = [logs[-1] for logs in (stage_logs(ROOT / p.folder) for p in members
+                                       if p.label == label and p.state() == "done") if logs]
         if not runs:
             continue
         mean = lambda values: sum(values) / len(values)  # noqa: E731
@@ -389,7 +395,7 @@ def training_dynamics(study: str) -> list[str]:
         return []
     return [f"{spec['why']} Ours, from the runs' logs (`{spec['loss']}`, mean over the logged steps, then over the "
             "seeds; minutes per epoch at the median step on this machine's one thread, paper in brackets):", "",
-            f"| variant | seeds | `{spec['loss']}`, steps 1-50 | epoch 1 | last epoch | min per epoch |",
+            f"| variant | seeds | `{spec['loss']}`, first 50 steps | epoch 1 | last epoch | min per epoch |",
             "|---|---|---|---|---|---|", *table, ""]
 
 

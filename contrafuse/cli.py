@@ -718,7 +718,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output folder (default runs/benchmark/<config name>)")
     p.add_argument("--quick", action="store_true", help="two pairs, two methods (smoke run)")
     p.add_argument("--cache", help="folder for the fused images and metric values kept between runs (default: the "
-                                   "output folder); benchmarks that share methods can share one")
+                                   "output folder); benchmarks that share methods, and whose datasets of one name "
+                                   "are the same images, can share one")
 
     p = _add_command(sub, "train", help="train a learned method from a YAML config (resumable)")
     p.add_argument("method", help="coconet or clfnet")

@@ -161,23 +161,30 @@ def test_a_claim_of_the_text_compares_its_own_pairs_in_its_own_metrics(ablations
 
 def test_training_dynamics_read_the_named_loss_and_the_epoch_time_from_the_logs(ablations, tmp_path, monkeypatch):
     """Hand-made Table VIII runs of two 60-step epochs. (c): PatchNCE 6 for steps 1-50, 1 for 51-60,
-    0.5 in epoch 2, a step every 2 s; (a): 0.25 throughout, a step every 3 s. Expected: (c) 6, 310/60 =
-    5.167, 0.5 and 2 min per epoch; (a) 0.25 three times and 3 min; the unfinished (b) run is left out."""
+    0.5 in epoch 2, a step every 2 s, then resumed from step 100, whose steps 100-120 log 0.25 (the
+    rows that count); (a): 0.25 throughout, a step every 3 s. Expected: (c) 6, 310/60 = 5.167,
+    (39 x 0.5 + 21 x 0.25)/60 = 0.4125 and 2 min per epoch; (a) 0.25 three times and 3 min; the
+    unfinished (b) run and a finished run with an empty log are left out."""
     from types import SimpleNamespace
 
-    def run(name, loss, step_seconds):
+    def run(name, loss, step_seconds, resumed=()):
         folder = tmp_path / name
         folder.mkdir()
-        (folder / "log_train.csv").write_text("stage,epoch,batch,step,seconds,patch_nce,ssim,total\n" + "".join(
-            f"train,{1 + (i - 1) // 60},{i},{i},{i * step_seconds},{loss(i)},0.1,0\n" for i in range(1, 121)))
+        lines = [f"train,{1 + (i - 1) // 60},{i},{i},{i * step_seconds},{loss(i)},0.1,0\n" for i in range(1, 121)]
+        lines += [f"train,2,{i - 60},{i},{400 + i * step_seconds},0.25,0.1,0\n" for i in resumed]
+        (folder / "log_train.csv").write_text("stage,epoch,batch,step,seconds,patch_nce,ssim,total\n" + "".join(lines))
         return folder
 
-    points = [SimpleNamespace(label="strategy (c)", folder=run("c", lambda i: 6 if i <= 50 else 1 if i <= 60 else 0.5, 2),
-                              state=lambda: "done"),
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "log_train.csv").write_text("stage,epoch,batch,step,seconds,patch_nce,ssim,total\n")
+    points = [SimpleNamespace(label="strategy (c)", state=lambda: "done",
+                              folder=run("c", lambda i: 6 if i <= 50 else 1 if i <= 60 else 0.5, 2, range(100, 121))),
               SimpleNamespace(label="strategy (a)", folder=run("a", lambda i: 0.25, 3), state=lambda: "done"),
+              SimpleNamespace(label="strategy (a)", folder=empty, state=lambda: "done"),
               SimpleNamespace(label="strategy (b)", folder=tmp_path / "absent", state=lambda: "started")]
     monkeypatch.setattr(ablations, "points", lambda study: points)
     rows = [line for line in ablations.training_dynamics("clfnet_table8") if line.startswith("| strategy")]
-    assert rows == ['| strategy (c) | 1 | 6 | 5.167 | 0.5 | 2.0 [16\'50"] |',
+    assert rows == ['| strategy (c) | 1 | 6 | 5.167 | 0.4125 | 2.0 [16\'50"] |',
                     '| strategy (a) | 1 | 0.25 | 0.25 | 0.25 | 3.0 [16\'52"] |']
     assert ablations.training_dynamics("clfnet_table6") == []  # its paper does not argue from training

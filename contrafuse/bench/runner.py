@@ -136,7 +136,7 @@ def produce_fused(spec: MethodSpec, dataset: str, pairs, out: Path) -> dict[str,
     if stamp.exists() and stamp.read_text() != fingerprint:
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(fingerprint)
+    write_text_atomic(stamp, fingerprint)
     method = None
     paths = {}
     for pair in pairs:
@@ -208,7 +208,7 @@ def pair_key(pair, metrics, conventions) -> str:
                                         Path(pair.first), Path(pair.second)])
 
 
-def metric_values(pair, fused_path: Path, metrics, conventions, cache: Path | None = None, key: str = "") -> dict:
+def metric_values(pair, fused_path: Path, metrics, conventions, cache: Path | None, key: str) -> dict:
     """``evaluate_conventions`` of one triple, kept under ``cache`` (a folder, or ``None``: no cache)
     by the pair's :func:`pair_key` (``key``) and the fused image's contents, so a re-run evaluates
     only the triples that changed."""
@@ -286,7 +286,9 @@ def run_benchmark(config_path, out_dir=None, quick: bool = False, cache_dir=None
     """Fuse (stage 1), evaluate (stage 2) and report (stage 3) every dataset of a config; then the
     complexity table and the misalignment study when configured. Every file is written atomically.
     Fused images (``fused/``) and metric values (``metric_cache/``) are kept under ``cache_dir``
-    (default: the output folder), so benchmarks sharing a method and a cache fuse and score it once."""
+    (default: the output folder), so benchmarks sharing a method and a cache fuse and score it once.
+    Fused images are found by dataset name, method label and pair name: benchmarks sharing a cache
+    must mean the same images by the same dataset name."""
     from . import plots
     from .complexity import complexity_table
     from .misalign import misalignment_study
