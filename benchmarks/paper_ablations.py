@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import os
 import statistics
@@ -310,19 +309,12 @@ def verdicts(study: str, summary: dict) -> list[str]:
     return sentences
 
 
-def stage_logs(folder: Path) -> list[list[dict]]:
-    """A run's loss logs (``log_<stage>.csv``), stages in training order, each as its rows of floats
-    (the ``stage`` column dropped), one row per step in step order: a run resumed from a checkpoint
-    logs the steps after it again, and the later row is the one its weights kept. Empty logs are left out."""
-    stages = []
-    for log in sorted(folder.glob("log_*.csv"), key=lambda p: p.stat().st_mtime):
-        with log.open(newline="") as handle:
-            rows = {}
-            for row in csv.DictReader(handle):
-                rows[float(row["step"])] = {k: float(v) for k, v in row.items() if k != "stage"}
-        if rows:
-            stages.append([rows[step] for step in sorted(rows)])
-    return stages
+def run_logs(point) -> list[list[dict]]:
+    """A run's loss logs (:func:`contrafuse.train.sweep.stage_logs`: stages in training order, one row
+    per step), each row's numbers as floats."""
+    from contrafuse.train.sweep import stage_logs
+
+    return [[{k: float(v) for k, v in row.items() if k != "stage"} for row in rows] for _, rows in stage_logs(point)]
 
 
 def median_step(rows: list[dict], start: float = 0.0) -> float:
@@ -345,7 +337,7 @@ def training_record(study: str) -> list[str]:
             machine = json.loads(line)["machine"]
             machines.add(f"{machine.get('cpu')} ({machine.get('cores')} cores, torch threads {machine.get('torch_threads')})")
         seconds, cost = 0.0, 0.0
-        for rows in stage_logs(folder):
+        for rows in run_logs(point):
             cost += median_step(rows, seconds) * len(rows)
             seconds = rows[-1]["seconds"]
         wall.append(seconds / 3600)
@@ -378,8 +370,7 @@ def training_dynamics(study: str) -> list[str]:
     members = points(study)
     table = []
     for label in dict.fromkeys(p.label for p in members):
-        runs = [logs[-1] for logs in (stage_logs(ROOT / p.folder) for p in members
-                                       if p.label == label and p.state() == "done") if logs]
+        runs = [logs[-1] for logs in (run_logs(p) for p in members if p.label == label and p.state() == "done") if logs]
         if not runs:
             continue
         mean = lambda values: sum(values) / len(values)  # noqa: E731

@@ -119,7 +119,6 @@ def test_the_queue_trains_every_study_and_its_first_pass_reads_every_study(ablat
 def test_training_record_separates_logged_hours_from_the_median_step_cost(ablations, tmp_path, monkeypatch):
     """A hand-made run: stage 1 steps at 1000, 2000, 3000 s and then a 17000 s pause; stage 2 steps of
     1800 s. Logged: 25400 s = 7.06 h; at the median step: 4 x 1000 + 3 x 1800 = 9400 s = 2.61 h."""
-    import os
     from types import SimpleNamespace
 
     run = tmp_path / "run"
@@ -129,9 +128,10 @@ def test_training_record_separates_logged_hours_from_the_median_step_cost(ablati
         f"train,1,{i},{i},{t},0.5\n" for i, t in enumerate((1000, 2000, 3000, 20000), 1)))
     (run / "log_finetune.csv").write_text("stage,epoch,batch,step,seconds,total\n" + "".join(
         f"finetune,1,{i},{i + 4},{t},0.5\n" for i, t in enumerate((21800, 23600, 25400), 1)))
-    os.utime(run / "log_train.csv", (1, 1))  # the first stage's log is the older
     waiting = SimpleNamespace(folder=tmp_path / "absent", state=lambda: "waiting")
-    monkeypatch.setattr(ablations, "points", lambda study: [SimpleNamespace(folder=run, state=lambda: "done"), waiting])
+    stages = {"stages": [{"name": "train"}, {"name": "finetune"}]}
+    monkeypatch.setattr(ablations, "points", lambda study: [SimpleNamespace(folder=run, config=stages, state=lambda: "done"),
+                                                             waiting])
     line = ablations.training_record("clfnet_table6")[0]
     assert "1 runs on Test CPU (2 cores, torch threads 1)" in line
     assert "7.06-7.06 h logged per run, 2.61-2.61 h at each stage's median step time" in line
@@ -178,10 +178,11 @@ def test_training_dynamics_read_the_named_loss_and_the_epoch_time_from_the_logs(
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "log_train.csv").write_text("stage,epoch,batch,step,seconds,patch_nce,ssim,total\n")
-    points = [SimpleNamespace(label="strategy (c)", state=lambda: "done",
+    stages = {"stages": [{"name": "train"}]}
+    points = [SimpleNamespace(label="strategy (c)", state=lambda: "done", config=stages,
                               folder=run("c", lambda i: 6 if i <= 50 else 1 if i <= 60 else 0.5, 2, range(100, 121))),
-              SimpleNamespace(label="strategy (a)", folder=run("a", lambda i: 0.25, 3), state=lambda: "done"),
-              SimpleNamespace(label="strategy (a)", folder=empty, state=lambda: "done"),
+              SimpleNamespace(label="strategy (a)", folder=run("a", lambda i: 0.25, 3), config=stages, state=lambda: "done"),
+              SimpleNamespace(label="strategy (a)", folder=empty, config=stages, state=lambda: "done"),
               SimpleNamespace(label="strategy (b)", folder=tmp_path / "absent", state=lambda: "started")]
     monkeypatch.setattr(ablations, "points", lambda study: points)
     rows = [line for line in ablations.training_dynamics("clfnet_table8") if line.startswith("| strategy")]

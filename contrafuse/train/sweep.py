@@ -218,23 +218,25 @@ def run(points: list[Point], jobs: int = 1, device: str = "cpu", *,
     return 2 if failed else 0
 
 
-def _logs(point: Point) -> list[tuple[str, list[dict]]]:
-    """The loss log of each stage that has one: (stage name, rows)."""
+def stage_logs(point: Point) -> list[tuple[str, list[dict]]]:
+    """The loss log of each stage that has one, in training order: (stage name, rows), one row per
+    step in step order. A run resumed from a checkpoint logs the steps after it again; the later row
+    is the one its weights kept."""
     logs = []
     for index, stage in enumerate(point.config["stages"]):
         name = str(stage.get("name", index))
         path = point.folder / f"log_{name}.csv"
         if path.is_file():
             with open(path, newline="") as f:
-                rows = list(csv.DictReader(f))
+                rows = {int(row["step"]): row for row in csv.DictReader(f)}
             if rows:
-                logs.append((name, rows))
+                logs.append((name, [rows[step] for step in sorted(rows)]))
     return logs
 
 
 def progress(point: Point) -> str:
     """Where a started run is: stage, epoch, batch and hours of training from its last log row."""
-    logs = _logs(point)
+    logs = stage_logs(point)
     if not logs:
         return ""
     stage, rows = logs[-1]
@@ -250,7 +252,7 @@ def summary_rows(points: list[Point]) -> list[dict]:
         row = {"point": point.name, **({"variant": point.label} if point.variant is not None else {}),
                **{k.split(".")[-1]: _value_text(v) for k, v in point.values.items()},
                "state": point.state(), "steps": "", "hours": ""}
-        for stage, log in _logs(point):
+        for stage, log in stage_logs(point):
             last_epoch = [r for r in log if r["epoch"] == log[-1]["epoch"]]
             row[f"{stage} loss"] = f"{sum(float(r['total']) for r in last_epoch) / len(last_epoch):.5g}"
             row.update(steps=log[-1]["step"], hours=f"{float(log[-1]['seconds']) / 3600:.2f}")
