@@ -10,6 +10,7 @@ folder fusion gives each process a disjoint shard of the pairs.
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 
 from .errors import ContrafuseError
@@ -90,9 +91,18 @@ def join(device_type: str = "cpu") -> Group:
     return group
 
 
+def failed_on_bad_input(error) -> bool:
+    """Whether torchrun's ``ChildFailedError`` comes from bad input alone: some process exited 2 and
+    every other failed process either exited 2 too or was stopped by the launcher (SIGTERM), as it
+    stops the rest once one has failed."""
+    codes = {failure.exitcode for failure in error.failures.values()}
+    return 2 in codes and codes <= {2, -signal.SIGTERM}
+
+
 def torchrun_exit_status():
     """Make ``torchrun ... contrafuse ...`` end like ``contrafuse`` itself: exit 2, with the one-line
-    errors and the summary the processes printed, when every failed process exited 2 (bad input).
+    errors and the summary the processes printed, when the processes failed on bad input alone
+    (:func:`failed_on_bad_input`).
 
     torchrun itself exits 1 with a ``ChildFailedError`` traceback whenever a process fails. This
     function is the ``torchrun.handlers`` entry point of the package (pyproject.toml), which
@@ -111,7 +121,7 @@ def torchrun_exit_status():
 
         def exit_like_contrafuse(kind, exc, traceback):
             from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-            if isinstance(exc, ChildFailedError) and {f.exitcode for f in exc.failures.values()} == {2}:
+            if isinstance(exc, ChildFailedError) and failed_on_bad_input(exc):
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(2)

@@ -2,6 +2,7 @@
 the whole batch, a 2-process run resumes as 1 process, and folder fusion shards the pairs."""
 
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import save
+
+from contrafuse.distributed import failed_on_bad_input
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 pytestmark = pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this Python")
@@ -107,3 +110,20 @@ def test_torchrun_exits_2_on_bad_input_like_contrafuse(tmp_path, rng):
     assert "ChildFailedError" not in proc.stderr and "Traceback" not in proc.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.png", "p1.png", "p2.png"]
     assert "not a readable image" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("exit_codes, bad_input", [
+    ((2, 2), True),
+    ((2, -signal.SIGTERM), True),    # one process exited 2 first; the launcher stopped the other
+    ((-signal.SIGTERM, 2), True),
+    ((1, -signal.SIGTERM), False),   # a crash keeps torchrun's own report
+    ((2, 1), False),
+    ((-signal.SIGTERM,), False),     # stopped from outside: no process reported bad input
+    ((2, -signal.SIGKILL), False),
+])
+def test_torchrun_reports_bad_input_only_when_no_other_failure(exit_codes, bad_input):
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    failures = {rank: ProcessFailure(local_rank=rank, pid=100 + rank, exitcode=code, error_file="")
+                for rank, code in enumerate(exit_codes)}
+    assert failed_on_bad_input(ChildFailedError("contrafuse", failures)) is bad_input
