@@ -7,7 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 from PIL import Image
+
+# Property tests: the default profile draws the same examples on every run (derandomize), so that CI
+# is repeatable and bounded (the whole suite in about ten minutes on two cores); for a deeper,
+# randomised search run with HYPOTHESIS_PROFILE=deep (2,000 examples per test).
+settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("deep", max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Single-pair runs fuse in the test's own process; tests/test_worker.py turns the worker on.
 os.environ["CONTRAFUSE_WORKER"] = "off"

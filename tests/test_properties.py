@@ -7,19 +7,16 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import os
 import struct
 import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
 from PIL import Image
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from contrafuse.cli import main
@@ -27,11 +24,6 @@ from contrafuse.errors import ContrafuseError
 from contrafuse.io import read_image
 from contrafuse.train.config import STAGE_KEYS, load_config, method_keys
 
-# Bounded so that the whole module runs in well under a minute on two cores; for a deeper search
-# run with HYPOTHESIS_PROFILE=deep (2,000 examples per test).
-settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("deep", max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 SUFFIXES = (".png", ".tif", ".jpg", ".bmp")
 # Pillow modes and the arrays that make them: odd channel counts, palettes, 1-bit, 16/32-bit, float.

@@ -514,10 +514,14 @@ def test_tile_1_on_the_command_line_is_one_line(grey_pair, tmp_path, capsys):
     one_line_error(code, err, "halo")
 
 
+#: what an environment variable can hold: no NUL, no lone surrogate
+ENVIRONMENT_CHARACTERS = st.characters(exclude_characters="\x00", exclude_categories=("Cs",))
+
+
 @settings(max_examples=40, deadline=None)
 @given(value=st.one_of(st.sampled_from(["inf", "-inf", "nan", "1e400", "0", "-1", "", " ", "1e3", "12"]),
-                       st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=8)))
-def test_settings_are_positive_finite_numbers_or_one_line(value):  # an environment value cannot hold NUL
+                       st.text(ENVIRONMENT_CHARACTERS, max_size=8)))
+def test_settings_are_positive_finite_numbers_or_one_line(value):
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("CONTRAFUSE_TILE_MEMORY", value)
         from contrafuse.methods.tiles import tile_memory_budget
@@ -611,7 +615,8 @@ def test_serve_refuses_an_address_not_of_this_machine(capsys):
 
 @settings(max_examples=20, deadline=None)
 @given(variable=st.sampled_from(["CONTRAFUSE_WEB_WORKERS", "CONTRAFUSE_WEB_MAX_UPLOAD"]),
-       value=st.one_of(st.sampled_from(["0", "-2", "abc", "inf", "1.5", ""]), st.text(max_size=5)))
+       value=st.one_of(st.sampled_from(["0", "-2", "abc", "inf", "1.5", ""]),
+                       st.text(ENVIRONMENT_CHARACTERS, max_size=5)))
 def test_serve_refuses_bad_settings_before_serving(variable, value):
     try:
         usable = int(value) > 0
