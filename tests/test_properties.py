@@ -38,7 +38,7 @@ FORMATS_FOR_MODE = {  # which file types can hold which mode
     "F": (".tif",), "CMYK": (".jpg", ".tif"),
 }
 # File names a user might have: spaces, accents, non-Latin scripts, emoji, leading dashes.
-names = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc"),
+names = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zl", "Zp"),
                                        exclude_characters="/\\\x00"),
                 min_size=1, max_size=20).filter(lambda s: s.strip(". ") == s and s not in (".", ".."))
 

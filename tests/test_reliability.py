@@ -719,7 +719,7 @@ def test_worker_status_lists_a_busy_worker(monkeypatch, capsys):
         import shutil
         shutil.rmtree(home, ignore_errors=True)
     assert code == 0 and "busy" in out and "Traceback" not in err
-    assert time.monotonic() - start < 3
+    assert time.monotonic() - start < 10  # waits its second for the busy worker, not forever
 
 
 # -- 11. folder mode reads what single-pair mode reads -------------------------------------------------

@@ -199,6 +199,24 @@ def test_training_runs_under_autocast_and_records_precision(tmp_path):
     assert not (out / "s_epoch3.safetensors").exists() and (out / "model.safetensors").exists()
 
 
+def test_a_run_with_its_own_thread_count_gives_the_callers_back(tmp_path):
+    from contrafuse.train.loop import train
+
+    before = torch.get_num_threads()
+    seen = []
+
+    class ThreadsRecipe(TinyRecipe):
+        def step(self, model, batch, stage):
+            seen.append(torch.get_num_threads())
+            return super().step(model, batch, stage)
+
+    threads = 1 if before > 1 else 2
+    cfg = {"method": "tiny", "lr": 0.01, "batch_size": 2, "seed": 0, "precision": "fp32", "threads": threads,
+           "stages": [{"name": "s", "epochs": 1}]}
+    train(cfg, ThreadsRecipe(), out_dir=tmp_path / "run")
+    assert set(seen) == {threads} and torch.get_num_threads() == before
+
+
 def test_finished_run_resumes_with_more_epochs_in_its_last_stage(tmp_path):
     """Algorithm 1's "while not converge": a finished run resumed with a longer last stage goes on
     from its last epoch with its optimiser state, and ends where one run of the longer schedule

@@ -170,6 +170,7 @@ def test_the_page_in_a_real_browser(server, tno, tmp_path):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         page = browser.new_page()
+        page.set_default_timeout(120_000)  # a cold browser on a loaded 2-core machine
         page.goto(server)
         page.wait_for_selector("#run:enabled")  # the method and metric lists are loaded
         page.set_input_files("#ir", str(tno[0]))
@@ -183,7 +184,7 @@ def test_the_page_in_a_real_browser(server, tno, tmp_path):
         assert not page.is_visible("[data-testid=error]"), page.inner_text("[data-testid=error]")
         for method in ("gff", "average"):
             card = page.locator(f"[data-label='result: {method}']")
-            assert card.locator("img").evaluate("img => img.naturalWidth") == Image.open(tno[0]).size[0]
+            assert card.locator("img").evaluate("img => img.decode().then(() => img.naturalWidth)") == Image.open(tno[0]).size[0]
             assert "EN" in card.inner_text()
         with page.expect_download() as info:
             page.click("[data-label='result: gff'] a.download")

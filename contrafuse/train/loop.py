@@ -122,9 +122,11 @@ def train(cfg: dict, recipe, *, out_dir: str | os.PathLike | None = None, resume
         raise ContrafuseError(out, "is a file; the run needs a folder here")
     check_folder_writable(out)  # before any work; creates nothing
     group = distributed.join(torch.device(device).type if isinstance(device, str) and device else "cpu")
+    threads = torch.get_num_threads()
     try:
         return _train(cfg, recipe, RunFolder(out, is_main=group.is_main), resume, max_steps, device, group)
     finally:
+        torch.set_num_threads(threads)  # the run's thread count ends with it (train() may run in-process)
         group.close()
 
 
