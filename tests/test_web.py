@@ -138,19 +138,14 @@ def test_page_and_lists(client):
     assert any(m["name"] == "VIFF" for m in client.get("/api/metrics").json())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
     import uvicorn
-    port = free_port()
-    config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
+    listening = socket.socket()  # bound here and handed over: no other process can take the port between
+    listening.bind(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
+    instance = uvicorn.Server(uvicorn.Config(create_app(), log_level="warning"))
+    thread = threading.Thread(target=instance.run, kwargs={"sockets": [listening]}, daemon=True)
     thread.start()
     for _ in range(600):  # up to a minute on a loaded 2-core machine
         if instance.started:
@@ -160,6 +155,7 @@ def server():
     yield f"http://127.0.0.1:{port}"
     instance.should_exit = True
     thread.join(timeout=10)
+    listening.close()
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
