@@ -273,6 +273,7 @@ def verdicts(study: str, summary: dict) -> list[str]:
         metrics = claim.metrics or study_metrics(study)
         involved = {label for pair in pairs for label in pair}
         better = worse = cells = 0
+        worse_by_pair: dict[str, int] = {}
         seeds_short = runs_missing = False
         for key in datasets:
             means = summary[key]["mean"]
@@ -289,6 +290,9 @@ def verdicts(study: str, summary: dict) -> list[str]:
                     cells += 1
                     better += diff > spread
                     worse += diff < -spread
+                    if diff < -spread:
+                        pair = f"{first} vs {second}"
+                        worse_by_pair[pair] = worse_by_pair.get(pair, 0) + 1
         if not cells:
             sentences.append(f"The paper's claim that {claim.text} cannot be judged yet: its rows have not finished.")
             continue
@@ -297,6 +301,9 @@ def verdicts(study: str, summary: dict) -> list[str]:
             reading = ("supports" if better > cells / 2 and worse < cells / 4 else
                        "does not support" if better <= worse else "partly supports")
             counts = f"{claim.subject} is better in {better} and worse in {worse} of {cells} {term} cells"
+            if worse:
+                counts += " (worse: " + ", ".join(f"{pair} {n}" for pair, n in sorted(
+                    worse_by_pair.items(), key=lambda item: -item[1])) + ")"
         else:
             differ = better + worse
             reading = "supports" if differ < cells / 4 else "does not support" if differ > cells / 2 else "partly supports"
