@@ -22,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -272,8 +273,8 @@ def verdicts(study: str, summary: dict) -> list[str]:
         pairs = claim.pairs or tuple((full, label) for label in labels if label != full)
         metrics = claim.metrics or study_metrics(study)
         involved = {label for pair in pairs for label in pair}
-        better = worse = cells = 0
-        worse_by_pair: dict[str, int] = {}
+        better = cells = 0
+        worse_by_pair: Counter = Counter()  # the cells the claimed row loses, by pair of rows
         seeds_short = runs_missing = False
         for key in datasets:
             means = summary[key]["mean"]
@@ -289,10 +290,8 @@ def verdicts(study: str, summary: dict) -> list[str]:
                     diff = (sum(ours) / len(ours) - sum(theirs) / len(theirs)) * (1 if METRICS[metric].higher_is_better else -1)
                     cells += 1
                     better += diff > spread
-                    worse += diff < -spread
-                    if diff < -spread:
-                        pair = f"{first} vs {second}"
-                        worse_by_pair[pair] = worse_by_pair.get(pair, 0) + 1
+                    worse_by_pair[f"{first} vs {second}"] += diff < -spread
+        worse = worse_by_pair.total()
         if not cells:
             sentences.append(f"The paper's claim that {claim.text} cannot be judged yet: its rows have not finished.")
             continue
@@ -302,8 +301,7 @@ def verdicts(study: str, summary: dict) -> list[str]:
                        "does not support" if better <= worse else "partly supports")
             counts = f"{claim.subject} is better in {better} and worse in {worse} of {cells} {term} cells"
             if worse:
-                counts += " (worse: " + ", ".join(f"{pair} {n}" for pair, n in sorted(
-                    worse_by_pair.items(), key=lambda item: -item[1])) + ")"
+                counts += " (worse: " + ", ".join(f"{pair} {n}" for pair, n in worse_by_pair.most_common() if n) + ")"
         else:
             differ = better + worse
             reading = "supports" if differ < cells / 4 else "does not support" if differ > cells / 2 else "partly supports"
