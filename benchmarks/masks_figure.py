@@ -8,11 +8,7 @@ drawn. Run from the repository root: ``python benchmarks/masks_figure.py``.
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
+from contrafuse.bench.plots import plt, save_figure  # Matplotlib with the Agg backend
 from contrafuse.data.datasets import load_grey_pair, load_split
 from contrafuse.data.masks import infrared_mask, mri_mask
 
@@ -35,9 +31,7 @@ def main(out: Path = Path("docs/img/masks.png")) -> None:
             ax.imshow(mask, cmap="gray", vmin=0, vmax=1)
             ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    tmp = out.with_name(out.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=72)
-    tmp.replace(out)
+    save_figure(fig, out, dpi=72, tight=False)
     print(f"wrote {out}")
 
 

@@ -418,9 +418,7 @@ def fig15_plot(summary: dict, out: Path) -> bool:
     key = "tno/legacy" if "tno/legacy" in summary else next(iter(summary), None)
     if key is None:
         return False
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from contrafuse.bench.plots import plt, save_figure  # Matplotlib with the Agg backend
 
     fig, axes = plt.subplots(2, len(COCONET_METRICS), figsize=(3 * len(COCONET_METRICS), 5.5))
     for (weight, seed), curves in fig15_series(summary[key]["mean"]).items():
@@ -436,8 +434,7 @@ def fig15_plot(summary: dict, out: Path) -> bool:
     axes[0, 0].legend(fontsize=6)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out, dpi=110, tight=False)
     return True
 
 

@@ -96,9 +96,7 @@ def main() -> None:
     lines += ["![overall standard rank against seconds per pair](quality_speed.png)", ""]
     (folder / "ranking.md").write_text("\n".join(lines))
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from contrafuse.bench.plots import plt, save_figure  # Matplotlib with the Agg backend
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method, rank in overall.get("standard", {}).items():
@@ -112,7 +110,7 @@ def main() -> None:
     ax.set_ylabel("mean rank, standard convention (1 = best)")
     ax.set_title("Quality against speed (blue: learned, grey: classical)")
     fig.tight_layout()
-    fig.savefig(folder / "quality_speed.png", dpi=120)
+    save_figure(fig, folder / "quality_speed.png", dpi=120, tight=False)
     print(f"wrote {folder / 'ranking.md'} and {folder / 'quality_speed.png'}")
 
 

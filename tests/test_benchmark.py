@@ -55,6 +55,34 @@ def test_rank_table_respects_direction():
     assert rank_table(means, ["EN"]) == {"a": 1.0, "b": 2.0}
 
 
+def test_saved_figures_are_opaque_rgb_with_matplotlibs_own_pixels(tmp_path):
+    """save_figure re-encodes Matplotlib's RGBA rendering as RGB: same pixels, no alpha channel."""
+    import io
+
+    from PIL import Image
+
+    from contrafuse.bench.plots import plt, save_figure
+
+    def figure():
+        fig, ax = plt.subplots(figsize=(2, 1.5))
+        ax.imshow(np.linspace(0, 1, 64).reshape(8, 8), cmap="gray")
+        ax.set_title("panel")
+        return fig
+
+    reference = io.BytesIO()
+    fig = figure()
+    fig.savefig(reference, dpi=90, bbox_inches="tight", format="png")
+    plt.close(fig)
+    expected = np.asarray(Image.open(reference))
+    assert expected.shape[2] == 4 and (expected[..., 3] == 255).all()
+
+    save_figure(figure(), tmp_path / "figure.png")
+    with Image.open(tmp_path / "figure.png") as written:
+        assert written.mode == "RGB"
+        assert np.array_equal(np.asarray(written), expected[..., :3])
+    assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]
+
+
 def test_misalignment_is_seeded_and_grows_with_strength():
     from scipy import ndimage
     image = ndimage.gaussian_filter(np.random.default_rng(0).random((64, 80)), 4).astype(np.float32)

@@ -93,7 +93,7 @@ def test_the_mask_study_claims_the_variants_alike(ablations):
     assert "does not support" in verdict(ablations, "coconet_fig18", alike)
 
 
-def test_fig15_curves_order_the_fixed_weights_and_keep_the_adaptive_line(ablations, tmp_path):
+def test_fig15_curves_order_the_fixed_weights_and_keep_the_adaptive_line(ablations, tmp_path, monkeypatch):
     """Hand-built means: three fixed sigmas given out of order, one fixed gamma, the full run; an unknown
     run is ignored. Each curve lists only its own weight's runs, in increasing order; the plot is drawn."""
     means = {name: dict.fromkeys(ablations.COCONET_METRICS, value) for name, value in (
@@ -104,8 +104,15 @@ def test_fig15_curves_order_the_fixed_weights_and_keep_the_adaptive_line(ablatio
     assert [(v, m["EN"]) for v, m in series["sigma", 2]["fixed"]] == [(0.1, 6.1), (0.5, 6.5), (0.9, 6.9)]
     assert [(v, m["EN"]) for v, m in series["gamma", 2]["fixed"]] == [(0.3, 7.3)]
     assert series["sigma", 2]["adaptive"]["EN"] == series["gamma", 2]["adaptive"]["EN"] == 7.7
-    assert ablations.fig15_plot({"tno/legacy": {"mean": means}}, tmp_path / "fig15.svg")
-    assert "SCD vs fixed gamma" in (tmp_path / "fig15.svg").read_text()
+    from contrafuse.bench import plots
+
+    drawn = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, **_: drawn.update(
+        path=path, titles=[ax.get_title() for ax in fig.axes], lines=[len(ax.lines) for ax in fig.axes]))
+    assert ablations.fig15_plot({"tno/legacy": {"mean": means}}, tmp_path / "fig15.png")
+    assert drawn["path"] == tmp_path / "fig15.png"
+    assert "SCD vs fixed gamma" in drawn["titles"] and "EN vs fixed sigma" in drawn["titles"]
+    assert set(drawn["lines"]) == {2}  # per panel: the fixed-weight curve and the self-adaptive line
 
 
 def test_the_queue_trains_every_study_and_its_first_pass_reads_every_study(ablations):
