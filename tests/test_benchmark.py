@@ -231,6 +231,38 @@ def test_benchmarks_sharing_a_cache_fuse_and_score_a_shared_method_once(tmp_path
     assert sorted(p.name for p in (cache / "fused" / "mine" / "average").glob("*.png")) == ["a.png", "b.png"]
 
 
+def test_cached_fusions_are_redone_when_a_source_image_changes_under_the_same_name(tmp_path, monkeypatch, rng):
+    """Replacing one source image re-fuses that pair only: the 'average' result is the new pixel mean;
+    a cache folder from before sources were recorded is taken as it is and recorded, not re-fused."""
+    from PIL import Image
+
+    from contrafuse.bench import runner
+
+    config = own_project(tmp_path, rng, "png", "external")
+    data, cache = config.parent, tmp_path / "cache"
+    fusions = []
+    fuse_images = runner.fuse_images
+    monkeypatch.setattr(runner, "fuse_images", lambda *a, **k: fusions.append(1) or fuse_images(*a, **k))
+
+    def run():
+        fusions.clear()
+        assert main(["benchmark", str(config), "-o", str(tmp_path / "out"), "--cache", str(cache)]) == 0
+        return len(fusions)
+
+    fused = cache / "fused" / "mine" / "average"
+    assert run() == 2 and run() == 0
+    (fused / ".sources.json").unlink()  # as a cache written before this record existed
+    assert run() == 0 and (fused / ".sources.json").is_file()
+    before_b = (fused / "b.png").read_bytes()
+    ir = np.full((24, 32), 200, np.uint8)
+    Image.fromarray(ir).save(data / "ir" / "a.png")
+    assert run() == 1 and (fused / "b.png").read_bytes() == before_b
+    vis = np.asarray(Image.open(data / "vis" / "a.png"), np.float64)
+    expected = (ir / 255.0 + vis / 255.0) / 2
+    assert np.abs(read_image(fused / "a.png") - expected).max() <= 1 / 255 + 1e-9
+    assert run() == 0
+
+
 def test_cached_fusions_are_redone_when_the_method_code_changes(tmp_path, monkeypatch):
     """The cache key covers the method's source files: an edit to one re-fuses, nothing else does."""
     from contrafuse.bench import runner

@@ -117,9 +117,16 @@ def parse_methods(entries, base: Path) -> list[MethodSpec]:
     return specs
 
 
-def produce_fused(spec: MethodSpec, dataset: str, pairs, out: Path) -> dict[str, Path]:
-    """Fused image path per pair name; runs the method only where the cached image is missing or
-    the method's fingerprint changed."""
+def source_digests(pairs) -> dict[str, str]:
+    """Per pair name, the digest of its two source images' contents: what a fused image and its metric
+    values depend on besides the method (read once per dataset, shared by both stages)."""
+    return {pair.name: "|".join(digest(Path(p)) for p in (pair.first, pair.second)) for pair in pairs}
+
+
+def produce_fused(spec: MethodSpec, dataset: str, pairs, out: Path, sources: dict[str, str]) -> dict[str, Path]:
+    """Fused image path per pair name; runs the method only where the cached image is missing, the
+    method's fingerprint changed or the pair's source images (``sources``, :func:`source_digests`)
+    are not those the image was made from (recorded in the folder's ``.sources.json``)."""
     if spec.external is not None:
         if spec.pattern is None:
             found = list_images(spec.external)
@@ -131,21 +138,30 @@ def produce_fused(spec: MethodSpec, dataset: str, pairs, out: Path) -> dict[str,
             raise ContrafuseError(spec.external, f"external method {spec.label}: no fused image for {', '.join(missing)}")
         return paths
     folder = out / "fused" / dataset / spec.label
-    stamp = folder / ".fingerprint"
+    stamp, record = folder / ".fingerprint", folder / ".sources.json"
     fingerprint = spec.fingerprint()
     if stamp.exists() and stamp.read_text() != fingerprint:
         shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(stamp, fingerprint)
+    if not stamp.exists():  # a new folder: every image in it will be recorded
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(record, "{}")
+        write_text_atomic(stamp, fingerprint)
+    # A folder cached before sources were recorded has no record: its images are taken as they are.
+    made_from = json.loads(record.read_text()) if record.is_file() else None
+    made_from = made_from if made_from is not None else {p.name: sources[p.name] for p in pairs}
     method = None
     paths = {}
     for pair in pairs:
         path = folder / f"{pair.name}.png"
-        if not path.exists():
+        if not path.exists() or made_from.get(pair.name) != sources[pair.name]:
             method = method or create_method(spec.name, **spec.options)
             first, second = load_pair(pair)
             write_image(path, fuse_images(first, second, method), overwrite=True)
+            made_from[pair.name] = sources[pair.name]
+            write_text_atomic(record, json.dumps(made_from, sort_keys=True))
         paths[pair.name] = path
+    if not record.is_file():
+        write_text_atomic(record, json.dumps(made_from, sort_keys=True))
     return paths
 
 
@@ -184,9 +200,9 @@ def summary_markdown(title, means, stds, metrics, convention, used) -> str:
     return "\n".join(lines)
 
 
-def fuse_stage(specs: list[MethodSpec], label: str, pairs, out: Path) -> dict[str, dict[str, Path]]:
+def fuse_stage(specs: list[MethodSpec], label: str, pairs, out: Path, sources: dict[str, str]) -> dict[str, dict[str, Path]]:
     """Stage 1: each method's fused image per pair (kept under ``out/fused``, ``out`` being the cache folder; external results as found)."""
-    return {spec.label: produce_fused(spec, label, pairs, out)
+    return {spec.label: produce_fused(spec, label, pairs, out, sources)
             for spec in tqdm(specs, desc=f"{label}: fusing", unit="method")}
 
 
@@ -201,11 +217,10 @@ def _metric_code() -> str:
     return fingerprint([*files, np.__version__, scipy.__version__])
 
 
-def pair_key(pair, metrics, conventions) -> str:
+def pair_key(source: str, metrics, conventions) -> str:
     """What a triple's metric values depend on besides its fused image: the metric code, the metrics
-    and conventions asked for, and the two source images' contents (read once per pair)."""
-    return "|".join(digest(p) for p in [_metric_code(), ",".join(metrics), ",".join(conventions),
-                                        Path(pair.first), Path(pair.second)])
+    and conventions asked for, and the two source images' contents (``source``, :func:`source_digests`)."""
+    return "|".join([_metric_code(), ",".join(metrics), ",".join(conventions), source])
 
 
 def metric_values(pair, fused_path: Path, metrics, conventions, cache: Path | None, key: str) -> dict:
@@ -226,13 +241,13 @@ def metric_values(pair, fused_path: Path, metrics, conventions, cache: Path | No
 
 
 def evaluate_stage(specs: list[MethodSpec], pairs, fused: dict, metrics, conventions, label: str,
-                   cache: Path | None = None) -> dict:
+                   sources: dict[str, str], cache: Path | None = None) -> dict:
     """Stage 2: per convention, the per-image metric rows and each method's mean and standard
     deviation. All conventions are evaluated together per triple (``evaluate_conventions``), so
     intermediates and the definitions they share are computed once; with ``cache``, each triple's
-    values are kept there (:func:`metric_values`)."""
+    values are kept there (:func:`metric_values`), keyed with ``sources`` (:func:`source_digests`)."""
     conventions, metrics = list(conventions), list(metrics)
-    keys = {pair.name: pair_key(pair, metrics, conventions) for pair in pairs} if cache is not None else {}
+    keys = {pair.name: pair_key(sources[pair.name], metrics, conventions) for pair in pairs} if cache is not None else {}
     out = {c: ([], {}, {}) for c in conventions}
     for spec in tqdm(specs, desc=f"{label}: evaluating ({', '.join(conventions)})", unit="method"):
         per_method = {c: [] for c in conventions}
@@ -287,8 +302,8 @@ def run_benchmark(config_path, out_dir=None, quick: bool = False, cache_dir=None
     complexity table and the misalignment study when configured. Every file is written atomically.
     Fused images (``fused/``) and metric values (``metric_cache/``) are kept under ``cache_dir``
     (default: the output folder), so benchmarks sharing a method and a cache fuse and score it once.
-    Fused images are found by dataset name, method label and pair name: benchmarks sharing a cache
-    must mean the same images by the same dataset name."""
+    Fused images are found by dataset name, method label and pair name, and made again when a pair's
+    source images are not those they were made from."""
     from . import plots
     from .complexity import complexity_table
     from .misalign import misalignment_study
@@ -313,11 +328,13 @@ def run_benchmark(config_path, out_dir=None, quick: bool = False, cache_dir=None
         if isinstance(entry, dict) and "methods" in entry:
             specs = parse_methods(entry["methods"], base)[: (2 if quick else None)]
         report += [f"## {label}", "", f"{len(pairs)} pairs: {', '.join(p.name for p in pairs)}", ""]
-        fused = fuse_stage(specs, label, pairs, cache)
+        sources = source_digests(pairs)
+        fused = fuse_stage(specs, label, pairs, cache, sources)
         folder = out / label
         folder.mkdir(exist_ok=True)
         conventions = cfg.get("conventions", ["standard"])
-        evaluated = evaluate_stage(specs, pairs, fused, metrics, conventions, label, cache=cache / "metric_cache")
+        evaluated = evaluate_stage(specs, pairs, fused, metrics, conventions, label, sources,
+                                   cache=cache / "metric_cache")
         for convention in conventions:
             used = conventions_used(metrics, convention)
             rows, means, stds = evaluated[convention]
