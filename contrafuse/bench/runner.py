@@ -146,9 +146,11 @@ def produce_fused(spec: MethodSpec, dataset: str, pairs, out: Path, sources: dic
         folder.mkdir(parents=True, exist_ok=True)
         write_text_atomic(record, "{}")
         write_text_atomic(stamp, fingerprint)
-    # A folder cached before sources were recorded has no record: its images are taken as they are.
-    made_from = json.loads(record.read_text()) if record.is_file() else None
-    made_from = made_from if made_from is not None else {p.name: sources[p.name] for p in pairs}
+    if record.is_file():
+        made_from = json.loads(record.read_text())
+    else:  # a folder cached before sources were recorded: its images are taken as they are
+        made_from = {p.name: sources[p.name] for p in pairs}
+        write_text_atomic(record, json.dumps(made_from, sort_keys=True))
     method = None
     paths = {}
     for pair in pairs:
@@ -160,8 +162,6 @@ def produce_fused(spec: MethodSpec, dataset: str, pairs, out: Path, sources: dic
             made_from[pair.name] = sources[pair.name]
             write_text_atomic(record, json.dumps(made_from, sort_keys=True))
         paths[pair.name] = path
-    if not record.is_file():
-        write_text_atomic(record, json.dumps(made_from, sort_keys=True))
     return paths
 
 
