@@ -260,7 +260,8 @@ def verdicts(study: str, summary: dict) -> list[str]:
     "better" is supported when the claimed row is better in over half the cells and worse in under a
     quarter, and not supported when it is better in no more cells than worse; "alike" is supported
     when under a quarter of the cells differ and not supported when over half do; anything between
-    supports it in part."""
+    supports it in part. "Alike" is not judged while two one-seed rows are compared: their relative
+    differences are given instead."""
     from contrafuse.metrics import METRICS
 
     method = study.split("_")[0]
@@ -275,7 +276,8 @@ def verdicts(study: str, summary: dict) -> list[str]:
         involved = {label for pair in pairs for label in pair}
         better = cells = 0
         worse_by_pair: Counter = Counter()  # the cells the claimed row loses, by pair of rows
-        seeds_short = runs_missing = False
+        seeds_short = runs_missing = no_spread = False
+        gaps = []  # (relative difference, metric, dataset) of every cell
         for key in datasets:
             means = summary[key]["mean"]
             runs = {label: [means[p.name] for p in members if p.label == label and p.name in means] for label in involved}
@@ -284,10 +286,13 @@ def verdicts(study: str, summary: dict) -> list[str]:
                 if not runs[first] or not runs[second]:
                     continue
                 seeds_short |= len(runs[first]) < 2 or len(runs[second]) < 2
+                no_spread |= len(runs[first]) < 2 and len(runs[second]) < 2
                 for metric in metrics:
                     ours, theirs = [r[metric] for r in runs[first]], [r[metric] for r in runs[second]]
                     spread = max((max(v) - min(v)) / 2 for v in (ours, theirs))
-                    diff = (sum(ours) / len(ours) - sum(theirs) / len(theirs)) * (1 if METRICS[metric].higher_is_better else -1)
+                    mine = sum(ours) / len(ours)  # the claimed row: differences are relative to it
+                    diff = (mine - sum(theirs) / len(theirs)) * (1 if METRICS[metric].higher_is_better else -1)
+                    gaps.append((abs(diff / mine) if mine else float("inf"), metric, key.split("/")[0]))
                     cells += 1
                     better += diff > spread
                     worse_by_pair[f"{first} vs {second}"] += diff < -spread
@@ -302,6 +307,13 @@ def verdicts(study: str, summary: dict) -> list[str]:
             counts = f"{claim.subject} is better in {better} and worse in {worse} of {cells} {term} cells"
             if worse:
                 counts += " (worse: " + ", ".join(f"{pair} {n}" for pair, n in worse_by_pair.most_common() if n) + ")"
+        elif no_spread:  # every difference would count: say how large they are instead
+            largest = max(gaps)
+            sentences.append(f"The paper's claim that {claim.text} cannot be judged until its rows have two seeds "
+                             f"(with one seed, any difference counts): on {where}, the rows differ by "
+                             f"{100 * statistics.median(g[0] for g in gaps):.1f} % at the median of {cells} cells, "
+                             f"at most {100 * largest[0]:.1f} % ({largest[1]} on {largest[2]}).")
+            continue
         else:
             differ = better + worse
             reading = "supports" if differ < cells / 4 else "does not support" if differ > cells / 2 else "partly supports"

@@ -93,6 +93,21 @@ def test_the_mask_study_claims_the_variants_alike(ablations):
     assert "does not support" in verdict(ablations, "coconet_fig18", alike)
 
 
+def test_the_mask_study_is_not_judged_on_one_seed_per_row_and_gives_the_differences(ablations):
+    """One seed each: no spread, so "alike" is not judged; full at 1.0, saliency 1% above in five of six
+    metrics and 4% above in SF on tno, 2% above everywhere on roadscene: median 2 %, at most 4 % (SF, tno)."""
+    summary = {}
+    for dataset, other in (("tno", 1.01), ("roadscene", 1.02)):
+        means = {"coconet_full_seed2": dict.fromkeys(ablations.COCONET_METRICS, 1.0),
+                 "coconet_saliency_masks_seed2": dict.fromkeys(ablations.COCONET_METRICS, other)}
+        if dataset == "tno":
+            means["coconet_saliency_masks_seed2"]["SF"] = 1.04
+        summary[f"{dataset}/legacy"] = {"mean": means}
+    sentence = verdict(ablations, "coconet_fig18", summary)
+    assert "cannot be judged until its rows have two seeds" in sentence and "support" not in sentence
+    assert "differ by 2.0 % at the median of 12 cells, at most 4.0 % (SF on tno)" in sentence
+
+
 def test_fig15_curves_order_the_fixed_weights_and_keep_the_adaptive_line(ablations, tmp_path, monkeypatch):
     """Hand-built means: three fixed sigmas given out of order, one fixed gamma, the full run; an unknown
     run is ignored. Each curve lists only its own weight's runs, in increasing order; the plot is drawn."""
