@@ -443,6 +443,8 @@ def fig15_plot(summary: dict, out: Path) -> bool:
                 ax.axhline(curves["adaptive"][metric], linestyle="-", linewidth=1, label=f"self-adaptive, seed {seed}")
             ax.set_title(f"{metric} vs fixed {weight}", fontsize=8)
             ax.tick_params(labelsize=7)
+    for ax in axes.flat:
+        ax.set_xlim(0, 1)  # the range of the fixed weights, as in the paper's figure
     axes[0, 0].legend(fontsize=6)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -483,8 +485,8 @@ def cmd_tables(args) -> int:
         lines += ([f"**Verdict:** {found[0]}", ""] if len(found) == 1 else
                   ["**Verdicts:**", ""] + [f"- {sentence}" for sentence in found] + [""])
         lines += study_table(study, summary) + training_dynamics(study) + training_record(study)
-        if study == "coconet_fig15" and fig15_plot(summary, DOCS / "paper_coconet_fig15" / "fig15.svg"):
-            lines += ["![Fig. 15 layout](paper_coconet_fig15/fig15.svg)", ""]
+        if study == "coconet_fig15" and fig15_plot(summary, DOCS / "paper_coconet_fig15" / "fig15.png"):
+            lines += ["![Fig. 15 layout](paper_coconet_fig15/fig15.png)", ""]
         if study in ("coconet_fig17", "coconet_fig18"):  # the papers' figures are image grids: the benchmark's
             # grid of a TNO pair (the only grids git keeps: .gitignore)
             lines += [f"![{grid.parent.name} {grid.stem}]({grid.relative_to(DOCS).as_posix()})"

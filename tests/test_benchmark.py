@@ -81,6 +81,9 @@ def test_saved_figures_are_opaque_rgb_with_matplotlibs_own_pixels(tmp_path):
         assert written.mode == "RGB"
         assert np.array_equal(np.asarray(written), expected[..., :3])
     assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]
+    with pytest.raises(ValueError, match="must end in .png"):  # a PNG is never written under another name
+        save_figure(figure(), tmp_path / "figure.svg")
+    assert not (tmp_path / "figure.svg").exists()
 
 
 def test_misalignment_is_seeded_and_grows_with_strength():

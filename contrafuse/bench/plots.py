@@ -19,6 +19,9 @@ from ..io import atomic_file, read_image
 def save_figure(fig, path: Path, dpi: int = 90, tight: bool = True) -> None:
     """Write ``fig`` atomically as an opaque RGB PNG compressed with Pillow's ``optimize`` (about 12 %
     smaller than Matplotlib's RGBA file, same pixels: the figures have no transparency), and close it."""
+    if Path(path).suffix.lower() != ".png":
+        plt.close(fig)
+        raise ValueError(f"{path}: figures are written as PNG, so the name must end in .png")
     buffer = io.BytesIO()
     try:
         fig.savefig(buffer, dpi=dpi, bbox_inches="tight" if tight else None, format="png", facecolor="white")
