@@ -11,14 +11,21 @@ shipped recipe with one switch changed, seeds paired), trained by ``contrafuse s
 
 A sweep's ``full`` variant is the shipped recipe; its run folder is shared by the studies of that
 method (the same point in each sweep).
+
+Run folders (``runs/``) are not kept in git and do not outlive the machine they trained on, so what a
+study needs from them lands in docs/ablations/paper_<study>/ when it is evaluated: the benchmark's
+per-image values (later evaluations read a run whose weights are gone from them, as a ``recorded``
+method) and each run's training record (``training.json``). The queue skips runs whose values are there.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fnmatch
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from contrafuse.io import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ROOT / "configs" / "sweeps" / "paper"
@@ -175,28 +184,62 @@ def cmd_benchmarks(args) -> int:
     return 0
 
 
+def recorded_runs(study: str) -> set[str]:
+    """The runs whose values a study's committed evaluation holds (its ``summary.json``), the shipped
+    model's row aside."""
+    path = DOCS / f"paper_{study}" / "summary.json"
+    if not path.is_file():
+        return set()
+    blocks = [v for k, v in json.loads(path.read_text()).items() if k not in ("machine", "git")]
+    return {name for block in blocks for name in block["mean"] if not name.endswith("-shipped")}
+
+
 def cmd_queue(args) -> int:
-    """Train every run of :data:`QUEUE` not done: first the points of :data:`FIRST_PASS`, then the rest."""
+    """Train every run of :data:`QUEUE` neither done here nor recorded in the docs: first the points of
+    :data:`FIRST_PASS`, then the rest."""
+    recorded = set().union(*(recorded_runs(study) for study in QUEUE))
+    todo = list(dict.fromkeys(p.name for study in QUEUE for p in points(study) if p.name not in recorded))
+    first = [name for name in todo if any(fnmatch.fnmatch(name, pattern) for pattern in FIRST_PASS)]
     command = [str(ROOT / ".venv/bin/contrafuse"), "sweep", "run", *(f"configs/sweeps/paper/{s}.yaml" for s in QUEUE),
                "--jobs", str(args.jobs), "-q"]
-    first = subprocess.run(command + [arg for pattern in FIRST_PASS for arg in ("--only", pattern)])
-    return first.returncode or subprocess.run(command).returncode
+    for names in (first, todo):
+        if names:
+            done = subprocess.run(command + [arg for name in names for arg in ("--only", name)])
+            if done.returncode:
+                return done.returncode
+    return 0
 
 
 def cmd_evaluate(args) -> int:
     """``contrafuse benchmark`` on the study's finished runs (a filtered copy of its config), every
-    study's fusions and metric values kept in :data:`EVALUATION_CACHE`."""
+    study's fusions and metric values kept in :data:`EVALUATION_CACHE`. A run whose weights are gone
+    here but whose values the study's docs hold is read from a copy of them (``recorded``); the
+    finished runs' training records join the study's ``training.json``."""
     os.chdir(ROOT)
     for study in args.studies or STUDIES:
         cfg = yaml.safe_load((BENCHMARKS / f"{study}.yaml").read_text())
-        cfg["methods"] = [m for m in cfg["methods"] if "weights" not in m["options"] or Path(m["options"]["weights"]).is_file()]
-        if len(cfg["methods"]) < 2:
-            print(f"{study}: no finished run yet")
+        docs, earlier = DOCS / f"paper_{study}", (RUNS / "recorded" / study).resolve()
+        recorded = recorded_runs(study)
+        if recorded:  # the docs' per-image tables, copied: the benchmark rewrites them
+            shutil.rmtree(earlier, ignore_errors=True)
+            for table in docs.glob("*/per_image_*.csv"):
+                (earlier / table.parent.name).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(table, earlier / table.parent.name / table.name)
+        methods = []
+        for m in cfg["methods"]:
+            if "weights" not in m["options"] or Path(m["options"]["weights"]).is_file():
+                methods.append(m)
+            elif m["label"] in recorded:
+                methods.append({"name": m["name"], "label": m["label"], "recorded": str(earlier)})
+        if not any("weights" in m.get("options", {}) for m in methods):
+            print(f"{study}: no run finished here since its last evaluation")
             continue
+        cfg["methods"] = methods
+        record_training(study)
         filtered = RUNS / "benchmarks" / f"{study}.yaml"
         filtered.parent.mkdir(parents=True, exist_ok=True)
         filtered.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        command = [str(ROOT / ".venv/bin/contrafuse"), "benchmark", str(filtered), "-o", f"docs/ablations/paper_{study}",
+        command = [str(ROOT / ".venv/bin/contrafuse"), "benchmark", str(filtered), "-o", str(docs),
                    "--cache", str(EVALUATION_CACHE)]
         print(" ".join(command), flush=True)
         subprocess.run(command, check=True)
@@ -341,29 +384,66 @@ def median_step(rows: list[dict], start: float = 0.0) -> float:
     return statistics.median(b - a for a, b in zip([start] + times, times))
 
 
+def run_record(study: str, point) -> dict:
+    """What a finished run's folder tells of its training (its sessions.jsonl and loss logs): the
+    machines, the logged wall time, which counts the hours the run was paused or slowed by other work,
+    the time at the median step of each stage (steps x median), what the run costs on its own, and
+    for a study of :data:`DYNAMICS` its named loss term (first 50 steps of the last stage, its first
+    epoch, its last) and minutes per epoch at the median step."""
+    machines, sessions = set(), ROOT / point.folder / "sessions.jsonl"
+    for line in sessions.read_text().splitlines() if sessions.is_file() else []:
+        machine = json.loads(line)["machine"]
+        machines.add(f"{machine.get('cpu')} ({machine.get('cores')} cores, torch threads {machine.get('torch_threads')})")
+    logs = run_logs(point)
+    seconds, cost = 0.0, 0.0
+    for rows in logs:
+        cost += median_step(rows, seconds) * len(rows)
+        seconds = rows[-1]["seconds"]
+    record = {"label": point.label, "machines": sorted(machines), "logged_h": seconds / 3600, "steady_h": cost / 3600}
+    spec = DYNAMICS.get(study)
+    if spec and logs:
+        last = logs[-1]
+        first, final = [r for r in last if r["epoch"] == 1], [r for r in last if r["epoch"] == last[-1]["epoch"]]
+        loss = lambda rows: sum(r[spec["loss"]] for r in rows) / len(rows)  # noqa: E731
+        record["dynamics"] = [loss(last[:50]), loss(first), loss(final), median_step(last) * len(first) / 60]
+    return record
+
+
+def record_training(study: str) -> None:
+    """Add the training record of every run finished here to the study's ``training.json`` (kept in
+    the docs, since run folders do not outlive their machine), replacing a run's earlier record."""
+    path = DOCS / f"paper_{study}" / "training.json"
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    runs = stored.setdefault("runs", {})
+    runs.update({p.name: run_record(study, p) for p in points(study) if p.state() == "done"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(stored, indent=1, sort_keys=True) + "\n")
+
+
+def training_records(study: str) -> dict:
+    """The study's ``training.json``: ``runs`` (name: :func:`run_record`) and, where run folders were
+    lost before records were kept per run, ``recovered``: those runs' names and the lines the report
+    of that time printed for them (``training``, ``dynamics``), with the ``commit`` of that report."""
+    path = DOCS / f"paper_{study}" / "training.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def training_record(study: str) -> list[str]:
-    """Where and how long the study's finished runs trained (their sessions.jsonl and loss logs): the
-    logged wall time, which counts the hours the runs were paused or slowed by other work, and the
-    time at the median step of each stage (steps x median), what a run costs on its own."""
-    machines, wall, steady = set(), [], []
-    for point in points(study):
-        folder = ROOT / point.folder
-        if point.state() != "done":
-            continue
-        for line in (folder / "sessions.jsonl").read_text().splitlines():
-            machine = json.loads(line)["machine"]
-            machines.add(f"{machine.get('cpu')} ({machine.get('cores')} cores, torch threads {machine.get('torch_threads')})")
-        seconds, cost = 0.0, 0.0
-        for rows in run_logs(point):
-            cost += median_step(rows, seconds) * len(rows)
-            seconds = rows[-1]["seconds"]
-        wall.append(seconds / 3600)
-        steady.append(cost / 3600)
-    if not wall:
-        return []
-    return [f"Training: {len(wall)} runs on {'; '.join(sorted(machines))}, one thread each, two at a time on "
-            f"a machine shared with other work; {min(wall):.2f}-{max(wall):.2f} h logged per run, "
-            f"{min(steady):.2f}-{max(steady):.2f} h at each stage's median step time.", ""]
+    """Where and how long the study's runs trained (:func:`training_records`): the range over runs of
+    the logged wall time and of the time at each stage's median step."""
+    stored = training_records(study)
+    runs, lines = list(stored.get("runs", {}).values()), []
+    if runs:
+        wall, steady = [r["logged_h"] for r in runs], [r["steady_h"] for r in runs]
+        machines = sorted({m for r in runs for m in r["machines"]})
+        lines.append(f"Training: {len(runs)} runs on {'; '.join(machines)}, one thread each, two at a time on "
+                     f"a machine shared with other work; {min(wall):.2f}-{max(wall):.2f} h logged per run, "
+                     f"{min(steady):.2f}-{max(steady):.2f} h at each stage's median step time.")
+    if "recovered" in stored:
+        old = stored["recovered"]
+        lines.append(f"{'Before that, r' if runs else 'R'}uns {', '.join(old['runs'])}, whose run folders were lost with "
+                     f"their machine, as the report at {old['commit'][:7]} recorded them: {old['training']}")
+    return [" ".join(lines), ""] if lines else []
 
 
 #: studies whose paper argues from training itself: the loss term it names, its time per epoch, and why
@@ -379,26 +459,23 @@ DYNAMICS = {
 
 def training_dynamics(study: str) -> list[str]:
     """For a study of :data:`DYNAMICS`: per row, the named loss term over the first 50 steps of the last
-    stage, over its first epoch and over its last (means over the logged steps, then over the finished
-    seeds), and the minutes per epoch at the median step beside the paper's time per epoch."""
+    stage, over its first epoch and over its last (means over the logged steps, then over the recorded
+    seeds), and the minutes per epoch at the median step beside the paper's time per epoch; then the
+    rows recovered from an earlier report (:func:`training_records`)."""
     spec = DYNAMICS.get(study)
     if spec is None:
         return []
-    members = points(study)
+    stored = training_records(study)
+    runs = [r for r in stored.get("runs", {}).values() if "dynamics" in r]
     table = []
-    for label in dict.fromkeys(p.label for p in members):
-        runs = [logs[-1] for logs in (run_logs(p) for p in members if p.label == label and p.state() == "done") if logs]
-        if not runs:
-            continue
-        mean = lambda values: sum(values) / len(values)  # noqa: E731
-        loss = lambda rows: mean([row[spec["loss"]] for row in rows])  # noqa: E731
-        epochs = [(run, [r for r in run if r["epoch"] == 1], [r for r in run if r["epoch"] == run[-1]["epoch"]])
-                  for run in runs]
-        cells = [mean([loss(run[:50]) for run, _, _ in epochs]), mean([loss(first) for _, first, _ in epochs]),
-                 mean([loss(last) for _, _, last in epochs])]
-        minutes = mean([median_step(run) * len(first) / 60 for run, first, _ in epochs])
-        table.append(f"| {label} | {len(runs)} | " + " | ".join(f"{c:.4g}" for c in cells)
-                     + f" | {minutes:.1f} [{spec['paper_time'].get(label, '–')}] |")
+    for label in dict.fromkeys(p.label for p in points(study)):
+        cells = [r["dynamics"] for r in runs if r["label"] == label]
+        if cells:
+            means = [sum(column) / len(column) for column in zip(*cells)]
+            table.append(f"| {label} | {len(cells)} | " + " | ".join(f"{c:.4g}" for c in means[:3])
+                         + f" | {means[3]:.1f} [{spec['paper_time'].get(label, '–')}] |")
+    table += [row.replace("| ", f"| {stored['recovered']['commit'][:7]}: ", 1)
+              for row in stored.get("recovered", {}).get("dynamics", [])]
     if not table:
         return []
     return [f"{spec['why']} Ours, from the runs' logs (`{spec['loss']}`, mean over the logged steps, then over the "
@@ -461,7 +538,8 @@ def cmd_tables(args) -> int:
              "epochs with the paper's SSIM term throughout, while the shipped weights' fifth epoch used the",
              "authors' code's SSIM term, CHANGELOG 2026-11-22, so its row is not one of the seeds).",
              "The papers' VIF is read against our `VIFP` (docs/REPRODUCTION.md). `n/m` seeds: finished runs of",
-             "those configured. Training hardware and wall time of every run: its `sessions.jsonl` and logs.",
+             "those configured. Training hardware and wall time: `docs/ablations/paper_<study>/training.json`,",
+             "from each run's `sessions.jsonl` and logs; rows marked with a commit were recovered from that report.",
              "CLF-Net's Tables VI and VIII report 20 TNO pairs; `clfnet_test` is the 10 test pairs its authors",
              "released (zzj-dyj/CLF-Net), so its bracketed values are the paper's 20-pair means. CoCoNet's tables",
              "report 20 TNO and 20 RoadScene pairs that it does not list; ours are our 22-pair TNO test split and",

@@ -109,6 +109,7 @@ def test_misalignment_is_seeded_and_grows_with_strength():
     ("grids: {box: [0.1, 0.1, 2, 0.1]}\n", "grids.box must be"),
     ("misalignment: {strengths: {huge: {}}}\n", "misalignment.strengths: 'huge' must be one of"),
     ("colour: yes\n", "unknown key 'colour'"),
+    ("methods: [{name: x, fused_dir: a, recorded: b}]\n", "methods[0]: give one of 'fused_dir', 'recorded', not several"),
 ])
 def test_benchmark_config_errors_name_the_key_and_file(tmp_path, text, fragment):
     from contrafuse.bench.config import load_benchmark_config
@@ -164,6 +165,40 @@ def test_benchmark_of_own_folders_and_someone_elses_fused_images(tmp_path, monke
     assert sorted(r["image"] for r in flat) == ["a", "b"]
     assert all(float(r["EN"]) == 0.0 and float(r["SD"]) == 0.0 for r in flat)  # a constant image
     assert "flat" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_recorded_method_is_read_from_an_earlier_benchmark_not_run(tmp_path, monkeypatch, rng, capsys):
+    """A method whose images are gone keeps its rows: ``recorded`` reads an earlier benchmark's
+    per-image values (the constant image's EN and SD are 0) without fusing or evaluating it, and
+    leaves it out of the grid; a pair the earlier run lacks is a one-line error naming its table."""
+    from contrafuse.bench import plots, runner
+
+    config = own_project(tmp_path, rng, "png", "fused_dir")
+    monkeypatch.chdir(tmp_path)
+    assert main(["benchmark", str(config), "-o", str(tmp_path / "earlier")]) == 0
+    earlier = json.loads((tmp_path / "earlier" / "summary.json").read_text())["mine/standard"]
+    config.write_text("datasets: [{name: mine, ir_dir: ir, vis_dir: vis}]\nmetrics: [EN, SD]\n"
+                      "methods: [maximum, {name: average, recorded: ../earlier}, {name: flat, recorded: ../earlier}]\n")
+    evaluated, gridded = [], []
+    evaluate_conventions = runner.evaluate_conventions
+    monkeypatch.setattr(runner, "evaluate_conventions", lambda *a, **k: evaluated.append(a[2]) or evaluate_conventions(*a, **k))
+    comparison_grid = plots.comparison_grid
+    monkeypatch.setattr(plots, "comparison_grid", lambda pair, images, *a, **k: gridded.append(sorted(images))
+                        or comparison_grid(pair, images, *a, **k))
+    assert main(["benchmark", str(config), "-o", str(tmp_path / "now")]) == 0
+    now = json.loads((tmp_path / "now" / "summary.json").read_text())["mine/standard"]
+    assert len(evaluated) == 2 and not (tmp_path / "now" / "fused" / "mine" / "average").exists()  # maximum's only
+    assert now["mean"]["flat"] == {"EN": 0.0, "SD": 0.0} and now["mean"]["average"] == earlier["mean"]["average"]
+    assert now["std"]["average"] == earlier["std"]["average"] and set(now["mean"]) == {"maximum", "average", "flat"}
+    assert gridded == [["maximum"]]
+    assert "Recorded, not recomputed (no images in the grids): flat" in (tmp_path / "now" / "report.md").read_text()
+
+    table = tmp_path / "earlier" / "mine" / "per_image_standard.csv"
+    table.write_text("".join(line for line in table.read_text().splitlines(keepends=True) if not line.startswith("b,flat")))
+    capsys.readouterr()
+    assert main(["benchmark", str(config), "-o", str(tmp_path / "now")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(table) in err and "recorded method flat: no values for b" in err and "\n" not in err
 
 
 def test_metric_values_are_kept_per_triple_and_recomputed_when_an_image_or_the_request_changes(tmp_path, monkeypatch,

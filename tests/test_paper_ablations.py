@@ -3,6 +3,7 @@
 import importlib.util
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -143,7 +144,6 @@ def test_the_queue_trains_every_study_and_its_first_pass_reads_every_study(ablat
 def test_training_record_separates_logged_hours_from_the_median_step_cost(ablations, tmp_path, monkeypatch):
     """A hand-made run: stage 1 steps at 1000, 2000, 3000 s and then a 17000 s pause; stage 2 steps of
     1800 s. Logged: 25400 s = 7.06 h; at the median step: 4 x 1000 + 3 x 1800 = 9400 s = 2.61 h."""
-    from types import SimpleNamespace
 
     run = tmp_path / "run"
     run.mkdir()
@@ -152,13 +152,94 @@ def test_training_record_separates_logged_hours_from_the_median_step_cost(ablati
         f"train,1,{i},{i},{t},0.5\n" for i, t in enumerate((1000, 2000, 3000, 20000), 1)))
     (run / "log_finetune.csv").write_text("stage,epoch,batch,step,seconds,total\n" + "".join(
         f"finetune,1,{i},{i + 4},{t},0.5\n" for i, t in enumerate((21800, 23600, 25400), 1)))
-    waiting = SimpleNamespace(folder=tmp_path / "absent", state=lambda: "waiting")
+    waiting = SimpleNamespace(name="b", folder=tmp_path / "absent", state=lambda: "waiting")
     stages = {"stages": [{"name": "train"}, {"name": "finetune"}]}
-    monkeypatch.setattr(ablations, "points", lambda study: [SimpleNamespace(folder=run, config=stages, state=lambda: "done"),
-                                                             waiting])
+    monkeypatch.setattr(ablations, "DOCS", tmp_path / "docs")
+    monkeypatch.setattr(ablations, "points", lambda study: [
+        SimpleNamespace(name="a", label="full", folder=run, config=stages, state=lambda: "done"), waiting])
+    ablations.record_training("clfnet_table6")
     line = ablations.training_record("clfnet_table6")[0]
     assert "1 runs on Test CPU (2 cores, torch threads 1)" in line
     assert "7.06-7.06 h logged per run, 2.61-2.61 h at each stage's median step time" in line
+
+
+def test_training_records_outlive_the_run_folders(ablations, tmp_path, monkeypatch):
+    """A run recorded at one evaluation keeps its record when its folder is gone at the next, beside a
+    run finished since; runs recovered from an earlier report are named with that report's line."""
+    import json
+
+    def run(name, seconds):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "log_train.csv").write_text("stage,epoch,batch,step,seconds,total\n" + "".join(
+            f"train,1,{i},{i},{i * seconds},0.5\n" for i in range(1, 4)))
+        return SimpleNamespace(name=name, label="full", folder=folder, config={"stages": [{"name": "train"}]},
+                               state=lambda: "done" if folder.is_dir() else "waiting")
+
+    docs = tmp_path / "docs"
+    (docs / "paper_clfnet_table6").mkdir(parents=True)
+    (docs / "paper_clfnet_table6" / "training.json").write_text(json.dumps({"recovered": {
+        "runs": ["old_seed2"], "commit": "81a863c0", "training": "Training: 1 runs on Old CPU; 1.00-1.00 h logged."}}))
+    monkeypatch.setattr(ablations, "DOCS", docs)
+    first, second = run("first", 1800), run("second", 3600)
+    monkeypatch.setattr(ablations, "points", lambda study: [first])
+    ablations.record_training("clfnet_table6")
+    (first.folder / "log_train.csv").unlink()
+    first.folder.rmdir()
+    monkeypatch.setattr(ablations, "points", lambda study: [first, second])
+    ablations.record_training("clfnet_table6")
+    line = ablations.training_record("clfnet_table6")[0]
+    assert "Training: 2 runs" in line and "1.50-3.00 h logged per run" in line
+    assert line.endswith("Before that, runs old_seed2, whose run folders were lost with their machine, as the report "
+                         "at 81a863c recorded them: Training: 1 runs on Old CPU; 1.00-1.00 h logged.")
+
+
+def test_the_queue_skips_the_runs_whose_values_the_docs_hold(ablations, tmp_path, monkeypatch):
+    """A run evaluated before (its name in a study's summary.json) is not trained again, in either pass."""
+    import json
+    import subprocess
+
+    docs = tmp_path / "docs"
+    (docs / "paper_coconet_fig15").mkdir(parents=True)
+    (docs / "paper_coconet_fig15" / "summary.json").write_text(json.dumps({
+        "machine": {}, "tno/legacy": {"mean": {"coconet_full_seed2": {}, "coconet_sigma01_seed3": {}, "coconet-shipped": {}}}}))
+    monkeypatch.setattr(ablations, "DOCS", docs)
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda command: calls.append(command) or subprocess.CompletedProcess(command, 0))
+    assert ablations.cmd_queue(SimpleNamespace(jobs=2)) == 0
+    trained = [[command[i + 1] for i, arg in enumerate(command) if arg == "--only"] for command in calls]
+    assert len(trained) == 2 and "coconet_sigma01_seed2" in trained[0] and "coconet_sigma03_seed3" in trained[1]
+    assert not {"coconet_full_seed2", "coconet_sigma01_seed3"} & {name for names in trained for name in names}
+    assert all(name.endswith("seed2") or name.startswith("clfnet") for name in trained[0])
+
+
+def test_evaluate_reads_a_run_whose_weights_are_gone_from_the_docs_values(ablations, tmp_path, monkeypatch):
+    """The benchmark config an evaluation runs: a finished run by its weights, a run recorded in the docs
+    but gone here as ``recorded`` (a copy of the docs' per-image tables), a run neither has left out."""
+    import json
+    import subprocess
+
+    import yaml
+
+    docs = tmp_path / "docs"
+    (docs / "paper_clfnet_table6" / "tno").mkdir(parents=True)
+    (docs / "paper_clfnet_table6" / "summary.json").write_text(json.dumps({"tno/legacy": {"mean": {"clfnet_full_seed0": {}}}}))
+    (docs / "paper_clfnet_table6" / "tno" / "per_image_legacy.csv").write_text("image,method,EN\nTNO_001,clfnet_full_seed0,7\n")
+    monkeypatch.setattr(ablations, "DOCS", docs)
+    monkeypatch.setattr(ablations, "RUNS", tmp_path / "runs")
+    finished = next(p for p in ablations.points("clfnet_table6") if p.name == "clfnet_wo_patchnce_seed0")
+    monkeypatch.setattr(type(finished), "state", lambda point: "done" if point is finished else "waiting")
+    monkeypatch.setattr(ablations, "record_training", lambda study: None)
+    real_is_file = Path.is_file
+    monkeypatch.setattr(Path, "is_file", lambda path: path == finished.folder / "model.safetensors" or real_is_file(path))
+    configs = []
+    monkeypatch.setattr(subprocess, "run", lambda command, check: configs.append(yaml.safe_load(Path(command[2]).read_text())))
+    assert ablations.cmd_evaluate(SimpleNamespace(studies=["clfnet_table6"])) == 0
+    methods = {m["label"]: m for m in configs[0]["methods"]}
+    assert set(methods) == {"clfnet_wo_patchnce_seed0", "clfnet_full_seed0", "clfnet-shipped"}
+    assert methods["clfnet_wo_patchnce_seed0"]["options"]["weights"].endswith("model.safetensors")
+    copy = Path(methods["clfnet_full_seed0"]["recorded"])
+    assert (copy / "tno" / "per_image_legacy.csv").read_text().endswith("TNO_001,clfnet_full_seed0,7\n")
 
 
 def test_a_claim_of_the_text_compares_its_own_pairs_in_its_own_metrics(ablations):
@@ -189,7 +270,6 @@ def test_training_dynamics_read_the_named_loss_and_the_epoch_time_from_the_logs(
     rows that count); (a): 0.25 throughout, a step every 3 s. Expected: (c) 6, 310/60 = 5.167,
     (39 x 0.5 + 21 x 0.25)/60 = 0.4125 and 2 min per epoch; (a) 0.25 three times and 3 min; the
     unfinished (b) run and a finished run with an empty log are left out."""
-    from types import SimpleNamespace
 
     def run(name, loss, step_seconds, resumed=()):
         folder = tmp_path / name
@@ -203,12 +283,15 @@ def test_training_dynamics_read_the_named_loss_and_the_epoch_time_from_the_logs(
     empty.mkdir()
     (empty / "log_train.csv").write_text("stage,epoch,batch,step,seconds,patch_nce,ssim,total\n")
     stages = {"stages": [{"name": "train"}]}
-    points = [SimpleNamespace(label="strategy (c)", state=lambda: "done", config=stages,
+    points = [SimpleNamespace(name="c", label="strategy (c)", state=lambda: "done", config=stages,
                               folder=run("c", lambda i: 6 if i <= 50 else 1 if i <= 60 else 0.5, 2, range(100, 121))),
-              SimpleNamespace(label="strategy (a)", folder=run("a", lambda i: 0.25, 3), config=stages, state=lambda: "done"),
-              SimpleNamespace(label="strategy (a)", folder=empty, config=stages, state=lambda: "done"),
-              SimpleNamespace(label="strategy (b)", folder=tmp_path / "absent", state=lambda: "started")]
+              SimpleNamespace(name="a", label="strategy (a)", folder=run("a", lambda i: 0.25, 3), config=stages,
+                              state=lambda: "done"),
+              SimpleNamespace(name="e", label="strategy (a)", folder=empty, config=stages, state=lambda: "done"),
+              SimpleNamespace(name="b", label="strategy (b)", folder=tmp_path / "absent", state=lambda: "started")]
     monkeypatch.setattr(ablations, "points", lambda study: points)
+    monkeypatch.setattr(ablations, "DOCS", tmp_path / "docs")
+    ablations.record_training("clfnet_table8")
     rows = [line for line in ablations.training_dynamics("clfnet_table8") if line.startswith("| strategy")]
     assert rows == ['| strategy (c) | 1 | 6 | 5.167 | 0.4125 | 2.0 [16\'50"] |',
                     '| strategy (a) | 1 | 0.25 | 0.25 | 0.25 | 3.0 [16\'52"] |']

@@ -30,17 +30,20 @@ KEYS = {
     "paper": Key(dict),
     "paper_note": Key(str),
 }
-# A method: registered (by name, with options), or someone else's fused images: ``fused_dir`` (one
-# image per pair, named by the pair's base name, any image type) or ``external`` with a ``pattern``.
+# A method: registered (by name, with options), someone else's fused images: ``fused_dir`` (one
+# image per pair, named by the pair's base name, any image type) or ``external`` with a ``pattern``,
+# or ``recorded``: the per-image values an earlier benchmark wrote (its output folder), read, not recomputed.
 METHOD_KEYS = {"name": Key(str, required=True), "label": Key(str), "options": Key(dict),
-               "fused_dir": Key(str), "external": Key(str), "pattern": Key(str)}
+               "fused_dir": Key(str), "external": Key(str), "pattern": Key(str), "recorded": Key(str)}
+#: the method keys that say where a method's results come from, instead of running it; at most one
+SOURCE_KEYS = ("fused_dir", "external", "recorded")
 # A dataset entry: a suite name, or a mapping that names it and gives the suite (by name, as your own
 # folders {ir_dir, vis_dir}, or as {dataset, names, every} / {split, part}), optionally with methods
 # of its own.
 SUITE_KEYS = {"ir_dir": Key(str), "vis_dir": Key(str), "dataset": Key(str), "names": Key(list),
               "every": Key(int, minimum=1), "split": Key(str), "part": Key(str, choices=("train", "test"))}
 DATASET_KEYS = {"name": Key(str), "suite": Key((str, dict)), "methods": Key(list), **SUITE_KEYS}
-PATH_KEYS = ("ir_dir", "vis_dir", "fused_dir", "external")  # relative to the config file
+PATH_KEYS = ("ir_dir", "vis_dir", "fused_dir", "external", "recorded")  # relative to the config file
 GRID_KEYS = {"images": Key(list), "box": Key(list), "include_sources": Key(bool)}
 COMPLEXITY_KEYS = {"flops_size": Key(list), "runtime_size": Key(list)}
 MISALIGNMENT_KEYS = {"datasets": Key(list), "pairs": Key(int, minimum=1), "seed": Key(int), "strengths": Key(dict)}
@@ -51,9 +54,10 @@ def _check_methods(entries, where: str, path: Path) -> None:
     for i, entry in enumerate(entries):
         entry = {"name": entry} if isinstance(entry, str) else entry
         check_keys(METHOD_KEYS, entry, f"{where}[{i}].", path)
-        if "external" in entry and "fused_dir" in entry:
-            raise ContrafuseError(path, f"{where}[{i}]: give 'fused_dir' or 'external', not both")
-        if not ({"external", "fused_dir"} & set(entry)) and entry["name"] not in METHODS:
+        given = [key for key in SOURCE_KEYS if key in entry]
+        if len(given) > 1:
+            raise ContrafuseError(path, f"{where}[{i}]: give one of {', '.join(map(repr, given))}, not several")
+        if not given and entry["name"] not in METHODS:
             raise ContrafuseError(path, f"{where}[{i}]: unknown method {entry['name']!r} "
                                         f"(known: {', '.join(METHODS.names())}; or give 'fused_dir')")
 

@@ -11,6 +11,7 @@ Config (YAML)::
       - {name: gff, options: {r1: 45}}
       - {name: theirs, fused_dir: results/theirs}                  # someone else's fused images, by base name
       - {name: SeAFusion, external: ../shared/datasets/VIFB_calib/fused, pattern: "{image}_SeAFusion.jpg"}
+      - {name: coconet, label: old_run, recorded: results/earlier}  # an earlier benchmark's per-image values
     metrics: [EN, SD, SF, AG, SCD, VIFF]
     conventions: [legacy, standard]
     grids: {images: [TNO_001], box: [0.4, 0.4, 0.18, 0.18], include_sources: false}
@@ -25,6 +26,7 @@ Outputs go to ``-o OUTDIR`` (default ``runs/benchmark/<config name>``).
 
 from __future__ import annotations
 
+import csv
 import functools
 import inspect
 import json
@@ -66,6 +68,7 @@ class MethodSpec:
     options: dict = field(default_factory=dict)
     external: Path | None = None
     pattern: str | None = "{image}.png"  # None: any image file named by the pair's base name
+    recorded: Path | None = None  # an earlier benchmark's output folder holding this label's values
 
     def fingerprint(self) -> str:
         """Changes whenever the method, its options, its weights or its code change (cache key)."""
@@ -108,12 +111,13 @@ def parse_methods(entries, base: Path) -> list[MethodSpec]:
         if isinstance(entry, str):
             entry = {"name": entry}
         name = entry["name"]
-        external = entry.get("external") or entry.get("fused_dir")
-        if external is None and name not in METHODS:
+        external, recorded = entry.get("external") or entry.get("fused_dir"), entry.get("recorded")
+        if external is None and recorded is None and name not in METHODS:
             raise ContrafuseError(None, f"unknown method {name!r} in benchmark config")
         specs.append(MethodSpec(label=entry.get("label", name), name=name, options=entry.get("options", {}),
                                 external=(base / external).resolve() if external else None,
-                                pattern=None if "fused_dir" in entry else entry.get("pattern", "{image}.png")))
+                                pattern=None if "fused_dir" in entry else entry.get("pattern", "{image}.png"),
+                                recorded=(base / recorded).resolve() if recorded else None))
     return specs
 
 
@@ -201,9 +205,31 @@ def summary_markdown(title, means, stds, metrics, convention, used) -> str:
 
 
 def fuse_stage(specs: list[MethodSpec], label: str, pairs, out: Path, sources: dict[str, str]) -> dict[str, dict[str, Path]]:
-    """Stage 1: each method's fused image per pair (kept under ``out/fused``, ``out`` being the cache folder; external results as found)."""
+    """Stage 1: each method's fused image per pair (kept under ``out/fused``, ``out`` being the cache
+    folder; external results as found). Recorded methods have none."""
     return {spec.label: produce_fused(spec, label, pairs, out, sources)
-            for spec in tqdm(specs, desc=f"{label}: fusing", unit="method")}
+            for spec in tqdm([s for s in specs if s.recorded is None], desc=f"{label}: fusing", unit="method")}
+
+
+def recorded_values(spec: MethodSpec, dataset: str, pairs, metrics, conventions) -> dict[str, dict]:
+    """A recorded method's values per pair name and convention, read from the per-image CSVs an earlier
+    benchmark wrote to ``spec.recorded`` (``<dataset>/per_image_<convention>.csv``, rows of ``spec.label``);
+    every pair and metric asked for must be there."""
+    values: dict[str, dict] = {pair.name: {} for pair in pairs}
+    for convention in conventions:
+        table = spec.recorded / dataset / f"per_image_{convention}.csv"
+        if not table.is_file():
+            raise ContrafuseError(table, f"recorded method {spec.label}: no per-image values for {dataset}, {convention}")
+        with table.open(newline="") as handle:
+            rows = {row["image"]: row for row in csv.DictReader(handle) if row["method"] == spec.label}
+        lacking = [m for m in metrics if rows and m not in next(iter(rows.values()))]
+        missing = [p.name for p in pairs if p.name not in rows]
+        if missing or lacking:
+            raise ContrafuseError(table, f"recorded method {spec.label}: no values for "
+                                         f"{', '.join(missing or lacking)}")
+        for name in values:
+            values[name][convention] = {m: float(rows[name][m]) for m in metrics}
+    return values
 
 
 @functools.cache
@@ -251,9 +277,10 @@ def evaluate_stage(specs: list[MethodSpec], pairs, fused: dict, metrics, convent
     out = {c: ([], {}, {}) for c in conventions}
     for spec in tqdm(specs, desc=f"{label}: evaluating ({', '.join(conventions)})", unit="method"):
         per_method = {c: [] for c in conventions}
+        recorded = recorded_values(spec, label, pairs, metrics, conventions) if spec.recorded else None
         for pair in pairs:  # read again per method: a few ms beside the metrics' seconds, and no pixels held
-            values = metric_values(pair, fused[spec.label][pair.name], metrics, conventions, cache,
-                                   keys.get(pair.name, ""))
+            values = recorded[pair.name] if recorded else metric_values(
+                pair, fused[spec.label][pair.name], metrics, conventions, cache, keys.get(pair.name, ""))
             for convention in conventions:
                 per_method[convention].append({"image": pair.name, **values[convention]})
                 out[convention][0].append({"image": pair.name, "method": spec.label, **values[convention]})
@@ -290,7 +317,8 @@ def grids_section(specs, pairs, fused: dict, folder: Path, label: str, grid_cfg:
     lines = []
     for image in wanted[: (1 if quick else None)]:
         pair = next(p for p in pairs if p.name == image)
-        plots.comparison_grid(pair, {s.label: fused[s.label][image] for s in specs}, folder / f"grid_{image}.png",
+        plots.comparison_grid(pair, {s.label: fused[s.label][image] for s in specs if s.label in fused},
+                              folder / f"grid_{image}.png",
                               box=grid_cfg.get("box", [0.4, 0.4, 0.18, 0.18]),
                               include_sources=grid_cfg.get("include_sources", False))
         lines += [f"![{image}]({label}/grid_{image}.png)", ""]
@@ -315,6 +343,7 @@ def run_benchmark(config_path, out_dir=None, quick: bool = False, cache_dir=None
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir else out
     all_specs = parse_methods(cfg.get("methods", ["gff", "laplacian"]), base)[: (2 if quick else None)]
+    runnable = [s for s in all_specs if s.recorded is None]  # complexity and misalignment run methods
     metrics = cfg.get("metrics", list(DEFAULT_METRICS))
     report = [f"# Benchmark `{config_path.stem}`", "",
               (f"Generated by `contrafuse benchmark {_as_run(config_path)}`{' --quick' if quick else ''}; "
@@ -328,6 +357,8 @@ def run_benchmark(config_path, out_dir=None, quick: bool = False, cache_dir=None
         if isinstance(entry, dict) and "methods" in entry:
             specs = parse_methods(entry["methods"], base)[: (2 if quick else None)]
         report += [f"## {label}", "", f"{len(pairs)} pairs: {', '.join(p.name for p in pairs)}", ""]
+        report += [f"Recorded, not recomputed (no images in the grids): {s.label}, from `{_as_run(s.recorded)}`."
+                   for s in specs if s.recorded] + ([""] if any(s.recorded for s in specs) else [])
         sources = source_digests(pairs)
         fused = fuse_stage(specs, label, pairs, cache, sources)
         folder = out / label
@@ -348,9 +379,9 @@ def run_benchmark(config_path, out_dir=None, quick: bool = False, cache_dir=None
             report += published_section(cfg["paper"][label], cfg.get("paper_note"))
         report += grids_section(specs, pairs, fused, folder, label, cfg.get("grids", {}), quick)
     if "complexity" in cfg:
-        report.append(complexity_table(all_specs, cfg["complexity"], out / "complexity.json", quick=quick))
+        report.append(complexity_table(runnable, cfg["complexity"], out / "complexity.json", quick=quick))
     if "misalignment" in cfg and not quick:
-        report.append(misalignment_study(all_specs, cfg["misalignment"], metrics, out / "misalignment"))
+        report.append(misalignment_study(runnable, cfg["misalignment"], metrics, out / "misalignment"))
     write_result(out / "summary.json", summary_json)
     write_text_atomic(out / "report.md", "\n".join(report) + "\n")
     return out
