@@ -4,7 +4,7 @@ shipped recipe with one switch changed, seeds paired), trained by ``contrafuse s
 :data:`QUEUE` (resuming started runs; stop it any time):
 
     nohup nice -n 19 .venv/bin/python benchmarks/paper_ablations.py queue --jobs 2 >> runs/paper_ablations/queue.log 2>&1 &
-    .venv/bin/contrafuse sweep status configs/sweeps/paper/*.yaml          # which runs are done, started, waiting
+    .venv/bin/python benchmarks/paper_ablations.py status       # per study: runs recorded, done, started, waiting
     .venv/bin/python benchmarks/paper_ablations.py benchmarks   # (re)write benchmarks/paper_ablations/*.yaml
     .venv/bin/python benchmarks/paper_ablations.py evaluate coconet_table2   # benchmark the finished runs
     .venv/bin/python benchmarks/paper_ablations.py tables       # docs/ablations/paper_ablations.md
@@ -192,6 +192,25 @@ def recorded_runs(study: str) -> set[str]:
         return set()
     blocks = [v for k, v in json.loads(path.read_text()).items() if k not in ("machine", "git")]
     return {name for block in blocks for name in block["mean"] if not name.endswith("-shipped")}
+
+
+def run_states(study: str) -> dict[str, str]:
+    """Each run of the study: ``recorded`` (its values are in the docs), else its state here (``done``:
+    trained, not evaluated yet; ``started``: a checkpoint to resume; ``waiting``)."""
+    recorded = recorded_runs(study)
+    return {p.name: "recorded" if p.name in recorded else p.state() for p in points(study)}
+
+
+def cmd_status(args) -> int:
+    """Per study, how many runs are in each :func:`run_states` state, and the runs not yet recorded."""
+    for study in STUDIES:
+        states = run_states(study)
+        counts = Counter(states.values())
+        print(f"{study}: " + ", ".join(f"{counts[s]} {s}" for s in ("recorded", "done", "started", "waiting") if counts[s]))
+        for state in ("done", "started"):
+            if counts[state]:
+                print(f"  {state}: " + ", ".join(n for n, s in states.items() if s == state))
+    return 0
 
 
 def cmd_queue(args) -> int:
@@ -583,9 +602,10 @@ def main() -> int:
     p = sub.add_parser("evaluate")
     p.add_argument("studies", nargs="*", choices=STUDIES)
     sub.add_parser("tables")
+    sub.add_parser("status")
     args = parser.parse_args()
     os.chdir(ROOT)  # sweeps name their run folders relative to the repository root
-    return {"benchmarks": cmd_benchmarks, "queue": cmd_queue, "evaluate": cmd_evaluate,
+    return {"benchmarks": cmd_benchmarks, "queue": cmd_queue, "evaluate": cmd_evaluate, "status": cmd_status,
             "tables": cmd_tables}[args.command](args)
 
 

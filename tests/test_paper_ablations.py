@@ -213,6 +213,22 @@ def test_the_queue_skips_the_runs_whose_values_the_docs_hold(ablations, tmp_path
     assert all(name.endswith("seed2") or name.startswith("clfnet") for name in trained[0])
 
 
+def test_status_counts_recorded_runs_before_their_state_here(ablations, tmp_path, monkeypatch, capsys):
+    """A run in the docs' summary is ``recorded`` even with no folder here; the others keep their state."""
+    import json
+
+    docs = tmp_path / "docs"
+    (docs / "paper_clfnet_table6").mkdir(parents=True)
+    (docs / "paper_clfnet_table6" / "summary.json").write_text(json.dumps({"tno/legacy": {"mean": {"clfnet_full_seed0": {}}}}))
+    monkeypatch.setattr(ablations, "DOCS", docs)
+    started = next(p for p in ablations.points("clfnet_table6") if p.name == "clfnet_full_seed1")
+    monkeypatch.setattr(type(started), "state", lambda point: "started" if point.name == started.name else "waiting")
+    assert ablations.run_states("clfnet_table6") == {"clfnet_full_seed0": "recorded", "clfnet_wo_patchnce_seed0": "waiting",
+                                                     "clfnet_full_seed1": "started", "clfnet_wo_patchnce_seed1": "waiting"}
+    ablations.cmd_status(None)
+    assert "clfnet_table6: 1 recorded, 1 started, 2 waiting\n  started: clfnet_full_seed1\n" in capsys.readouterr().out
+
+
 def test_evaluate_reads_a_run_whose_weights_are_gone_from_the_docs_values(ablations, tmp_path, monkeypatch):
     """The benchmark config an evaluation runs: a finished run by its weights, a run recorded in the docs
     but gone here as ``recorded`` (a copy of the docs' per-image tables), a run neither has left out."""
