@@ -202,7 +202,7 @@ def run_states(study: str) -> dict[str, str]:
 
 
 def cmd_status(args) -> int:
-    """Per study, how many runs are in each :func:`run_states` state, and the runs not yet recorded."""
+    """Per study, how many runs are in each :func:`run_states` state, and which are done or started here."""
     for study in STUDIES:
         states = run_states(study)
         counts = Counter(states.values())
