@@ -559,6 +559,8 @@ def cmd_tables(args) -> int:
              "The papers' VIF is read against our `VIFP` (docs/REPRODUCTION.md). `n/m` seeds: finished runs of",
              "those configured. Training hardware and wall time: `docs/ablations/paper_<study>/training.json`,",
              "from each run's `sessions.jsonl` and logs; rows marked with a commit were recovered from that report.",
+             "A benchmark report's \"Recorded, not recomputed\" runs were read from `runs/paper_ablations/recorded/",
+             "<study>`, a copy of the study's committed per-image tables made at evaluation, their weights being gone.",
              "CLF-Net's Tables VI and VIII report 20 TNO pairs; `clfnet_test` is the 10 test pairs its authors",
              "released (zzj-dyj/CLF-Net), so its bracketed values are the paper's 20-pair means. CoCoNet's tables",
              "report 20 TNO and 20 RoadScene pairs that it does not list; ours are our 22-pair TNO test split and",

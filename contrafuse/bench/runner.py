@@ -357,8 +357,12 @@ def run_benchmark(config_path, out_dir=None, quick: bool = False, cache_dir=None
         if isinstance(entry, dict) and "methods" in entry:
             specs = parse_methods(entry["methods"], base)[: (2 if quick else None)]
         report += [f"## {label}", "", f"{len(pairs)} pairs: {', '.join(p.name for p in pairs)}", ""]
-        report += [f"Recorded, not recomputed (no images in the grids): {s.label}, from `{_as_run(s.recorded)}`."
-                   for s in specs if s.recorded] + ([""] if any(s.recorded for s in specs) else [])
+        by_source = {}
+        for s in specs:
+            if s.recorded:
+                by_source.setdefault(_as_run(s.recorded), []).append(s.label)
+        report += [f"Recorded, not recomputed (no images in the grids), from `{source}`: {', '.join(labels)}."
+                   for source, labels in by_source.items()] + ([""] if by_source else [])
         sources = source_digests(pairs)
         fused = fuse_stage(specs, label, pairs, cache, sources)
         folder = out / label
