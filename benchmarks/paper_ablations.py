@@ -214,19 +214,16 @@ def cmd_status(args) -> int:
 
 
 def cmd_queue(args) -> int:
-    """Train every run of :data:`QUEUE` neither done here nor recorded in the docs: first the points of
-    :data:`FIRST_PASS`, then the rest."""
+    """Train every run of :data:`QUEUE` neither done here nor recorded in the docs, in one sweep (no
+    core idles between passes): first the points of :data:`FIRST_PASS`, then the rest."""
     recorded = set().union(*(recorded_runs(study) for study in QUEUE))
     todo = list(dict.fromkeys(p.name for study in QUEUE for p in points(study) if p.name not in recorded))
-    first = [name for name in todo if any(fnmatch.fnmatch(name, pattern) for pattern in FIRST_PASS)]
+    if not todo:
+        return 0
+    todo.sort(key=lambda name: not any(fnmatch.fnmatch(name, pattern) for pattern in FIRST_PASS))
     command = [str(ROOT / ".venv/bin/contrafuse"), "sweep", "run", *(f"configs/sweeps/paper/{s}.yaml" for s in QUEUE),
-               "--jobs", str(args.jobs), "-q"]
-    for names in (first, todo):
-        if names:
-            done = subprocess.run(command + [arg for name in names for arg in ("--only", name)])
-            if done.returncode:
-                return done.returncode
-    return 0
+               "--jobs", str(args.jobs), "-q", *(arg for name in todo for arg in ("--only", name))]
+    return subprocess.run(command).returncode
 
 
 def cmd_evaluate(args) -> int:

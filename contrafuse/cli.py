@@ -742,7 +742,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "summarise: a table of the runs' recorded losses, steps and hours")
     p.add_argument("sweeps", nargs="+", help="sweep YAML files; a run folder that several share is one point")
     p.add_argument("--jobs", type=int, default=1, help="run: points trained at once, each in its own process")
-    p.add_argument("--only", action="append", metavar="PATTERN", help="only points whose names match (glob; repeatable)")
+    p.add_argument("--only", action="append", metavar="PATTERN", help="only points whose names match (glob; repeatable; run in the order of the globs)")
     p.add_argument("--device", default="cpu", help="run: torch device for every point")
     p.add_argument("-o", "--output", help="summarise: also write the table (.csv or .md)")
     p.add_argument("--overwrite", action="store_true")

@@ -195,7 +195,8 @@ def test_training_records_outlive_the_run_folders(ablations, tmp_path, monkeypat
 
 
 def test_the_queue_skips_the_runs_whose_values_the_docs_hold(ablations, tmp_path, monkeypatch):
-    """A run evaluated before (its name in a study's summary.json) is not trained again, in either pass."""
+    """A run evaluated before (its name in a study's summary.json) is not trained again; one sweep
+    trains the first pass's runs before the rest."""
     import json
     import subprocess
 
@@ -207,10 +208,12 @@ def test_the_queue_skips_the_runs_whose_values_the_docs_hold(ablations, tmp_path
     calls = []
     monkeypatch.setattr(subprocess, "run", lambda command: calls.append(command) or subprocess.CompletedProcess(command, 0))
     assert ablations.cmd_queue(SimpleNamespace(jobs=2)) == 0
-    trained = [[command[i + 1] for i, arg in enumerate(command) if arg == "--only"] for command in calls]
-    assert len(trained) == 2 and "coconet_sigma01_seed2" in trained[0] and "coconet_sigma03_seed3" in trained[1]
-    assert not {"coconet_full_seed2", "coconet_sigma01_seed3"} & {name for names in trained for name in names}
-    assert all(name.endswith("seed2") or name.startswith("clfnet") for name in trained[0])
+    assert len(calls) == 1
+    trained = [calls[0][i + 1] for i, arg in enumerate(calls[0]) if arg == "--only"]
+    assert "coconet_sigma01_seed2" in trained and "coconet_sigma03_seed3" in trained
+    assert not {"coconet_full_seed2", "coconet_sigma01_seed3"} & set(trained)
+    first_pass = [name.endswith("seed2") or name.startswith("clfnet") for name in trained]
+    assert first_pass == sorted(first_pass, reverse=True)  # every first-pass run before any other
 
 
 def test_status_counts_recorded_runs_before_their_state_here(ablations, tmp_path, monkeypatch, capsys):

@@ -87,6 +87,7 @@ def test_points_that_sweeps_share_run_once_and_must_agree(tmp_path):
                                                           "axes": {"seed": [1, 2]}})
     assert [p.name for p in collect([first, second])] == ["seed0", "seed1", "seed2"]
     assert [p.name for p in collect([first, second], only=["seed[12]"])] == ["seed1", "seed2"]
+    assert [p.name for p in collect([first, second], only=["seed2", "seed*"])] == ["seed2", "seed0", "seed1"]
     _write(second, {"base": "../recipes/base.yaml", "output": "runs/study", "axes": {"seed": [1]}, "set": {"lr": 0.5}})
     with pytest.raises(ContrafuseError, match="point seed1: run folder runs/study/seed1 belongs to .*study.yaml too, with another config"):
         collect([first, second])

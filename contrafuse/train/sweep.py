@@ -155,7 +155,8 @@ def load_point(path: str | os.PathLike, name: str, overrides: Iterable[str] = ()
 
 def collect(paths: Iterable[str | os.PathLike], only: list[str] | None = None) -> list[Point]:
     """The points of several sweeps in order, each run folder once (sweeps that share a point must
-    agree on its config), and of those only the ones whose names match a glob of ``only``."""
+    agree on its config), and of those only the ones whose names match a glob of ``only``, in the
+    order of the first glob each matches."""
     chosen: dict[str, Point] = {}
     for path in paths:
         for point in load_sweep(path).points:
@@ -167,7 +168,8 @@ def collect(paths: Iterable[str | os.PathLike], only: list[str] | None = None) -
                                             f"{chosen[folder].sweep} too, with another config")
     points = list(chosen.values())
     if only:
-        points = [p for p in points if any(fnmatch(p.name, pattern) for pattern in only)]
+        rank = {p.name: next((i for i, pattern in enumerate(only) if fnmatch(p.name, pattern)), None) for p in points}
+        points = sorted((p for p in points if rank[p.name] is not None), key=lambda p: rank[p.name])
         if not points:
             raise ContrafuseError("--only", f"{' '.join(only)} matches no point")
     return points
